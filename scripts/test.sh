@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh Debian machine, then runs it:
+# system packages, a virtualenv with pgshift and its dev tools, PostgreSQL 10–18 lab binaries
+# (cached in pgshift's cache between runs), a Docker daemon for the docker tests, then
+# ruff, mypy and pytest. Run from the repository root, as root on CI machines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n=== %s\n' "$*"; }
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "system packages"
+  need=()
+  dpkg -s libossp-uuid16 >/dev/null 2>&1 || need+=(libossp-uuid16)
+  command -v npm >/dev/null || need+=(npm)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v dockerd >/dev/null || need+=(docker.io)
+  if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
+
+log "python environment"
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --disable-pip-version-check -e ".[dev]"
+
+log "PostgreSQL binaries 10-18"
+for major in 14 15 16 17 18; do pgshift toolchain install "$major" -q; done
+python -m pgshift.lab.binaries 10 11 12 13
+
+if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null && [ ! -S /var/run/docker.sock ]; then
+  log "docker daemon"
+  (dockerd --iptables=false --ip-forward=false --storage-driver=vfs >/tmp/pgshift-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do [ -S /var/run/docker.sock ] && docker version >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+
+log "ruff"
+ruff check src tests
+log "mypy"
+mypy
+log "pytest"
+python -m pytest -n 2 "$@"

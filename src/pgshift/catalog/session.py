@@ -1,0 +1,104 @@
+"""Catalog sessions: connecting, mapping libpq failures to errors users can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgshift.conninfo import Endpoint, ResolvedEndpoint
+from pgshift.errors import ConnectionFailed
+from pgshift.process import redact
+from pgshift.version import PgVersion
+
+# Catalog sessions never resolve names through a user's search_path.
+SAFE_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=10000"
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+def _explain(exc: psycopg.OperationalError, where: str, secrets: Sequence[str]) -> ConnectionFailed:
+    text = redact(str(exc).strip(), secrets)
+    low = text.lower()
+    if "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
+        hint = "check the user and password (PGPASSWORD, ~/.pgpass or the password= of the connection string)"
+    elif "does not exist" in low and "database" in low:
+        hint = "name an existing database in the connection string (dbname=postgres is usually there)"
+    elif "role" in low and "does not exist" in low:
+        hint = "connect as a role that exists on that server (user=...)"
+    elif "timeout expired" in low or "could not connect" in low or "connection refused" in low:
+        hint = "check host and port, that the server is running and that it accepts TCP connections from here"
+    elif "no pg_hba.conf entry" in low:
+        hint = "allow this client in the server's pg_hba.conf"
+    elif "too many clients" in low or "remaining connection slots" in low:
+        hint = "free connections on the server or lower --jobs"
+    elif "ssl" in low:
+        hint = "check the sslmode and certificate settings of the connection string"
+    else:
+        hint = None
+    return ConnectionFailed(
+        f"cannot connect to the {where}: {text.splitlines()[0] if text else 'unknown error'}", hint=hint, detail=text
+    )
+
+
+def connect(
+    endpoint: Endpoint | ResolvedEndpoint,
+    dbname: str | None = None,
+    *,
+    autocommit: bool = True,
+    options: str | None = SAFE_OPTIONS,
+) -> Connection:
+    """A catalog session on ``endpoint`` (optionally on another database of the same server)."""
+    overrides: dict[str, Any] = {}
+    if dbname is not None:
+        overrides["dbname"] = dbname
+    if options:
+        overrides["options"] = options
+    conninfo = endpoint.conninfo(**overrides)
+    secrets = [endpoint.password] if endpoint.password else []
+    where = endpoint.role if dbname is None else f"{endpoint.role} database {dbname!r}"
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit, row_factory=dict_row)
+    except psycopg.OperationalError as exc:
+        raise _explain(exc, where, secrets) from None
+    except psycopg.ProgrammingError as exc:  # malformed conninfo after overrides
+        raise ConnectionFailed(f"cannot connect to the {where}: {redact(str(exc), secrets)}") from None
+
+
+@contextmanager
+def session(endpoint: Endpoint | ResolvedEndpoint, dbname: str | None = None, **kwargs: Any) -> Iterator[Connection]:
+    conn = connect(endpoint, dbname, **kwargs)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def resolve(endpoint: Endpoint) -> ResolvedEndpoint:
+    """Connect once and record the effective parameters libpq used."""
+    # Resolution must not carry pgshift's own session options into child programs.
+    with session(endpoint, options=None) as conn:
+        return ResolvedEndpoint.from_connection(endpoint.role, conn, endpoint)
+
+
+def server_version(conn: Connection) -> PgVersion:
+    return PgVersion.from_num(conn.info.server_version)
+
+
+def fetch_all(
+    conn: Connection, query: LiteralString, params: Mapping[str, Any] | Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return list(cur.fetchall())
+
+
+def fetch_one(
+    conn: Connection, query: LiteralString, params: Mapping[str, Any] | Sequence[Any] | None = None
+) -> dict[str, Any] | None:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchone()

@@ -1,0 +1,1 @@
+"""The command line: parsing arguments and rendering results, nothing else."""

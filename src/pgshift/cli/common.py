@@ -1,0 +1,174 @@
+"""What every command shares: consoles, output formats, the progress renderer, exiting."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from pgshift.errors import ExitCode, PgshiftError
+from pgshift.events import Event, EventSink, Level, Message, StepFinished, StepProgress, StepStarted
+
+
+class Finished(Exception):
+    """Raised by a command to end with an exit code; ``main`` turns it into the process status.
+
+    typer's own exit status 2 means a usage error and is remapped to 64; a command that must end
+    with 2 (blockers) raises this instead so the two cannot be confused.
+    """
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def finish(code: int | ExitCode) -> None:
+    raise Finished(int(code))
+
+
+class OutputFormat(StrEnum):
+    console = "console"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option("--format", help="Report format: console, json, markdown or html."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+PgBinOption = Annotated[
+    list[Path] | None,
+    typer.Option("--pg-bin", metavar="DIR", help="A directory of PostgreSQL programs to use (repeatable)."),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors and the result only.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Print every step and child program line.")]
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def pick_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
+    return OutputFormat.json if as_json else fmt
+
+
+def print_json(payload: dict[str, Any], kind: str, schema_version: int = 1) -> None:
+    """JSON alone on stdout, with the kind and schema version first."""
+    doc = {"kind": kind, "schema_version": schema_version, **payload}
+    sys.stdout.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def write_output(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def render_error(exc: PgshiftError, *, verbose: bool = False) -> None:
+    err = stderr_console()
+    err.print(f"[bold red]error:[/] {_esc(exc.message)}")
+    if exc.detail and (verbose or len(exc.detail) < 2000):
+        lines = exc.detail.strip().splitlines()[-12:]
+        for line in lines:
+            err.print(f"  [dim]{_esc(line)}[/]")
+    if exc.hint:
+        err.print(f"[bold]hint:[/] {_esc(exc.hint)}")
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class ProgressRenderer:
+    """Turns core events into a rich progress display (interactive stderr) or log lines."""
+
+    def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.console = stderr_console()
+        interactive = self.console.is_terminal and not os.environ.get("CI")
+        self.progress: Progress | None = None
+        if interactive and not quiet:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> ProgressRenderer:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepStarted):
+            if self.progress is not None:
+                self.tasks[event.step] = self.progress.add_task(event.title, total=event.total)
+            elif self.verbose:
+                self.console.print(f"[dim]…[/] {_esc(event.title)}")
+        elif isinstance(event, StepProgress):
+            if self.progress is not None and event.step in self.tasks:
+                self.progress.update(self.tasks[event.step], completed=event.completed, total=event.total)
+        elif isinstance(event, StepFinished):
+            if self.progress is not None and event.step in self.tasks:
+                self.progress.remove_task(self.tasks.pop(event.step))
+            if not self.quiet and (self.verbose or not event.ok):
+                mark = "[green]✓[/]" if event.ok else "[red]✗[/]"
+                self.console.print(
+                    f"{mark} {_esc(event.title)}" + (f" [dim]({event.seconds:.1f}s)[/]" if event.seconds else "")
+                )
+        elif isinstance(event, Message):
+            self._message(event)
+
+    def _message(self, event: Message) -> None:
+        if event.level == Level.DEBUG and not self.verbose:
+            return
+        if event.level == Level.INFO and self.quiet:
+            return
+        style = {Level.WARNING: "[yellow]warning:[/] ", Level.ERROR: "[red]error:[/] "}.get(event.level, "")
+        text = f"{style}{_esc(event.title)}"
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            self.console.print(text)
+
+
+@contextmanager
+def progress_sink(*, quiet: bool = False, verbose: bool = False) -> Iterator[EventSink]:
+    with ProgressRenderer(quiet=quiet, verbose=verbose) as renderer:
+        yield renderer

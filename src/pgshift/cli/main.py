@@ -1,0 +1,85 @@
+"""The ``pgshift`` command: the app, its global options and the one error funnel."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from pgshift import __version__
+from pgshift.cli import toolchain
+from pgshift.cli.common import Finished, render_error, stderr_console
+from pgshift.errors import ExitCode, PgshiftError
+
+app = typer.Typer(
+    name="pgshift",
+    help="Move PostgreSQL databases across major versions and between hosts — safely, with proof.",
+    no_args_is_help=True,
+    # Locals can hold passwords: never show them.
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["--help"]},  # -h is never help (pg_dump's host flag)
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pgshift {__version__}")
+        raise Finished(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+) -> None:
+    """pgshift: check, migrate and verify PostgreSQL databases across major versions."""
+
+
+toolchain.register(app)
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("PGSHIFT_DEBUG", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app and maps every outcome to a documented exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    # --debug is accepted anywhere on the line, not only before the command.
+    args = [a for a in args if a != "--debug"]
+    code: int
+    try:
+        app(args=args, prog_name="pgshift")
+        code = 0
+    except Finished as done:
+        code = done.code
+    except SystemExit as exc:
+        raw = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        # typer/click end usage errors with 2; ours is 64 (2 means blockers).
+        code = ExitCode.USAGE if raw == 2 else raw
+    except PgshiftError as exc:
+        render_error(exc, verbose=debug)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        stderr_console().print("[red]interrupted[/]")
+        code = ExitCode.INTERRUPTED
+    except Exception as exc:  # an internal error: say so plainly, traceback only with --debug
+        if debug:
+            raise
+        stderr_console().print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "[bold]hint:[/] run again with --debug for the traceback, and report it"
+        )
+        code = ExitCode.FAILED
+    sys.exit(int(code))

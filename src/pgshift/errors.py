@@ -1,0 +1,83 @@
+"""The pgshift error family and the exit codes the CLI maps them to.
+
+Every failure a user can act on is a ``PgshiftError`` carrying a message, a hint naming the fix
+and an exit code; the CLI prints the two lines and exits with the code, with a traceback only
+under ``--debug``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The one table of exit codes (docs/exit-codes.md)."""
+
+    OK = 0
+    WARNINGS = 1  # check found warnings; verify found differences
+    DIFFERENCES = 1
+    BLOCKERS = 2  # check found blockers, or preflight refused a migration
+    CONNECTION = 3  # cannot connect or authenticate
+    TOOLCHAIN = 4  # no suitable client program, broken installation, no Docker daemon
+    FAILED = 5  # a step or a child program failed
+    USAGE = 64  # bad arguments (click's own 2 is remapped)
+    INTERRUPTED = 130  # SIGINT; the journal is saved and --resume works
+    TERMINATED = 143  # SIGTERM
+
+
+class PgshiftError(Exception):
+    """A failure the user can act on: what went wrong, and how to fix it."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PgshiftError):
+    exit_code = ExitCode.USAGE
+
+
+class ConnectionFailed(PgshiftError):
+    exit_code = ExitCode.CONNECTION
+
+
+class ToolchainError(PgshiftError):
+    exit_code = ExitCode.TOOLCHAIN
+
+
+class StepFailed(PgshiftError):
+    """A child program or a step of a run failed."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        detail: str | None = None,
+        program: str | None = None,
+        returncode: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, detail=detail)
+        self.program = program
+        self.returncode = returncode
+
+
+class PreflightRefused(PgshiftError):
+    exit_code = ExitCode.BLOCKERS
+
+
+class Interrupted(PgshiftError):
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted", *, hint: str | None = None, signum: int = 2) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = ExitCode.TERMINATED if signum == 15 else ExitCode.INTERRUPTED

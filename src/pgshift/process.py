@@ -1,0 +1,409 @@
+"""The one place that runs child programs.
+
+Children start in their own session (process group) so that Ctrl-C reaches pgshift alone and
+pgshift then stops the whole group; their stderr is streamed line by line to a callback, decoded
+with ``errors="replace"`` (a LATIN1 database produces non-UTF-8 messages), with every known secret
+redacted. Commands are given their environment explicitly: the caller builds it (see
+``conninfo.Endpoint.child_env``), nothing is inherited by accident.
+
+Programs inside a Docker image run through ``run_in_container`` here too, with the same callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pgshift.errors import Interrupted, StepFailed, ToolchainError
+
+LineCallback = Callable[[str], None]
+
+# Variables a child may inherit from pgshift's own environment. Everything else, notably every
+# PG* variable, is dropped: libpq would apply the target's PGHOST to the source's pg_dump.
+_INHERITED = ("PATH", "HOME", "TMPDIR", "TZ", "USER", "LOGNAME", "SYSTEMROOT", "LD_LIBRARY_PATH")
+
+_CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)", re.IGNORECASE)
+REDACTED = "********"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Hide passwords: known secret values, ``password=…`` pairs and ``user:pass@`` in URIs."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _CONNINFO_PASSWORD.sub(lambda m: m.group(1) + REDACTED, text)
+    return _URI_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for a child: a few neutral variables, C messages, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED}
+    # Children's messages must be matchable ("does not exist", "permission denied").
+    env["LC_ALL"] = "C"
+    env["LANG"] = "C"
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Command:
+    """A program to run: argv, full environment, and what is secret in them."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=base_env)
+    cwd: str | None = None
+    secrets: tuple[str, ...] = ()
+    run_as: str | None = None  # a user name: only when pgshift runs as root
+
+    @property
+    def program(self) -> str:
+        return Path(self.argv[0]).name
+
+    def display(self) -> str:
+        """The command as a log line: quoted for a shell, secrets redacted."""
+        return redact(shlex.join(self.argv), self.secrets)
+
+
+@dataclass(frozen=True)
+class Completed:
+    command: Command
+    returncode: int
+    stdout: str
+    stderr_tail: tuple[str, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+# Process groups of running children, so that a signal handler or atexit hook can stop them.
+_running: set[int] = set()
+_running_lock = threading.Lock()
+
+
+def running_groups() -> set[int]:
+    with _running_lock:
+        return set(_running)
+
+
+def terminate_group(pgid: int, *, grace: float = 5.0) -> None:
+    """SIGTERM a child's whole process group, then SIGKILL what is left after ``grace`` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def terminate_all() -> None:
+    for pgid in running_groups():
+        terminate_group(pgid)
+
+
+def _pump(stream: IO[bytes], tail: deque[str], secrets: tuple[str, ...], on_line: LineCallback | None) -> None:
+    for raw in iter(stream.readline, b""):
+        line = redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"), secrets)
+        tail.append(line)
+        if on_line is not None:
+            on_line(line)
+    stream.close()
+
+
+def run(
+    command: Command,
+    *,
+    on_stderr: LineCallback | None = None,
+    on_stdout: LineCallback | None = None,
+    stdout_path: Path | None = None,
+    capture_stdout: bool = True,
+    stdin_data: bytes | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    tail_lines: int = 40,
+) -> Completed:
+    """Run a command to its end.
+
+    stderr is streamed to ``on_stderr`` and its last ``tail_lines`` lines are kept; stdout is
+    captured (default), streamed to ``on_stdout``, written to ``stdout_path`` or dropped. With
+    ``check`` a non-zero exit raises ``StepFailed`` carrying the stderr tail. A KeyboardInterrupt
+    stops the child's whole process group before it propagates as ``Interrupted``.
+    """
+    started = time.monotonic()
+    out_file: IO[bytes] | None = None
+    if stdout_path is not None:
+        out_file = open(stdout_path, "wb")  # noqa: SIM115 - closed in finally
+        os.chmod(stdout_path, 0o600)
+    stdout_target: Any
+    if out_file is not None:
+        stdout_target = out_file
+    elif capture_stdout or on_stdout is not None:
+        stdout_target = subprocess.PIPE
+    else:
+        stdout_target = subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            list(command.argv),
+            env=dict(command.env),
+            cwd=command.cwd,
+            stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+            stdout=stdout_target,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            user=command.run_as,
+        )
+    except FileNotFoundError as exc:
+        if out_file is not None:
+            out_file.close()
+        raise ToolchainError(
+            f"program not found: {command.argv[0]}",
+            hint="check the installation (pgshift toolchain list) or pass --pg-bin DIR",
+        ) from exc
+    except PermissionError as exc:
+        if out_file is not None:
+            out_file.close()
+        raise ToolchainError(
+            f"program cannot be run: {command.argv[0]} ({exc.strerror})",
+            hint="check the file's permissions, or pass another --pg-bin DIR",
+        ) from exc
+    with _running_lock:
+        _running.add(proc.pid)
+    stderr_tail: deque[str] = deque(maxlen=tail_lines)
+    stdout_chunks: list[str] = []
+    threads = []
+    assert proc.stderr is not None
+    threads.append(
+        threading.Thread(target=_pump, args=(proc.stderr, stderr_tail, command.secrets, on_stderr), daemon=True)
+    )
+    if proc.stdout is not None:
+        if on_stdout is not None:
+            threads.append(
+                threading.Thread(
+                    target=_pump, args=(proc.stdout, deque(maxlen=1), command.secrets, on_stdout), daemon=True
+                )
+            )
+        else:
+
+            def _collect(stream: IO[bytes] = proc.stdout) -> None:
+                stdout_chunks.append(stream.read().decode("utf-8", errors="replace"))
+                stream.close()
+
+            threads.append(threading.Thread(target=_collect, daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        if stdin_data is not None and proc.stdin is not None:
+            try:
+                proc.stdin.write(stdin_data)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            terminate_group(proc.pid)
+            proc.wait()
+            raise StepFailed(
+                f"{command.program} did not finish within {timeout:g} s",
+                program=command.program,
+                detail="\n".join(stderr_tail),
+            ) from None
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        terminate_group(proc.pid)
+        proc.wait()
+        raise Interrupted(f"interrupted while {command.program} was running") from None
+    finally:
+        with _running_lock:
+            _running.discard(proc.pid)
+        if out_file is not None:
+            out_file.close()
+    completed = Completed(
+        command=command,
+        returncode=returncode,
+        stdout=redact("".join(stdout_chunks), command.secrets),
+        stderr_tail=tuple(stderr_tail),
+        seconds=time.monotonic() - started,
+    )
+    if check and returncode != 0:
+        raise StepFailed(
+            f"{command.program} failed with exit code {returncode}",
+            program=command.program,
+            returncode=returncode,
+            detail="\n".join(stderr_tail),
+        )
+    return completed
+
+
+def output_of(argv: Sequence[str], *, timeout: float = 20.0) -> str:
+    """stdout of a short helper command (``pg_dump --version``); raises StepFailed/ToolchainError."""
+    return run(Command(tuple(argv)), timeout=timeout).stdout
+
+
+# --- Docker -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContainerCommand:
+    """A program to run inside a Docker image, with host networking."""
+
+    image: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    mounts: Mapping[str, str] = field(default_factory=dict)  # host path -> container path
+    secrets: tuple[str, ...] = ()
+    user: str | None = None
+
+    def display(self) -> str:
+        return redact(f"docker run --network host {self.image} " + shlex.join(self.argv), self.secrets)
+
+
+def docker_client() -> Any:
+    """A client for the local Docker daemon, or ToolchainError naming how to start one."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as exc:  # pragma: no cover - docker is a declared dependency
+        raise ToolchainError("the docker Python package is not installed") from exc
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except DockerException as exc:
+        raise ToolchainError(
+            "no Docker daemon is reachable",
+            hint="start the Docker daemon (or set DOCKER_HOST), or install a local client with "
+            "'pgshift toolchain install N'",
+            detail=str(exc),
+        ) from exc
+    return client
+
+
+def run_in_container(
+    command: ContainerCommand,
+    *,
+    on_stderr: LineCallback | None = None,
+    check: bool = True,
+    tail_lines: int = 40,
+) -> Completed:
+    """Run a program in a throwaway container; credentials travel in its environment only."""
+    from docker.errors import DockerException, ImageNotFound
+
+    client = docker_client()
+    started = time.monotonic()
+    volumes = {host: {"bind": inside, "mode": "rw"} for host, inside in command.mounts.items()}
+    try:
+        container = client.containers.run(
+            command.image,
+            list(command.argv),
+            environment=dict(command.env),
+            volumes=volumes,
+            network_mode="host",
+            user=command.user,
+            detach=True,
+        )
+    except ImageNotFound as exc:
+        raise ToolchainError(
+            f"Docker image {command.image} is not available",
+            hint="pull or build it, or choose another with --docker-image",
+        ) from exc
+    except DockerException as exc:
+        raise ToolchainError(f"cannot start a container of {command.image}", detail=str(exc)) from exc
+    stderr_tail: deque[str] = deque(maxlen=tail_lines)
+    try:
+        result = container.wait()
+        returncode = int(result.get("StatusCode", 1))
+        stdout = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
+        for raw in container.logs(stdout=False, stderr=True).decode("utf-8", errors="replace").splitlines():
+            line = redact(raw, command.secrets)
+            stderr_tail.append(line)
+            if on_stderr is not None:
+                on_stderr(line)
+    except KeyboardInterrupt:
+        container.kill()
+        raise Interrupted(f"interrupted while {command.argv[0]} was running in Docker") from None
+    finally:
+        with contextlib.suppress(DockerException):
+            container.remove(force=True)
+    completed = Completed(
+        command=Command(command.argv, env={}, secrets=command.secrets),
+        returncode=returncode,
+        stdout=redact(stdout, command.secrets),
+        stderr_tail=tuple(stderr_tail),
+        seconds=time.monotonic() - started,
+    )
+    if check and returncode != 0:
+        raise StepFailed(
+            f"{Path(command.argv[0]).name} failed in Docker with exit code {returncode}",
+            program=command.argv[0],
+            returncode=returncode,
+            detail="\n".join(stderr_tail),
+        )
+    return completed
+
+
+# --- Long-running children (lab servers) ----------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(signum: int) -> Callable[[], None]:
+    def _arm() -> None:
+        import ctypes
+
+        # Linux only: the kernel sends ``signum`` to this child when pgshift dies, even by SIGKILL,
+        # so a killed test run leaves no server behind. Armed after the switch of user, which
+        # would clear it.
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    return _arm
+
+
+def spawn(command: Command, *, log_path: Path, die_with_parent: int | None = signal.SIGQUIT) -> subprocess.Popen[bytes]:
+    """Start a long-running child (a postmaster) with its output in ``log_path``.
+
+    The child gets its own session; with ``die_with_parent`` it receives that signal when this
+    process exits for any reason.
+    """
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        return subprocess.Popen(
+            list(command.argv),
+            env=dict(command.env),
+            cwd=command.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=command.run_as,
+            preexec_fn=_die_with_parent(die_with_parent) if die_with_parent else None,
+        )
+    except FileNotFoundError as exc:
+        raise ToolchainError(f"program not found: {command.argv[0]}") from exc
+    finally:
+        log.close()

@@ -1,0 +1,1 @@
+"""Finding, choosing, installing and running PostgreSQL client programs."""

@@ -1,0 +1,67 @@
+"""Run a chosen client program, locally or inside its Docker image, through ``process``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from pgshift.process import Command, Completed, ContainerCommand, LineCallback, run, run_in_container
+from pgshift.toolchain.select import ClientChoice
+from pgshift.version import PgVersion
+
+# Variables of the cleaned host environment that make no sense inside an image.
+_HOST_ONLY = ("PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LD_LIBRARY_PATH")
+
+
+def run_client(
+    choice: ClientChoice,
+    program: str,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    secrets: Sequence[str] = (),
+    mounts: Sequence[str] = (),
+    on_stderr: LineCallback | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> Completed:
+    """Run ``program args`` of the chosen client.
+
+    In Docker the host directories in ``mounts`` are bind-mounted at the same path, so file
+    arguments read the same inside and out, and the container runs as the calling user so that
+    what it writes belongs to the user.
+    """
+    if choice.docker_image is not None:
+        container_env = {k: v for k, v in env.items() if k not in _HOST_ONLY}
+        user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None
+        return run_in_container(
+            ContainerCommand(
+                image=choice.docker_image,
+                argv=(program, *args),
+                env=container_env,
+                mounts={m: m for m in mounts},
+                secrets=tuple(secrets),
+                user=user,
+            ),
+            on_stderr=on_stderr,
+            check=check,
+        )
+    command = Command((choice.program(program), *args), env=env, secrets=tuple(secrets))
+    return run(command, on_stderr=on_stderr, check=check, timeout=timeout)
+
+
+def image_client_version(image: str) -> PgVersion:
+    """The PostgreSQL version of the pg_dump inside a Docker image."""
+    completed = run_in_container(ContainerCommand(image=image, argv=("pg_dump", "--version")))
+    return PgVersion.parse(completed.stdout)
+
+
+def docker_reachable() -> bool:
+    from pgshift.errors import ToolchainError
+    from pgshift.process import docker_client
+
+    try:
+        docker_client()
+    except ToolchainError:
+        return False
+    return True

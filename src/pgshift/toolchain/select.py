@@ -1,0 +1,178 @@
+"""Choose the client programs for a (source, target) pair, and say why in words the user sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pgshift.errors import ToolchainError
+from pgshift.toolchain.discover import CLIENT_PROGRAMS, Discovery, Installation
+from pgshift.version import PgVersion, dump_refusal, major_order
+
+DEFAULT_DOCKER_IMAGE = "postgres:{major}"
+
+
+@dataclass(frozen=True)
+class ClientChoice:
+    """The client programs a run uses: a local installation or a Docker image."""
+
+    version: PgVersion
+    reason: str
+    installation: Installation | None = None
+    docker_image: str | None = None
+    warnings: tuple[str, ...] = ()
+    # Flags that keep a newer client's output loadable into an older target.
+    dump_flags: tuple[str, ...] = field(default=())
+    newer_than_target: bool = False
+
+    @property
+    def major(self) -> int:
+        return self.version.major
+
+    @property
+    def where(self) -> str:
+        if self.docker_image is not None:
+            return f"Docker image {self.docker_image}"
+        assert self.installation is not None
+        return str(self.installation.bin_dir)
+
+    def program(self, name: str) -> str:
+        """The path (local) or name (in the image) of a program."""
+        if self.installation is not None:
+            return str(self.installation.program(name))
+        return name
+
+    def describe(self, program: str = "pg_dump") -> str:
+        return f"{program} {self.version.major_label} from {self.where}: {self.reason}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "major": self.version.major_label,
+            "version": str(self.version),
+            "where": self.where,
+            "docker_image": self.docker_image,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
+            "dump_flags": list(self.dump_flags),
+        }
+
+
+def _newer_client_terms(client_major: int, target: PgVersion) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Warnings and flags for a client newer than the target."""
+    warnings = [
+        f"the client ({client_major}) is newer than the target ({target}): its output is not guaranteed "
+        f"to load into {target.major_label}; install PostgreSQL {target.major_label} client programs "
+        f"(pgshift toolchain install {target.major_label}) for the safest result"
+    ]
+    flags: list[str] = []
+    if client_major >= 18 > major_order(target.major) // 10000:
+        # pg_dump 18 can write pg_restore_relation_stats() calls that older servers lack.
+        flags.append("--no-statistics")
+    if client_major >= 17 > major_order(target.major) // 10000:
+        warnings.append(
+            f"pg_restore {client_major} sets transaction_timeout, which {target.major_label} does not know; "
+            "that one error is expected and ignored"
+        )
+    return tuple(warnings), tuple(flags)
+
+
+def select_client(
+    discovery: Discovery,
+    source: PgVersion,
+    target: PgVersion,
+    *,
+    need: Sequence[str] = CLIENT_PROGRAMS,
+    docker: bool = False,
+    docker_image: str | None = None,
+    docker_version: Callable[[str], PgVersion] | None = None,
+) -> ClientChoice:
+    """The best client for moving ``source`` to ``target``.
+
+    Prefer the target's major; otherwise the newest installed major between source and target;
+    a client newer than the target only with a warning and the flags that keep its output
+    loadable. ``docker`` forces the Docker provider; ``docker_version`` (image -> version) is
+    the fallback when no local client fits and a daemon is reachable.
+    """
+    if docker:
+        if docker_version is None:
+            raise ToolchainError(
+                "--docker was given but no Docker daemon is reachable",
+                hint="start the Docker daemon, or drop --docker to use local clients",
+            )
+        return _docker_choice(source, target, docker_image, docker_version, "--docker was given")
+
+    usable: list[Installation] = [
+        inst for inst in discovery.installations if inst.has(*need) and dump_refusal(inst.major, source) is None
+    ]
+    same = [i for i in usable if i.major == target.major]
+    if same:
+        return ClientChoice(same[0].version, "same major as the target", installation=same[0])
+    between = [i for i in usable if major_order(source.major) <= major_order(i.major) < major_order(target.major)]
+    if between:
+        best = max(between, key=lambda i: i.version.num)
+        return ClientChoice(
+            best.version,
+            f"newest installed major between the source ({source.major_label}) and the target "
+            f"({target.major_label}); PostgreSQL {target.major_label} clients are not installed",
+            installation=best,
+        )
+    newer = [i for i in usable if major_order(i.major) > major_order(target.major)]
+    if newer:
+        best = min(newer, key=lambda i: (major_order(i.major), -i.version.num))
+        warnings, flags = _newer_client_terms(best.major, target)
+        return ClientChoice(
+            best.version,
+            f"no client of {target.major_label} or older that can dump {source} is installed; "
+            "this newer one is the closest",
+            installation=best,
+            warnings=warnings,
+            dump_flags=flags,
+            newer_than_target=True,
+        )
+    if docker_version is not None:
+        return _docker_choice(source, target, docker_image, docker_version, "no local client fits")
+    wanted = target.major_label if target.num >= source.num else source.major_label
+    missing = ", ".join(need)
+    raise ToolchainError(
+        f"no installed PostgreSQL client can move {source} to {target} "
+        f"(needs {missing} of major {source.major_label} or newer)",
+        hint=f"install PostgreSQL {wanted} client programs (pgshift toolchain install {wanted}), "
+        "point pgshift at an installation with --pg-bin DIR, or run the clients in Docker with --docker",
+    )
+
+
+def _docker_choice(
+    source: PgVersion,
+    target: PgVersion,
+    image: str | None,
+    docker_version: Callable[[str], PgVersion],
+    why: str,
+) -> ClientChoice:
+    major = target.major if major_order(target.major) >= major_order(source.major) else source.major
+    image = image or DEFAULT_DOCKER_IMAGE.format(major=PgVersion.from_major(major).major_label)
+    version = docker_version(image)
+    refusal = dump_refusal(version.major, source)
+    if refusal:
+        raise ToolchainError(
+            f"the Docker image {image} cannot be used: {refusal}",
+            hint="choose an image of the target's major with --docker-image",
+        )
+    warnings: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    if major_order(version.major) > major_order(target.major):
+        warnings, flags = _newer_client_terms(version.major, target)
+    return ClientChoice(
+        version,
+        f"{why}; the image's clients are PostgreSQL {version}",
+        docker_image=image,
+        warnings=warnings,
+        dump_flags=flags,
+        newer_than_target=major_order(version.major) > major_order(target.major),
+    )
+
+
+def find_local(discovery: Discovery, major: int, need: Sequence[str] = CLIENT_PROGRAMS) -> Installation | None:
+    for inst in discovery.installations:
+        if inst.major == major and inst.has(*need):
+            return inst
+    return None

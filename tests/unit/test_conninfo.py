@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from pgshift.conninfo import Endpoint, ResolvedEndpoint
+from pgshift.errors import ToolchainError, UsageError
+from pgshift.process import redact
+
+
+def test_display_hides_the_password() -> None:
+    ep = Endpoint.parse("postgresql://alice:s3cret@db1:5433/app", "source")
+    assert "s3cret" not in ep.display()
+    assert "s3cret" not in repr(ep)
+    assert "db1" in ep.display()
+
+
+def test_unparseable_string_is_a_usage_error_without_echoing_it() -> None:
+    with pytest.raises(UsageError) as err:
+        Endpoint.parse("host=db1 password='hunter2", "source")
+    assert "hunter2" not in str(err.value)
+
+
+def test_child_conninfo_and_env_carry_no_pg_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHOST", "wrong-host")
+    monkeypatch.setenv("PGPASSWORD", "leaked")
+    ep = ResolvedEndpoint("source", {"host": "db1", "port": "5432", "user": "u", "dbname": "app"}, "pw")
+    env = ep.child_env()
+    assert "PGHOST" not in env
+    assert env["PGPASSWORD"] == "pw"
+    assert env["LC_ALL"] == "C"
+    assert "pw" not in ep.child_conninfo()
+    assert "dbname=other" in ep.child_conninfo("other")
+
+
+def test_keywords_too_new_for_the_client_libpq_are_caught() -> None:
+    ep = ResolvedEndpoint("target", {"host": "h", "sslnegotiation": "direct", "require_auth": "scram-sha-256"})
+    assert ep.unsupported_keywords(15) == ["require_auth", "sslnegotiation"]
+    assert ep.unsupported_keywords(17) == []
+    with pytest.raises(ToolchainError) as err:
+        ep.require_client_support(16, "pg_dump 16")
+    assert "sslnegotiation" in err.value.message
+    assert "17" in (err.value.hint or "")
+
+
+def test_redact_covers_conninfo_uri_and_known_secrets() -> None:
+    assert "x1" not in redact("host=a password=x1 user=b")
+    assert "x2" not in redact("password='x2 y' host=a")
+    assert "x3" not in redact("postgresql://u:x3@h/db")
+    assert "tok" not in redact("error near tok", ["tok"])
