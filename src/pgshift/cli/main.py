@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pgshift import __version__
-from pgshift.cli import toolchain
+from pgshift.cli import check, demo, migrate, toolchain, verify
 from pgshift.cli.common import Finished, render_error, stderr_console
 from pgshift.errors import ExitCode, PgshiftError
 
@@ -41,7 +41,8 @@ def _root(
     """pgshift: check, migrate and verify PostgreSQL databases across major versions."""
 
 
-toolchain.register(app)
+for _module in (check, migrate, verify, demo, toolchain):
+    _module.register(app)
 
 
 def _debug_requested(argv: list[str]) -> bool:

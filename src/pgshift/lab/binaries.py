@@ -49,6 +49,21 @@ def _link_sonames(lib_dir: Path) -> None:
             (lib_dir / m[1]).symlink_to(lib.name)
 
 
+def _repair_control_files(root: Path, major: int) -> None:
+    """Drop ``trusted`` from extension control files of servers older than 13.
+
+    The npm builds of 10-12 ship some control files of a newer release (plperlu, jsonb_plperl …)
+    with the ``trusted`` parameter of 13, and the older server then fails every query of
+    pg_available_extensions with 'unrecognized parameter "trusted"'.
+    """
+    if major >= 13:
+        return
+    for control in (root / "share" / "postgresql" / "extension").glob("*.control"):
+        text = control.read_text()
+        if re.search(r"^\s*trusted\s*=", text, re.MULTILINE):
+            control.write_text(re.sub(r"^\s*trusted\s*=.*\n?", "", text, flags=re.MULTILINE))
+
+
 def _install_from_npm(major: int, sink: EventSink) -> Installation:
     release = NPM_RELEASES[major]
     npm = shutil.which("npm")
@@ -79,6 +94,7 @@ def _install_from_npm(major: int, sink: EventSink) -> Installation:
         if not (native / "bin" / "postgres").is_file():
             raise ToolchainError(f"{NPM_PACKAGE}@{release} has an unexpected layout")
         _link_sonames(native / "lib")
+        _repair_control_files(native, major)
         native.chmod(0o755)
         if target.exists():
             shutil.rmtree(target)
@@ -98,6 +114,7 @@ def server_binaries(major: int, *, sink: EventSink = discard) -> Installation:
 def _server_binaries(major: int, sink: EventSink) -> Installation:
     cached = _server_installation(toolchain_install.install_dir(major) / "bin", major)
     if cached is not None:
+        _repair_control_files(cached.bin_dir.parent, major)
         return cached
     if major in NPM_RELEASES:
         return _install_from_npm(major, sink)
