@@ -1,0 +1,384 @@
+"""Read-only inventories of a source and a target server, as ``check`` reports them.
+
+Nothing here reads table data: sizes come from the storage functions, counts from the catalogs.
+Every version gate names the PostgreSQL change it follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, LiteralString
+
+from psycopg import sql
+
+from pgshift.catalog.cluster import (
+    AvailableExtension,
+    DatabaseInfo,
+    ExtensionInfo,
+    Membership,
+    RoleInfo,
+    ServerInfo,
+    TablespaceInfo,
+    available_extensions,
+    list_databases,
+    list_extensions,
+    list_memberships,
+    list_roles,
+    list_tablespaces,
+    server_info,
+)
+from pgshift.catalog.session import Connection, fetch_all, fetch_one
+
+USER_NAMESPACES: LiteralString = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
+
+
+@dataclass(frozen=True)
+class TableSize:
+    name: str
+    total_bytes: int
+    rows_estimate: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DatabaseInventory:
+    """What one source database holds."""
+
+    name: str
+    extensions: tuple[ExtensionInfo, ...]
+    object_counts: Mapping[str, int]
+    largest_tables: tuple[TableSize, ...]
+    table_data_bytes: int
+    index_bytes: int
+    large_objects: int
+    unlogged_tables: tuple[str, ...]
+    foreign_servers: tuple[str, ...]
+    user_mappings: tuple[str, ...]
+    publications: tuple[str, ...]
+    subscriptions: tuple[str, ...]
+    event_triggers: tuple[str, ...]
+    rls_tables: tuple[str, ...]
+    relations_to_lock: int  # what pg_dump locks: tables, views, sequences, foreign tables, matviews
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "extensions": [e.as_dict() for e in self.extensions],
+            "object_counts": dict(self.object_counts),
+            "largest_tables": [t.as_dict() for t in self.largest_tables],
+            "table_data_bytes": self.table_data_bytes,
+            "index_bytes": self.index_bytes,
+            "large_objects": self.large_objects,
+            "unlogged_tables": list(self.unlogged_tables),
+            "foreign_servers": list(self.foreign_servers),
+            "user_mappings": list(self.user_mappings),
+            "publications": list(self.publications),
+            "subscriptions": list(self.subscriptions),
+            "event_triggers": list(self.event_triggers),
+            "rls_tables": list(self.rls_tables),
+            "relations_to_lock": self.relations_to_lock,
+        }
+
+
+@dataclass(frozen=True)
+class Privileges:
+    """What the connecting role may do on a server."""
+
+    user: str
+    superuser: bool
+    createdb: bool
+    createrole: bool
+    bypassrls: bool
+    replication: bool
+    can_read_authid: bool
+    member_of: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "member_of": list(self.member_of)}
+
+
+@dataclass(frozen=True)
+class SourceInventory:
+    server: ServerInfo
+    privileges: Privileges
+    databases: tuple[DatabaseInfo, ...]  # every database, templates included
+    checked: tuple[DatabaseInventory, ...]  # the databases the check connected to
+    roles: tuple[RoleInfo, ...]
+    memberships: tuple[Membership, ...]
+    tablespaces: tuple[TablespaceInfo, ...]
+    non_default_settings: Mapping[str, str]  # postgresql.conf / ALTER SYSTEM settings
+    prepared_xacts: tuple[str, ...]
+    replication_slots: tuple[str, ...]
+    display: str = ""
+
+    def database(self, name: str) -> DatabaseInventory | None:
+        return next((d for d in self.checked if d.name == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connection": self.display,
+            "server": self.server.as_dict(),
+            "privileges": self.privileges.as_dict(),
+            "databases": [d.as_dict() for d in self.databases],
+            "checked": [d.as_dict() for d in self.checked],
+            "roles": [r.as_dict() for r in self.roles],
+            "memberships": [m.as_dict() for m in self.memberships],
+            "tablespaces": [t.as_dict() for t in self.tablespaces],
+            "non_default_settings": dict(self.non_default_settings),
+            "prepared_transactions": list(self.prepared_xacts),
+            "replication_slots": list(self.replication_slots),
+        }
+
+
+@dataclass(frozen=True)
+class TargetInventory:
+    server: ServerInfo
+    privileges: Privileges
+    extensions: Mapping[str, AvailableExtension]
+    collations: frozenset[str]  # collation names
+    locales: frozenset[str]  # collcollate values of libc collations, plus C/POSIX
+    roles: frozenset[str]
+    databases: frozenset[str]
+    tablespaces: frozenset[str]
+    setting_names: frozenset[str]
+    connections_in_use: int
+    display: str = ""
+    collation_versions: Mapping[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connection": self.display,
+            "server": self.server.as_dict(),
+            "privileges": self.privileges.as_dict(),
+            "available_extensions": {k: v.as_dict() for k, v in sorted(self.extensions.items())},
+            "collations": len(self.collations),
+            "locales": sorted(self.locales),
+            "roles": sorted(self.roles),
+            "databases": sorted(self.databases),
+            "tablespaces": sorted(self.tablespaces),
+            "connections_in_use": self.connections_in_use,
+        }
+
+
+def privileges(conn: Connection) -> Privileges:
+    row = fetch_one(
+        conn,
+        """
+        SELECT r.rolname, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolbypassrls, r.rolreplication,
+               has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS authid,
+               ARRAY(SELECT g.rolname FROM pg_roles g WHERE pg_has_role(r.oid, g.oid, 'USAGE')
+                     AND g.oid <> r.oid ORDER BY 1) AS member_of
+        FROM pg_roles r WHERE r.rolname = current_user
+        """,
+    )
+    assert row is not None
+    return Privileges(
+        user=row["rolname"],
+        superuser=row["rolsuper"],
+        createdb=row["rolcreatedb"] or row["rolsuper"],
+        createrole=row["rolcreaterole"] or row["rolsuper"],
+        bypassrls=row["rolbypassrls"] or row["rolsuper"],
+        replication=row["rolreplication"],
+        can_read_authid=row["authid"],
+        member_of=tuple(row["member_of"]),
+    )
+
+
+def non_default_settings(conn: Connection) -> dict[str, str]:
+    rows = fetch_all(
+        conn,
+        """
+        SELECT name, setting FROM pg_settings
+        WHERE source IN ('configuration file', 'command line', 'environment variable') ORDER BY name
+        """,
+    )
+    return {r["name"]: r["setting"] for r in rows}
+
+
+def _names(conn: Connection, query: LiteralString) -> tuple[str, ...]:
+    return tuple(str(r["name"]) for r in fetch_all(conn, query))
+
+
+def cluster_inventory(conn: Connection, display: str = "") -> SourceInventory:
+    """The cluster-wide part of a source inventory (``checked`` empty, filled in by the engine)."""
+    info = server_info(conn)
+    privs = privileges(conn)
+    prepared = _names(conn, "SELECT gid AS name FROM pg_prepared_xacts ORDER BY 1")
+    slots = _names(
+        conn, "SELECT slot_name::text || ' (' || slot_type || ')' AS name FROM pg_replication_slots ORDER BY 1"
+    )
+    return SourceInventory(
+        server=info,
+        privileges=privs,
+        databases=tuple(list_databases(conn, include_templates=True)),
+        checked=(),
+        roles=tuple(list_roles(conn)),
+        memberships=tuple(list_memberships(conn)),
+        tablespaces=tuple(list_tablespaces(conn)),
+        non_default_settings=non_default_settings(conn),
+        prepared_xacts=prepared,
+        replication_slots=slots,
+        display=display,
+    )
+
+
+_COUNTS: LiteralString = (
+    """
+    SELECT
+      (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND """
+    + USER_NAMESPACES
+    + """) AS tables,
+      (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('i', 'I') AND """
+    + USER_NAMESPACES
+    + """) AS indexes,
+      (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'v' AND """
+    + USER_NAMESPACES
+    + """) AS views,
+      (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'm' AND """
+    + USER_NAMESPACES
+    + """) AS materialized_views,
+      (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'S' AND """
+    + USER_NAMESPACES
+    + """) AS sequences,
+      (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'f' AND """
+    + USER_NAMESPACES
+    + """) AS foreign_tables,
+      (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE """
+    + USER_NAMESPACES
+    + """) AS functions,
+      (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE t.typtype IN ('c', 'd', 'e', 'r') AND (t.typrelid = 0 OR EXISTS
+          (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')) AND """
+    + USER_NAMESPACES
+    + """) AS types,
+      (SELECT count(*) FROM pg_namespace n WHERE """
+    + USER_NAMESPACES
+    + """) AS schemas,
+      (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS triggers,
+      (SELECT count(*) FROM pg_policy) AS policies,
+      (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects,
+      (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm', 'f', 'S', 'v') AND """
+    + USER_NAMESPACES
+    + """) AS relations_to_lock,
+      (SELECT COALESCE(sum(pg_table_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'm') AND """
+    + USER_NAMESPACES
+    + """) AS table_bytes,
+      (SELECT COALESCE(sum(pg_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'i' AND """
+    + USER_NAMESPACES
+    + """) AS index_bytes
+    """
+)
+
+
+def database_inventory(conn: Connection, name: str, *, top: int = 10) -> DatabaseInventory:
+    counts = fetch_one(conn, _COUNTS)
+    assert counts is not None
+    largest = fetch_all(
+        conn,
+        """
+        SELECT c.oid::regclass::text AS name, pg_total_relation_size(c.oid) AS total,
+               GREATEST(c.reltuples, 0)::bigint AS rows
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname !~ '^pg_toast'
+        ORDER BY c.relpages DESC, 1 LIMIT %(top)s
+        """,
+        {"top": top},
+    )
+    # relpages orders cheaply; the exact sizes of the few picked are then read from storage.
+    largest.sort(key=lambda r: (-int(r["total"]), r["name"]))
+    unlogged = _names(
+        conn,
+        """
+        SELECT c.oid::regclass::text AS name FROM pg_class c
+        WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') ORDER BY 1
+        """,
+    )
+    servers = _names(conn, "SELECT srvname AS name FROM pg_foreign_server ORDER BY 1")
+    mappings = _names(conn, "SELECT usename || '@' || srvname AS name FROM pg_user_mappings ORDER BY 1")
+    pubs = _names(conn, "SELECT pubname AS name FROM pg_publication ORDER BY 1")
+    subs = _names(
+        conn,
+        """
+        SELECT s.subname AS name FROM pg_subscription s
+        JOIN pg_database d ON d.oid = s.subdbid AND d.datname = current_database() ORDER BY 1
+        """,
+    )
+    evt = _names(conn, "SELECT evtname AS name FROM pg_event_trigger ORDER BY 1")
+    rls = _names(conn, "SELECT oid::regclass::text AS name FROM pg_class WHERE relrowsecurity ORDER BY 1")
+    keys = ("tables", "indexes", "views", "materialized_views", "sequences", "foreign_tables", "functions", "types")
+    return DatabaseInventory(
+        name=name,
+        extensions=tuple(list_extensions(conn)),
+        object_counts={k: int(counts[k]) for k in (*keys, "schemas", "triggers", "policies")},
+        largest_tables=tuple(TableSize(r["name"], int(r["total"]), int(r["rows"])) for r in largest),
+        table_data_bytes=int(counts["table_bytes"]),
+        index_bytes=int(counts["index_bytes"]),
+        large_objects=int(counts["large_objects"]),
+        unlogged_tables=unlogged,
+        foreign_servers=servers,
+        user_mappings=mappings,
+        publications=pubs,
+        subscriptions=subs,
+        event_triggers=evt,
+        rls_tables=rls,
+        relations_to_lock=int(counts["relations_to_lock"]),
+    )
+
+
+def target_inventory(conn: Connection, display: str = "") -> TargetInventory:
+    info = server_info(conn)
+    coll = fetch_all(conn, "SELECT collname, collcollate, collprovider::text AS provider FROM pg_collation")
+    locales = {"C", "POSIX"} | {r["collcollate"] for r in coll if r["provider"] == "c" and r["collcollate"]}
+    versions = {
+        r["collname"]: r["v"]
+        for r in fetch_all(
+            conn,
+            "SELECT collname, pg_collation_actual_version(oid) AS v FROM pg_collation "
+            "WHERE collprovider <> 'd' AND collname !~ '^(C|POSIX|ucs_basic)$' AND collname !~ '^pg_'",
+        )
+        if r["v"]
+    }
+    in_use = fetch_one(conn, "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend'")
+    return TargetInventory(
+        server=info,
+        privileges=privileges(conn),
+        extensions=available_extensions(conn),
+        collations=frozenset(r["collname"] for r in coll),
+        locales=frozenset(locales),
+        roles=frozenset(_names(conn, "SELECT rolname AS name FROM pg_roles")),
+        databases=frozenset(_names(conn, "SELECT datname AS name FROM pg_database")),
+        tablespaces=frozenset(_names(conn, "SELECT spcname AS name FROM pg_tablespace")),
+        setting_names=frozenset(_names(conn, "SELECT name FROM pg_settings")),
+        connections_in_use=int(in_use["n"]) if in_use else 0,
+        display=display,
+        collation_versions=versions,
+    )
+
+
+def count_matching(conn: Connection, schema: str, table: str, predicate: sql.Composable, limit: int = 1) -> int:
+    """Rows of ``schema.table`` matching ``predicate``, stopping after ``limit``.
+
+    Used only by the rules that must scan values (the "char" and tsvector rules); names are
+    composed as identifiers, never spliced in as text.
+    """
+    query = sql.SQL("SELECT count(*) AS n FROM (SELECT 1 FROM {} WHERE {} LIMIT {}) s").format(
+        sql.Identifier(schema, table), predicate, sql.Literal(limit)
+    )
+    with conn.cursor() as cur:
+        cur.execute(query)
+        row = cur.fetchone()
+    return int(row["n"]) if row else 0

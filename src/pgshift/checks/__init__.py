@@ -1,0 +1,241 @@
+"""``check``: the dry-run compatibility report of a cross-version move.
+
+Public API (used by ``migrate`` for its preflight; kept stable):
+
+* ``Severity`` — blocker / warning / info.
+* ``Finding`` — one hazard on one object: rule id, severity, title, message, remediation,
+  database and object.
+* ``CheckReport`` — what ``run_check`` returns: both servers' inventories, the findings, the
+  target-side checks that could not run (offline mode) and why, the client choice with the
+  manual commands, and the size/connection/disk estimates. ``exit_code`` is 0/1/2.
+* ``run_check(source, target, ...)`` — read-only on both servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pgshift.events import EventSink, discard
+
+if TYPE_CHECKING:
+    from pgshift.catalog.inventory_check import SourceInventory, TargetInventory
+    from pgshift.conninfo import Endpoint
+
+# Version of the JSON document ``pgshift check --format json`` writes (docs/check.md).
+SCHEMA_VERSION = 1
+
+
+class Severity(StrEnum):
+    BLOCKER = "blocker"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse: blocker 2, warning 1, info 0."""
+        return {"blocker": 2, "warning": 1, "info": 0}[self.value]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One hazard found on one object."""
+
+    rule_id: str
+    severity: Severity
+    title: str
+    message: str
+    remediation: str
+    database: str | None = None
+    object: str | None = None
+    changed_in: str | None = None  # the PostgreSQL release where the behaviour changed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "severity": self.severity.value,
+            "title": self.title,
+            "database": self.database,
+            "object": self.object,
+            "message": self.message,
+            "remediation": self.remediation,
+            "changed_in": self.changed_in,
+        }
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A rule that applies to the versions at hand but could not run, and why."""
+
+    rule_id: str
+    title: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule_id": self.rule_id, "title": self.title, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ClientAdvice:
+    """Which client programs a migration would use, why, and the commands a DBA would type."""
+
+    program_major: str | None  # "18"; None when no client fits
+    version: str | None
+    where: str | None
+    reason: str
+    warnings: tuple[str, ...] = ()
+    dump_flags: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()  # the manual migration, one shell line each
+    error: str | None = None  # why no client could be chosen
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "major": self.program_major,
+            "version": self.version,
+            "where": self.where,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
+            "dump_flags": list(self.dump_flags),
+            "commands": list(self.commands),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """What a move costs: bytes, connections, work-directory space."""
+
+    databases_bytes: int  # sum of pg_database_size of the checked databases
+    table_data_bytes: int  # heap + TOAST of user tables (what a dump carries, before compression)
+    index_bytes: int  # rebuilt on the target, not copied
+    jobs: int
+    source_connections_needed: int
+    source_connections_available: int | None
+    target_connections_needed: int
+    target_connections_available: int | None
+    work_dir: str
+    work_dir_free_bytes: int | None
+    dump_bytes_estimate: int  # upper bound of a custom/directory-format dump
+    work_dir_fits: bool | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    source: SourceInventory
+    target: TargetInventory | None
+    target_version: int  # the major the report is for (target server's or --target-version)
+    offline: bool  # True when no target server was given
+    findings: tuple[Finding, ...]
+    skipped: tuple[Skipped, ...]
+    client: ClientAdvice
+    estimates: Estimates
+    rules_run: tuple[str, ...] = field(default=())
+    seconds: float = 0.0
+
+    @property
+    def blockers(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.BLOCKER)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
+
+    @property
+    def infos(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.INFO)
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing above info, 1 warnings, 2 blockers (docs/exit-codes.md)."""
+        if self.blockers:
+            return 2
+        if self.warnings:
+            return 1
+        return 0
+
+    @property
+    def verdict(self) -> str:
+        src = self.source.server.version.major_label
+        move = f"{src} → {self.target_version}"
+        if self.blockers:
+            return f"NOT READY ({move}): {len(self.blockers)} blocker(s) must be fixed first" + (
+                f", {len(self.warnings)} warning(s) to review" if self.warnings else ""
+            )
+        if self.warnings:
+            return f"READY WITH WARNINGS ({move}): {len(self.warnings)} warning(s) to review"
+        return f"READY ({move}): no blockers or warnings" + (
+            f"; {len(self.skipped)} target-side check(s) not run" if self.skipped else ""
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        from pgshift.checks.rules import ALL_RULES
+
+        return {
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "target_version": self.target_version,
+            "offline": self.offline,
+            "seconds": round(self.seconds, 3),
+            "counts": {
+                "blocker": len(self.blockers),
+                "warning": len(self.warnings),
+                "info": len(self.infos),
+                "skipped": len(self.skipped),
+            },
+            "source": self.source.as_dict(),
+            "target": self.target.as_dict() if self.target is not None else None,
+            "client": self.client.as_dict(),
+            "estimates": self.estimates.as_dict(),
+            "rules": [r.as_dict() for r in ALL_RULES if r.id in set(self.rules_run)],
+            "findings": [f.as_dict() for f in self.findings],
+            "skipped": [s.as_dict() for s in self.skipped],
+        }
+
+
+def run_check(
+    source: Endpoint,
+    target: Endpoint | None,
+    *,
+    target_version: int | None = None,
+    databases: Sequence[str] | None = None,
+    jobs: int = 2,
+    pg_bins: Sequence[Path] = (),
+    sink: EventSink = discard,
+    work_dir: Path | None = None,
+) -> CheckReport:
+    """Inventory both servers and run every rule that applies; change nothing on either.
+
+    ``databases=None`` checks every database of the source that allows connections (templates
+    excluded, postgres included). Without ``target``, ``target_version`` (default: the newest
+    known major) names the planned major and the target-side rules are reported as skipped.
+    """
+    from pgshift.checks.engine import run
+
+    return run(
+        source,
+        target,
+        target_version=target_version,
+        databases=databases,
+        jobs=jobs,
+        pg_bins=pg_bins,
+        sink=sink,
+        work_dir=work_dir,
+    )
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CheckReport",
+    "ClientAdvice",
+    "Estimates",
+    "Finding",
+    "Severity",
+    "Skipped",
+    "run_check",
+]

@@ -1,0 +1,313 @@
+"""The check engine: inventory both servers, choose the client, run every rule that applies."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from pgshift import paths
+from pgshift.catalog import inventory_check as inv
+from pgshift.catalog.cluster import ServerInfo
+from pgshift.catalog.session import Connection, resolve, session
+from pgshift.checks import CheckReport, ClientAdvice, Estimates, Finding, Skipped
+from pgshift.checks.rule import Context, Hit, Rule, Scope
+from pgshift.conninfo import Endpoint, ResolvedEndpoint
+from pgshift.errors import PgshiftError, UsageError
+from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
+from pgshift.toolchain.discover import discover
+from pgshift.toolchain.select import ClientChoice, select_client
+from pgshift.version import NEWEST_KNOWN_MAJOR, OLDEST_SUPPORTED_SOURCE, PgVersion
+
+
+def _client_advice(
+    src: ResolvedEndpoint,
+    tgt: ResolvedEndpoint | None,
+    source_version: PgVersion,
+    target_version: PgVersion,
+    databases: Sequence[str],
+    jobs: int,
+    pg_bins: Sequence[Path],
+    superuser: bool,
+    work_dir: Path,
+) -> ClientAdvice:
+    try:
+        choice: ClientChoice = select_client(discover(pg_bins), source_version, target_version)
+    except PgshiftError as exc:
+        return ClientAdvice(
+            None, None, None, reason=exc.message, error=exc.message + (f" ({exc.hint})" if exc.hint else "")
+        )
+    return ClientAdvice(
+        program_major=choice.version.major_label,
+        version=str(choice.version),
+        where=choice.where,
+        reason=choice.reason,
+        warnings=choice.warnings,
+        dump_flags=choice.dump_flags,
+        commands=manual_commands(choice, src, tgt, databases, jobs, superuser, work_dir),
+    )
+
+
+def manual_commands(
+    choice: ClientChoice,
+    src: ResolvedEndpoint,
+    tgt: ResolvedEndpoint | None,
+    databases: Sequence[str],
+    jobs: int,
+    superuser: bool,
+    work_dir: Path,
+) -> tuple[str, ...]:
+    """The commands a DBA would type for the same move (passwords come from PGPASSWORD/.pgpass)."""
+    import shlex
+
+    def q(text: str) -> str:
+        return shlex.quote(text)
+
+    target_db = tgt.child_conninfo("postgres") if tgt is not None else "host=TARGET dbname=postgres"
+    tgt_postgres = target_db
+    flags = " ".join(choice.dump_flags)
+    lines = [
+        f"# clients: PostgreSQL {choice.version} ({choice.where}); set PGPASSWORD or use ~/.pgpass",
+        f"mkdir -p {q(str(work_dir))}",
+        f"{q(choice.program('pg_dumpall'))} --globals-only"
+        + ("" if superuser else " --no-role-passwords")
+        + f" --dbname={q(src.child_conninfo('postgres'))} --file={q(str(work_dir / 'globals.sql'))}",
+        f"{q(choice.program('psql'))} -X -v ON_ERROR_STOP=0 --dbname={q(target_db)}"
+        f" --file={q(str(work_dir / 'globals.sql'))}",
+    ]
+    for db in databases:
+        archive = work_dir / f"{db}.dump"
+        lines.append(
+            f"{q(choice.program('pg_dump'))} --format=directory --jobs={jobs}"
+            + (f" {flags}" if flags else "")
+            + f" --dbname={q(src.child_conninfo(db))} --file={q(str(archive))}"
+        )
+        if db == "postgres":
+            # postgres exists on every server: restore into it rather than creating it.
+            lines.append(
+                f"{q(choice.program('pg_restore'))} --jobs={jobs} --dbname={q(tgt_postgres)} {q(str(archive))}"
+            )
+        else:
+            lines.append(
+                f"{q(choice.program('pg_restore'))} --create --exit-on-error --jobs={jobs}"
+                f" --dbname={q(target_db)} {q(str(archive))}"
+            )
+    vacuumdb = str(Path(choice.program("psql")).with_name("vacuumdb")) if choice.installation else "vacuumdb"
+    lines.append(f"{q(vacuumdb)} --all --analyze-in-stages --dbname={q(target_db)}")
+    return tuple(lines)
+
+
+def _estimates(
+    source: inv.SourceInventory,
+    target: inv.TargetInventory | None,
+    jobs: int,
+    work_dir: Path,
+) -> Estimates:
+    checked = {d.name for d in source.checked}
+    db_bytes = sum(d.size_bytes or 0 for d in source.databases if d.name in checked)
+    table_bytes = sum(d.table_data_bytes for d in source.checked)
+    index_bytes = sum(d.index_bytes for d in source.checked)
+
+    def available(server: ServerInfo, in_use: int | None) -> int | None:
+        try:
+            total = int(server.settings["max_connections"]) - int(
+                server.settings.get("superuser_reserved_connections", 3)
+            )
+        except (KeyError, ValueError):
+            return None
+        return total - (in_use or 0)
+
+    probe = work_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free: int | None = shutil.disk_usage(probe).free
+    except OSError:
+        free = None
+    # A directory-format dump holds table data (compressed, so this is an upper bound) plus the
+    # large objects and a small schema; indexes are rebuilt, not copied.
+    dump_estimate = table_bytes + 1024 * 1024 * max(1, len(source.checked))
+    return Estimates(
+        databases_bytes=db_bytes,
+        table_data_bytes=table_bytes,
+        index_bytes=index_bytes,
+        jobs=jobs,
+        # pg_dump -j N opens N worker connections plus its leader; pgshift keeps one session.
+        source_connections_needed=jobs + 2,
+        source_connections_available=available(source.server, None),
+        # pg_restore -j N opens N connections; pgshift keeps one session.
+        target_connections_needed=jobs + 1,
+        target_connections_available=available(target.server, target.connections_in_use) if target else None,
+        work_dir=str(work_dir),
+        work_dir_free_bytes=free,
+        dump_bytes_estimate=dump_estimate,
+        work_dir_fits=None if free is None else free > dump_estimate,
+    )
+
+
+def _to_findings(rule: Rule, hits: list[Hit]) -> list[Finding]:
+    return [
+        Finding(
+            rule_id=rule.id,
+            severity=hit.severity or rule.severity,
+            title=rule.title,
+            message=hit.message,
+            remediation=rule.remediation,
+            database=hit.database,
+            object=hit.object,
+            changed_in=rule.changed_in,
+        )
+        for hit in hits
+    ]
+
+
+def run(
+    source: Endpoint,
+    target: Endpoint | None,
+    *,
+    target_version: int | None = None,
+    databases: Sequence[str] | None = None,
+    jobs: int = 2,
+    pg_bins: Sequence[Path] = (),
+    sink: EventSink = discard,
+    work_dir: Path | None = None,
+) -> CheckReport:
+    from pgshift.checks.rules import ALL_RULES
+
+    started = time.monotonic()
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    work_dir = work_dir or (paths.state_dir() / "work")
+    sink(StepStarted("connecting to the source", step="check:connect"))
+    src = resolve(source)
+    tgt = resolve(target) if target is not None else None
+    sink(StepFinished("connected", step="check:connect"))
+
+    with session(src) as main:
+        source_inv = inv.cluster_inventory(main, src.display())
+        source_major = source_inv.server.version.major
+        if source_major < OLDEST_SUPPORTED_SOURCE:
+            raise UsageError(
+                f"the source is PostgreSQL {source_inv.server.version}; pgshift checks sources from "
+                f"{OLDEST_SUPPORTED_SOURCE} on"
+            )
+        target_inv: inv.TargetInventory | None = None
+        with contextlib.ExitStack() as stack:
+            tconn: Connection | None = None
+            if tgt is not None:
+                tconn = stack.enter_context(session(tgt))
+                target_inv = inv.target_inventory(tconn, tgt.display())
+                tmajor = target_inv.server.version.major
+                if target_version is not None and target_version != tmajor:
+                    sink(
+                        Message(
+                            f"--target-version {target_version} ignored: the target server is {tmajor}",
+                            level=Level.WARNING,
+                        )
+                    )
+            else:
+                tmajor = target_version if target_version is not None else NEWEST_KNOWN_MAJOR
+
+            wanted = _databases_to_check(source_inv, databases)
+            client = _client_advice(
+                src,
+                tgt,
+                source_inv.server.version,
+                target_inv.server.version if target_inv else PgVersion.from_major(tmajor),
+                wanted,
+                jobs,
+                pg_bins,
+                source_inv.privileges.superuser,
+                work_dir,
+            )
+
+            applicable = [r for r in ALL_RULES if r.applies(source_major, tmajor)]
+            runnable = [r for r in applicable if not (r.needs_target and target_inv is None)]
+            skipped = [
+                Skipped(r.id, r.title, f"needs the target server (offline check for {tmajor}); give TARGET to run it")
+                for r in applicable
+                if r.needs_target and target_inv is None
+            ]
+
+            findings: list[Finding] = []
+            checked: list[inv.DatabaseInventory] = []
+            sink(StepStarted(f"checking {len(wanted)} database(s)", step="check:databases", total=len(wanted)))
+            db_rules = [r for r in runnable if r.scope is Scope.DATABASE]
+            for i, db in enumerate(wanted):
+                with session(src, db) as conn:
+                    dbi = inv.database_inventory(conn, db)
+                    checked.append(dbi)
+                    ctx = Context(
+                        replace(source_inv, checked=tuple(checked)),
+                        target_inv,
+                        tmajor,
+                        conn,
+                        db,
+                        client,
+                        jobs,
+                        db_inventory=dbi,
+                        target_conn=tconn,
+                        first_database=i == 0,
+                    )
+                    findings += _run_rules(db_rules, ctx, sink, skipped)
+                sink(StepProgress(f"checked {db}", step="check:databases", completed=i + 1, total=len(wanted)))
+            sink(StepFinished("databases checked", step="check:databases"))
+            source_inv = replace(source_inv, checked=tuple(checked))
+            estimates = _estimates(source_inv, target_inv, jobs, work_dir)
+            ctx = Context(
+                source_inv, target_inv, tmajor, main, None, client, jobs, estimates=estimates, target_conn=tconn
+            )
+            findings = _run_rules([r for r in runnable if r.scope is Scope.CLUSTER], ctx, sink, skipped) + findings
+
+    order = {r.id: i for i, r in enumerate(ALL_RULES)}
+    findings.sort(key=lambda f: (-f.severity.rank, order.get(f.rule_id, 0), f.database or "", f.object or ""))
+    return CheckReport(
+        source=source_inv,
+        target=target_inv,
+        target_version=tmajor,
+        offline=target_inv is None,
+        findings=tuple(findings),
+        skipped=tuple(skipped),
+        client=client,
+        estimates=estimates,
+        rules_run=tuple(r.id for r in runnable),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _run_rules(rules: list[Rule], ctx: Context, sink: EventSink, skipped: list[Skipped]) -> list[Finding]:
+    import psycopg
+
+    out: list[Finding] = []
+    for rule in rules:
+        try:
+            out += _to_findings(rule, rule.run(ctx))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            where = f" in database {ctx.database}" if ctx.database else ""
+            reason = f"permission denied{where}: {str(exc).strip().splitlines()[0]}"
+            if not any(s.rule_id == rule.id and s.reason == reason for s in skipped):
+                skipped.append(Skipped(rule.id, rule.title, reason))
+            sink(Message(f"rule {rule.id} skipped: {reason}", level=Level.WARNING))
+    return out
+
+
+def _databases_to_check(source: inv.SourceInventory, databases: Sequence[str] | None) -> list[str]:
+    connectable = [d.name for d in source.databases if d.allow_connections and not d.is_template and d.connlimit != -2]
+    if databases is None:
+        return connectable
+    known = {d.name: d for d in source.databases}
+    for name in databases:
+        if name not in known:
+            raise UsageError(
+                f"database {name!r} does not exist on the source",
+                hint="list the databases with psql -l, or leave out --database to check all",
+            )
+        if name not in connectable:
+            raise UsageError(
+                f"database {name!r} does not accept connections (a template, or datallowconn = false)",
+                hint="leave it out, or ALTER DATABASE ... ALLOW_CONNECTIONS true",
+            )
+    return list(dict.fromkeys(databases))

@@ -1,0 +1,151 @@
+"""What a rule is: data (id, versions, severity, texts) plus a detector.
+
+A rule either carries version-gated detection SQL and a message template (the common case: each
+row returned is one affected object), or a ``detect`` function for rules that compare the source
+with the target, look at the inventory or scan values. Rules are the one place where SQL lives
+beside its metadata; they run it through ``pgshift.catalog.session``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, LiteralString
+
+from pgshift.catalog.session import Connection, fetch_all
+from pgshift.checks import ClientAdvice, Estimates, Severity
+
+if TYPE_CHECKING:
+    from pgshift.catalog.inventory_check import DatabaseInventory, SourceInventory, TargetInventory
+
+ANY_MAJOR = 99
+
+
+class Scope(StrEnum):
+    DATABASE = "database"  # runs in every checked database
+    CLUSTER = "cluster"  # runs once (shared catalogs, inventories, the client choice)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Detection SQL for the source majors ``since``..``until`` (inclusive)."""
+
+    sql: LiteralString
+    since: int = 10
+    until: int = ANY_MAJOR
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One affected object, as a detector reports it."""
+
+    object: str | None
+    message: str
+    database: str | None = None
+    severity: Severity | None = None  # overrides the rule's severity for this hit
+
+
+@dataclass
+class Context:
+    """What a detector may look at. ``conn`` is a read-only session on ``database`` (database
+    scope) or on the source's maintenance database (cluster scope)."""
+
+    source: SourceInventory
+    target: TargetInventory | None
+    target_major: int
+    conn: Connection
+    database: str | None
+    client: ClientAdvice
+    jobs: int
+    estimates: Estimates | None = None  # cluster scope only (sizes are known once every database is seen)
+    db_inventory: DatabaseInventory | None = None
+    target_conn: Connection | None = None  # a session on the target's maintenance database
+    first_database: bool = False  # database-scope rules report cluster-wide facts only once
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source_major(self) -> int:
+        return self.source.server.version.major
+
+
+Detector = Callable[[Context], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str  # stable; the knowledge-base id where one exists
+    title: str
+    severity: Severity
+    changed_in: str  # the PostgreSQL release (or tool behaviour) where this changed
+    what_happens: str
+    remediation: str
+    source_min: int = 10
+    source_max: int = ANY_MAJOR
+    target_min: int = 10
+    target_max: int = ANY_MAJOR
+    scope: Scope = Scope.DATABASE
+    queries: tuple[Query, ...] = ()
+    message: str = ""  # str.format template over the query's columns; {object} names the object
+    detect: Detector | None = None
+    needs_target: bool = False  # compares with the target server: skipped with --target-version
+    scans_data: bool = False  # reads column values (not only catalogs)
+    verified: str = ""  # how the knowledge base reproduced it
+    tags: tuple[str, ...] = field(default=())
+
+    def applies(self, source_major: int, target_major: int) -> bool:
+        return self.source_min <= source_major <= self.source_max and self.target_min <= target_major <= self.target_max
+
+    def query_for(self, source_major: int) -> LiteralString | None:
+        for q in self.queries:
+            if q.since <= source_major <= q.until:
+                return q.sql
+        return None
+
+    def run(self, ctx: Context) -> list[Hit]:
+        if self.detect is not None:
+            return list(self.detect(ctx))
+        query = self.query_for(ctx.source_major)
+        if query is None:
+            return []
+        hits = []
+        for row in fetch_all(ctx.conn, query):
+            values: dict[str, Any] = {k: ("" if v is None else v) for k, v in row.items()}
+            values.setdefault("database", ctx.database or "")
+            hits.append(Hit(str(row["object"]), self.message.format(**values), ctx.database))
+        return hits
+
+    @property
+    def source_range(self) -> str:
+        return _range(self.source_min, self.source_max)
+
+    @property
+    def target_range(self) -> str:
+        return _range(self.target_min, self.target_max)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "severity": self.severity.value,
+            "source_versions": self.source_range,
+            "target_versions": self.target_range,
+            "changed_in": self.changed_in,
+            "scope": self.scope.value,
+            "needs_target": self.needs_target,
+            "scans_data": self.scans_data,
+            "what_happens": self.what_happens,
+            "remediation": self.remediation,
+        }
+
+
+def _range(lo: int, hi: int) -> str:
+    if lo <= 10 and hi >= ANY_MAJOR:
+        return "any"
+    if hi >= ANY_MAJOR:
+        return f">= {lo}"
+    if lo <= 10:
+        return f"<= {hi}"
+    if lo == hi:
+        return f"{lo}"
+    return f"{lo}-{hi}"

@@ -1,0 +1,341 @@
+"""Rules about databases, locales, tablespaces, replication, large objects and capacity."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+
+from pgshift.catalog.session import fetch_all
+from pgshift.checks import Severity
+from pgshift.checks.rule import Context, Hit, Rule, Scope
+
+
+def normalize_locale(name: str) -> str:
+    """en_US.UTF-8 and en_US.utf8 are the same locale to libc."""
+    return re.sub(r"[-_.]", "", name.lower()).replace("utf8", "utf8")
+
+
+def missing_locales(wanted: Mapping[str, str], available: set[str]) -> list[tuple[str, str]]:
+    """(object, locale) pairs whose locale the target lacks (compared case- and punctuation-blind)."""
+    have = {normalize_locale(x) for x in available}
+    return [(obj, loc) for obj, loc in wanted.items() if loc and normalize_locale(loc) not in have]
+
+
+def _locales(ctx: Context) -> Iterator[Hit]:
+    assert ctx.target is not None
+    checked = {d.name for d in ctx.source.checked}
+    target_has_icu = any(c.endswith("-x-icu") for c in ctx.target.collations)
+    wanted: dict[str, str] = {}
+    for db in ctx.source.databases:
+        if db.name not in checked:
+            continue
+        if db.locale_provider == "icu" and not target_has_icu:
+            yield Hit(
+                db.name, f"database {db.name} uses the ICU locale {db.icu_locale}; the target has no ICU", db.name
+            )
+        if db.locale_provider == "builtin" and ctx.target.server.version.major < 17:
+            yield Hit(db.name, f"database {db.name} uses the builtin locale provider, which needs 17+", db.name)
+        wanted[f"database {db.name} (LC_COLLATE)"] = db.collate
+        wanted[f"database {db.name} (LC_CTYPE)"] = db.ctype
+    for obj, loc in missing_locales(wanted, set(ctx.target.locales)):
+        yield Hit(obj, f"{obj} uses the locale {loc}, which the target server does not have")
+
+
+def _user_collations(ctx: Context) -> Iterator[Hit]:
+    assert ctx.target is not None
+    rows = fetch_all(
+        ctx.conn,
+        """
+        SELECT c.oid::regcollation::text AS object, c.collcollate, c.collprovider::text AS provider
+        FROM pg_collation c WHERE c.oid >= 16384
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_collation'::regclass
+                        AND d.objid = c.oid AND d.deptype = 'e')
+        ORDER BY 1
+        """
+        if ctx.source_major >= 13  # regcollation appeared in 13
+        else """
+        SELECT n.nspname || '.' || c.collname AS object, c.collcollate, c.collprovider::text AS provider
+        FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid >= 16384
+        ORDER BY 1
+        """,
+    )
+    target_has_icu = any(c.endswith("-x-icu") for c in ctx.target.collations)
+    libc = {f"collation {r['object']}": r["collcollate"] for r in rows if r["provider"] == "c"}
+    for obj, loc in missing_locales(libc, set(ctx.target.locales)):
+        yield Hit(obj, f"{obj} uses the locale {loc}, which the target server does not have", ctx.database)
+    for r in rows:
+        if r["provider"] == "i" and not target_has_icu:
+            yield Hit(r["object"], f"collation {r['object']} is an ICU collation; the target has no ICU", ctx.database)
+
+
+LOCALE_AVAILABILITY = Rule(
+    id="locale-availability",
+    title="Locales and collation providers missing on the target",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 11 (pg_dumpall always writes locales), 15 (ICU default), 17 (builtin provider)",
+    needs_target=True,
+    scope=Scope.CLUSTER,
+    what_happens="CREATE DATABASE / CREATE COLLATION name the source's locales; when the target host lacks them "
+    "the database or collation (and what uses it) fails.",
+    remediation="Install the locales (or ICU) on the target host, or create the databases by hand with a locale "
+    "it has.",
+    detect=_locales,
+    verified="check ran 13->14, 11->18; failure: docs only",
+)
+
+USER_COLLATION_LOCALES = Rule(
+    id="collation-locale-availability",
+    title="User collations whose locale the target lacks",
+    severity=Severity.BLOCKER,
+    changed_in="pg_dump behaviour (all versions)",
+    needs_target=True,
+    what_happens="CREATE COLLATION fails on the target, and so do the columns and indexes that use the collation.",
+    remediation="Install the locale on the target host, or change the collation's users on the source.",
+    detect=_user_collations,
+    verified="derived from locale-availability",
+)
+
+
+def _collation_drift(ctx: Context) -> Iterator[Hit]:
+    assert ctx.target is not None
+    # Versions of the source's libc/ICU collations by name (13+ reports libc versions).
+    rows = fetch_all(
+        ctx.conn,
+        "SELECT collname, pg_collation_actual_version(oid) AS v FROM pg_collation WHERE collprovider <> 'd' "
+        "AND collname !~ '^(C|POSIX|ucs_basic)$' AND collname !~ '^pg_'",
+    )
+    for name, tv, sv in drifted({r["collname"]: r["v"] for r in rows if r["v"]}, ctx.target.collation_versions):
+        yield Hit(name, f"collation {name} is version {sv} on the source and {tv} on the target")
+
+
+def drifted(source: Mapping[str, str], target: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(collation, target version, source version) for the collations whose library version differs."""
+    return [(n, target[n], v) for n, v in sorted(source.items()) if n in target and target[n] != v]
+
+
+COLLATION_VERSION_DRIFT = Rule(
+    id="collation-version-drift",
+    title="Collation library versions differ between the hosts",
+    severity=Severity.WARNING,
+    changed_in="glibc / ICU upgrades (PostgreSQL 15 records database collation versions)",
+    needs_target=True,
+    scope=Scope.CLUSTER,
+    what_happens="Indexes are rebuilt on the target, so nothing is corrupted, but sort order and equality can "
+    "change; unique indexes under nondeterministic collations can fail to build.",
+    remediation="Test queries whose results depend on ordering; use --load-via-partition-root for hash partitions "
+    "on text keys.",
+    detect=_collation_drift,
+    verified="partly",
+)
+
+
+def _datallowconn(ctx: Context) -> Iterator[Hit]:
+    for db in ctx.source.databases:
+        if db.name == "template0":
+            continue
+        if db.connlimit == -2:
+            yield Hit(
+                db.name,
+                f"database {db.name} is invalid (an interrupted DROP DATABASE): it is skipped",
+                db.name,
+            )
+        elif not db.allow_connections:
+            yield Hit(
+                db.name,
+                f"database {db.name} does not accept connections: pg_dumpall skips it silently and pg_dump "
+                "cannot connect",
+                db.name,
+            )
+
+
+DATALLOWCONN_FALSE = Rule(
+    id="datallowconn-false",
+    title="Databases that do not accept connections",
+    severity=Severity.BLOCKER,
+    changed_in="pg_dumpall behaviour (all versions); invalid databases since 15.4/16",
+    scope=Scope.CLUSTER,
+    what_happens="pg_dumpall leaves such databases out without a message; pg_dump cannot connect to them.",
+    remediation="ALTER DATABASE x ALLOW_CONNECTIONS true before the move, or drop it (DROP DATABASE for invalid ones).",
+    detect=_datallowconn,
+    verified="11 with pg_dumpall 18",
+)
+
+
+def _db_properties(ctx: Context) -> Iterator[Hit]:
+    checked = {d.name for d in ctx.source.checked}
+    for db in ctx.source.databases:
+        if db.name not in checked:
+            continue
+        parts = []
+        if db.settings:
+            parts.append("settings " + ", ".join(db.settings))
+        if not db.acl_is_default:
+            parts.append("privileges " + ", ".join(db.acl))
+        if db.comment and not (db.name == "postgres" and db.comment == "default administrative connection database"):
+            parts.append("a comment")
+        if parts:
+            yield Hit(
+                db.name,
+                f"database {db.name} has {'; '.join(parts)}: only pg_restore --create (or pg_dump --create) "
+                "carries them",
+                db.name,
+            )
+
+
+DATABASE_PROPERTIES_NEED_CREATE = Rule(
+    id="database-properties-need-create",
+    title="Database settings, privileges and comments travel only with --create",
+    severity=Severity.INFO,
+    changed_in="PostgreSQL 11 (pg_dump/pg_dumpall)",
+    scope=Scope.CLUSTER,
+    what_happens="ALTER DATABASE … SET, the database ACL and its comment are written only by pg_dump --create / "
+    "pg_restore -C; restoring into a pre-created database loses them silently.",
+    remediation="Restore with pg_restore --create (the commands below do), or re-apply the properties by script.",
+    detect=_db_properties,
+    verified="13->18",
+)
+
+
+def _tablespaces(ctx: Context) -> Iterator[Hit]:
+    for ts in ctx.source.tablespaces:
+        if ctx.target is not None and ts.name in ctx.target.tablespaces:
+            continue
+        yield Hit(
+            ts.name,
+            f"tablespace {ts.name} is at {ts.location} on the source"
+            + (" and does not exist on the target" if ctx.target is not None else "")
+            + ": pg_dumpall writes that path, and tables restored without it land in the default tablespace",
+        )
+
+
+TABLESPACES = Rule(
+    id="tablespaces",
+    title="User tablespaces",
+    severity=Severity.WARNING,
+    changed_in="pg_dumpall behaviour (all versions)",
+    scope=Scope.CLUSTER,
+    what_happens="CREATE TABLESPACE names the source's absolute path ('directory does not exist' on another host); "
+    "tables in a missing tablespace are created in the default one.",
+    remediation="Create the tablespace on the target first (directory owned by the server user), or move with "
+    "--no-tablespaces.",
+    detect=_tablespaces,
+    verified="13->18",
+)
+
+
+def _subscriptions(ctx: Context) -> Iterator[Hit]:
+    assert ctx.db_inventory is not None
+    for name in ctx.db_inventory.subscriptions:
+        yield Hit(
+            name,
+            f"subscription {name} is restored disabled, without its slot or origin progress",
+            ctx.database,
+        )
+
+
+SUBSCRIPTIONS = Rule(
+    id="subscriptions",
+    title="Logical replication subscriptions",
+    severity=Severity.WARNING,
+    changed_in="pg_dump behaviour (all versions)",
+    what_happens="Subscriptions are dumped WITH (connect = false): disabled, no slot on the publisher, no origin "
+    "progress; a non-superuser pg_dump skips them. Enabling the copy while the old one still uses the same "
+    "slot makes two subscribers fight over it.",
+    remediation="After the move: disable/drop the old subscription or set another slot_name, create the slot, "
+    "then ALTER SUBSCRIPTION … ENABLE / REFRESH PUBLICATION (choose copy_data deliberately).",
+    detect=_subscriptions,
+    verified="16, 17->18",
+)
+
+
+def _large_objects(ctx: Context) -> Iterator[Hit]:
+    assert ctx.db_inventory is not None
+    n = ctx.db_inventory.large_objects
+    if n:
+        yield Hit(
+            ctx.database,
+            f"database {ctx.database} has {n} large object(s): included in whole-database dumps only (not with "
+            "-n/-t/--schema-only); many of them make pg_dump/pg_restore slow",
+            ctx.database,
+            Severity.WARNING if n >= 100_000 else None,
+        )
+
+
+LARGE_OBJECTS = Rule(
+    id="large-objects",
+    title="Large objects",
+    severity=Severity.INFO,
+    changed_in="pg_dump behaviour (17 batches large objects)",
+    what_happens="Large objects are dumped with whole databases but not by selective dumps (-n, -t, "
+    "--schema-only), silently; millions of them make dump and restore slow and memory-hungry.",
+    remediation="Keep whole-database dumps (pgshift does) or add --large-objects to selective ones; allow time.",
+    detect=_large_objects,
+    verified="14",
+)
+
+
+def _event_triggers(ctx: Context) -> Iterator[Hit]:
+    for r in fetch_all(ctx.conn, "SELECT evtname AS object, evtevent FROM pg_event_trigger ORDER BY 1"):
+        if r["evtevent"] == "login":
+            yield Hit(
+                r["object"],
+                f"login event trigger {r['object']} fires on the first connection to the target after the restore",
+                ctx.database,
+                Severity.WARNING,
+            )
+        else:
+            yield Hit(
+                r["object"],
+                f"event trigger {r['object']} ({r['evtevent']}) is restored last and active afterwards",
+                ctx.database,
+            )
+
+
+EVENT_TRIGGERS = Rule(
+    id="event-triggers",
+    title="Event triggers",
+    severity=Severity.INFO,
+    changed_in="pg_dump behaviour; PostgreSQL 17 (login event triggers)",
+    what_happens="Event triggers are restored at the very end and then fire; a login trigger (17+) fires on the "
+    "first connection (a faulty one locks users out); a non-superuser cannot create them.",
+    remediation="Restore as a superuser; review login triggers (event_triggers = off is the escape hatch on 17+).",
+    detect=_event_triggers,
+    verified="17->18",
+)
+
+
+def _prepared_and_slots(ctx: Context) -> Iterator[Hit]:
+    for gid in ctx.source.prepared_xacts:
+        yield Hit(
+            gid,
+            f"prepared transaction {gid} is open: it is not migrated, and its locks can block pg_dump",
+            severity=Severity.WARNING,
+        )
+    for slot in ctx.source.replication_slots:
+        yield Hit(slot, f"replication slot {slot} is not migrated")
+
+
+PREPARED_XACTS_AND_SLOTS = Rule(
+    id="prepared-xacts-and-slots",
+    title="Prepared transactions and replication slots",
+    severity=Severity.INFO,
+    changed_in="pg_dump behaviour (all versions)",
+    scope=Scope.CLUSTER,
+    what_happens="Neither is migrated; prepared transactions holding strong locks block pg_dump.",
+    remediation="COMMIT PREPARED / ROLLBACK PREPARED before the dump; re-create the slots consumers need.",
+    detect=_prepared_and_slots,
+    verified="docs only",
+)
+
+RULES = (
+    LOCALE_AVAILABILITY,
+    USER_COLLATION_LOCALES,
+    COLLATION_VERSION_DRIFT,
+    DATALLOWCONN_FALSE,
+    DATABASE_PROPERTIES_NEED_CREATE,
+    TABLESPACES,
+    SUBSCRIPTIONS,
+    LARGE_OBJECTS,
+    EVENT_TRIGGERS,
+    PREPARED_XACTS_AND_SLOTS,
+)

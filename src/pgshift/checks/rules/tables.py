@@ -1,0 +1,221 @@
+"""Rules about tables, constraints, partitions and inheritance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pgshift.catalog.session import fetch_one
+from pgshift.checks import Severity
+from pgshift.checks.rule import Context, Hit, Query, Rule
+
+NOT_NULL_INHERITANCE = Rule(
+    id="not-null-inheritance",
+    title="Nullable child columns under a NOT NULL parent column",
+    severity=Severity.BLOCKER,
+    changed_in="pg_dump behaviour; pg_upgrade check added in 18",
+    what_happens="The child column comes back NOT NULL, so COPY of its rows fails with a not-null violation and "
+    "the rows are lost.",
+    remediation="Fix the NULLs and ALTER TABLE child ALTER col SET NOT NULL, or drop the parent's constraint.",
+    queries=(
+        Query(
+            """
+            SELECT DISTINCT i.inhrelid::regclass::text || '.' || quote_ident(ac.attname) AS object,
+                   i.inhparent::regclass::text AS parent
+            FROM pg_inherits i
+            JOIN pg_attribute ac ON ac.attrelid = i.inhrelid AND ac.attnum > 0 AND NOT ac.attisdropped
+            JOIN pg_attribute ap ON ap.attrelid = i.inhparent AND ap.attname = ac.attname
+                 AND ap.attnum > 0 AND NOT ap.attisdropped
+            WHERE ap.attnotnull AND NOT ac.attnotnull
+            ORDER BY 1
+            """
+        ),
+    ),
+    message="column {object} allows NULL but its parent {parent} has it NOT NULL",
+    verified="17->17, 17->18",
+)
+
+GENERATED_INHERITANCE_MISMATCH = Rule(
+    id="generated-inheritance-mismatch",
+    title="Generated status differs between parent and child column",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 16",
+    source_max=15,
+    target_min=16,
+    what_happens="A plain parent column with a generated child column was accepted up to 15; 16 refuses it "
+    "('child column specifies generation expression'): the child table and its data are missing.",
+    remediation="Make the generation status match on the source (drop the expression from the child, or "
+    "re-create the column).",
+    # attgenerated exists from 12 (generated columns).
+    queries=(
+        Query(
+            """
+            SELECT i.inhrelid::regclass::text || '.' || quote_ident(ac.attname) AS object,
+                   i.inhparent::regclass::text AS parent
+            FROM pg_inherits i
+            JOIN pg_attribute ap ON ap.attrelid = i.inhparent AND ap.attnum > 0 AND NOT ap.attisdropped
+            JOIN pg_attribute ac ON ac.attrelid = i.inhrelid AND ac.attname = ap.attname
+            WHERE ap.attgenerated <> ac.attgenerated
+            ORDER BY 1
+            """,
+            since=12,
+            until=15,
+        ),
+    ),
+    message="column {object} is generated differently from its parent {parent}",
+    verified="15->16",
+)
+
+UNLOGGED_PARTITIONED = Rule(
+    id="unlogged-partitioned",
+    title="UNLOGGED partitioned tables",
+    severity=Severity.WARNING,
+    changed_in="PostgreSQL 18",
+    source_max=17,
+    target_min=18,
+    what_happens="UNLOGGED on a partitioned table had no effect before 18 and is rejected by 18: pg_dump 18 drops "
+    "the keyword, a pg_dump 17 dump fails on 18 and loses the table.",
+    remediation="Dump with pg_dump 18 (pgshift does); set UNLOGGED on each partition if wanted.",
+    queries=(
+        Query(
+            "SELECT c.oid::regclass::text AS object FROM pg_class c WHERE c.relkind = 'p' AND c.relpersistence = 'u' "
+            "ORDER BY 1",
+            until=17,
+        ),
+    ),
+    message="partitioned table {object} is UNLOGGED; 18 makes it a permanent table",
+    verified="pg_dump 17 and 18",
+)
+
+NULLS_NOT_DISTINCT_PK = Rule(
+    id="nulls-not-distinct-pk",
+    title="Primary keys adopted from NULLS NOT DISTINCT indexes",
+    severity=Severity.INFO,
+    changed_in="PostgreSQL 16",
+    source_min=15,
+    source_max=15,
+    target_min=16,
+    what_happens="Dumped as a plain PRIMARY KEY; NULLS NOT DISTINCT is lost, which changes nothing for NOT NULL "
+    "key columns.",
+    remediation="None needed.",
+    # indnullsnotdistinct appeared in 15.
+    queries=(
+        Query(
+            "SELECT i.indexrelid::regclass::text AS object, i.indrelid::regclass::text AS tbl FROM pg_index i "
+            "WHERE i.indisprimary AND i.indnullsnotdistinct ORDER BY 1",
+            since=15,
+        ),
+    ),
+    message="primary key {object} of {tbl} is NULLS NOT DISTINCT; it is restored without that flag",
+    verified="15->18",
+)
+
+DUPLICATE_CONSTRAINT_NAMES = Rule(
+    id="duplicate-constraint-names",
+    title="Duplicate constraint names on one table or domain",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 11",
+    source_max=10,
+    target_min=11,
+    what_happens="Duplicate constraint names, possible through corner cases before 11, fail to restore.",
+    remediation="ALTER TABLE … RENAME CONSTRAINT one of them on the source.",
+    queries=(
+        Query(
+            """
+            SELECT COALESCE(NULLIF(conrelid, 0)::regclass::text, contypid::regtype::text) || '.' || quote_ident(conname)
+                   AS object
+            FROM pg_constraint WHERE oid >= 16384
+            GROUP BY conrelid, contypid, conname HAVING count(*) > 1 ORDER BY 1
+            """,
+            until=10,
+        ),
+    ),
+    message="constraint name {object} is used more than once on the same table or domain",
+    verified="docs only",
+)
+
+HASH_PARTITION_ENUM = Rule(
+    id="hash-partition-enum",
+    title="Hash partitioning on enum columns",
+    severity=Severity.WARNING,
+    changed_in="pg_dump behaviour (current minors load via the partition root)",
+    source_min=11,
+    what_happens="Hash partitioning on an enum uses the enum's OIDs, which change on reload: old pg_dump minors "
+    "fail with partition constraint errors; current ones load via the partition root.",
+    remediation="Use a current pg_dump (pgshift picks the target's), or --load-via-partition-root.",
+    # Hash partitioning exists from 11.
+    queries=(
+        Query(
+            """
+            SELECT DISTINCT pt.partrelid::regclass::text AS object, a.attname, a.atttypid::regtype::text AS key_type
+            FROM pg_partitioned_table pt
+            JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = ANY (pt.partattrs::int2[])
+            JOIN pg_type t ON t.oid = a.atttypid
+            WHERE pt.partstrat = 'h' AND (t.typtype = 'e' OR (t.typtype = 'd' AND EXISTS
+                  (SELECT 1 FROM pg_type b WHERE b.oid = t.typbasetype AND b.typtype = 'e')))
+            ORDER BY 1
+            """,
+            since=11,
+        ),
+    ),
+    message="table {object} is hash-partitioned on {attname} ({key_type}), an enum",
+    verified="13->18 (handled by current pg_dump)",
+)
+
+
+def _lock_capacity(ctx: Context) -> Iterator[Hit]:
+    inv = ctx.db_inventory
+    if inv is None:
+        return
+    if "lock_capacity" not in ctx.cache:
+        # The shared lock table holds max_locks_per_transaction × MaxBackends (+ prepared xacts).
+        row = fetch_one(
+            ctx.conn,
+            """
+            SELECT current_setting('max_locks_per_transaction')::int AS locks,
+                   current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
+                   + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
+                   + current_setting('max_prepared_transactions')::int AS slots
+            """,
+        )
+        assert row is not None
+        ctx.cache["lock_capacity"] = (row["locks"], row["locks"] * row["slots"])
+    locks, capacity = ctx.cache["lock_capacity"]
+    if inv.relations_to_lock > capacity:
+        yield Hit(
+            inv.name,
+            f"database {inv.name} has {inv.relations_to_lock} relations for pg_dump to lock; the source's lock "
+            f"table holds about {capacity} (max_locks_per_transaction = {locks}): pg_dump fails with "
+            "'out of shared memory'",
+            inv.name,
+        )
+    elif inv.relations_to_lock > capacity // 2:
+        yield Hit(
+            inv.name,
+            f"database {inv.name} has {inv.relations_to_lock} relations for pg_dump to lock, more than half of the "
+            f"source's lock table (about {capacity}); other sessions' locks may exhaust it",
+            inv.name,
+            Severity.WARNING,
+        )
+
+
+MAX_LOCKS_FOR_DUMP = Rule(
+    id="max-locks-for-dump",
+    title="More relations than the lock table holds",
+    severity=Severity.BLOCKER,
+    changed_in="pg_dump behaviour (all versions)",
+    what_happens="pg_dump takes an AccessShareLock on every table, view and sequence in one transaction: with too "
+    "many, 'out of shared memory — increase max_locks_per_transaction'.",
+    remediation="Raise max_locks_per_transaction on the source (restart needed), or dump the database in parts.",
+    detect=_lock_capacity,
+    verified="17",
+)
+
+RULES = (
+    NOT_NULL_INHERITANCE,
+    GENERATED_INHERITANCE_MISMATCH,
+    UNLOGGED_PARTITIONED,
+    NULLS_NOT_DISTINCT_PK,
+    DUPLICATE_CONSTRAINT_NAMES,
+    HASH_PARTITION_ENUM,
+    MAX_LOCKS_FOR_DUMP,
+)
