@@ -1,0 +1,336 @@
+"""Comparisons of catalog facts: globals, database properties and object inventories.
+
+Everything is compared by name, never by OID. The functions return candidates (a difference
+plus the objects it came from) so that the expected-difference rules can look at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo
+from pgshift.catalog.inventory import DbObject, Inventory
+from pgshift.verify.model import Difference
+from pgshift.verify.patterns import Filter
+from pgshift.verify.rules import Candidate
+
+_ROLE_FIELDS = (
+    "superuser",
+    "inherit",
+    "createrole",
+    "createdb",
+    "login",
+    "replication",
+    "bypassrls",
+    "connlimit",
+    "valid_until",
+    "comment",
+)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple | list):
+        return ", ".join(str(v) for v in value) if value else "(none)"
+    return str(value)
+
+
+def _acl_text(acl: tuple[str, ...] | None) -> str:
+    return "(default)" if acl is None else (", ".join(acl) if acl else "(none)")
+
+
+def compare_roles(
+    source: list[RoleInfo],
+    target: list[RoleInfo],
+    *,
+    source_passwords: Mapping[str, str | None] | None = None,
+    target_passwords: Mapping[str, str | None] | None = None,
+    renames: Mapping[str, str] | None = None,
+) -> list[Candidate]:
+    out: list[Candidate] = []
+    src = {r.name: r for r in source}
+    tgt = {r.name: r for r in target}
+    renames = renames or {}
+    for name in sorted(src.keys() | tgt.keys()):
+        obj = f"role {name}"
+        s, t = src.get(name), tgt.get(name)
+        if t is None:
+            out.append(_cand("globals", None, obj, "missing", "exists", None, f"role {name} is missing on the target"))
+            continue
+        if s is None:
+            out.append(_cand("globals", None, obj, "extra", None, "exists", f"role {name} exists only on the target"))
+            continue
+        for fld in _ROLE_FIELDS:
+            sv, tv = _text(getattr(s, fld)), _text(getattr(t, fld))
+            if sv != tv:
+                out.append(_cand("globals", None, obj, "changed", sv, tv, f"role {name}: {fld} differs", fld))
+        s_set = sorted((renames.get(db, db) if db else "", v) for db, v in s.settings)
+        t_set = sorted((db or "", v) for db, v in t.settings)
+        if s_set != t_set:
+            out.append(
+                _cand(
+                    "globals",
+                    None,
+                    obj,
+                    "changed",
+                    _settings_text(s_set),
+                    _settings_text(t_set),
+                    f"role {name}: settings differ",
+                    "settings",
+                )
+            )
+        if source_passwords is not None and target_passwords is not None:
+            sp, tp = source_passwords.get(name), target_passwords.get(name)
+            if sp != tp:
+                out.append(
+                    _cand(
+                        "globals",
+                        None,
+                        obj,
+                        "changed",
+                        s.password_type or "no password",
+                        t.password_type or "no password",
+                        f"role {name}: the password hash did not arrive intact",
+                        "password",
+                    )
+                )
+        elif s.password_type is not None and t.password_type is None:
+            out.append(
+                _cand(
+                    "globals",
+                    None,
+                    obj,
+                    "changed",
+                    "has a password",
+                    "no password",
+                    f"role {name}: the password is missing on the target",
+                    "password",
+                )
+            )
+    return out
+
+
+def _settings_text(items: Iterable[tuple[str, str]]) -> str:
+    texts = [f"{v} (in {db})" if db else v for db, v in items]
+    return ", ".join(texts) if texts else "(none)"
+
+
+def compare_memberships(source: list[Membership], target: list[Membership], *, both_16: bool) -> list[Candidate]:
+    """Role memberships; grantors are not compared (16 records them differently)."""
+
+    def key(m: Membership) -> tuple[str, str]:
+        return (m.role, m.member)
+
+    def options(m: Membership) -> str:
+        opts = ["admin" if m.admin_option else "no admin"]
+        if both_16:
+            opts.append("inherit" if m.inherit_option else "no inherit")
+            opts.append("set" if m.set_option else "no set")
+        return ", ".join(opts)
+
+    src: dict[tuple[str, str], str] = {}
+    tgt: dict[tuple[str, str], str] = {}
+    for m in source:
+        src[key(m)] = max(src.get(key(m), ""), options(m))
+    for m in target:
+        tgt[key(m)] = max(tgt.get(key(m), ""), options(m))
+    out: list[Candidate] = []
+    for k in sorted(src.keys() | tgt.keys()):
+        obj = f"membership of {k[1]} in {k[0]}"
+        if k not in tgt:
+            out.append(_cand("globals", None, obj, "missing", src[k], None, f"{k[1]} is no longer a member of {k[0]}"))
+        elif k not in src:
+            out.append(
+                _cand("globals", None, obj, "extra", None, tgt[k], f"{k[1]} is a member of {k[0]} only on target")
+            )
+        elif src[k] != tgt[k]:
+            out.append(
+                _cand("globals", None, obj, "changed", src[k], tgt[k], f"membership options of {k[1]} in {k[0]}")
+            )
+    return out
+
+
+def compare_database(
+    source: DatabaseInfo,
+    target: DatabaseInfo,
+    *,
+    compare_owners: bool,
+    compare_privileges: bool,
+    compare_locale_provider: bool,
+) -> list[Candidate]:
+    fields: list[tuple[str, object, object]] = [
+        ("encoding", source.encoding, target.encoding),
+        ("collate", source.collate, target.collate),
+        ("ctype", source.ctype, target.ctype),
+        ("connection limit", source.connlimit, target.connlimit),
+        ("tablespace", source.tablespace, target.tablespace),
+        ("comment", source.comment, target.comment),
+        ("settings", sorted(source.settings), sorted(target.settings)),
+    ]
+    if compare_locale_provider:
+        # 15 added the ICU provider for databases; older sources are libc by construction.
+        fields += [
+            ("locale provider", source.locale_provider, target.locale_provider),
+            ("locale", source.icu_locale, target.icu_locale),
+            ("icu rules", source.icu_rules, target.icu_rules),
+        ]
+    elif target.locale_provider != "libc":
+        fields.append(("locale provider", "libc", target.locale_provider))
+    if compare_owners:
+        fields.append(("owner", source.owner, target.owner))
+    out: list[Candidate] = []
+    obj = f"database {source.name}"
+    for name, sv, tv in fields:
+        s, t = _text(sv), _text(tv)
+        if s != t:
+            out.append(_cand("database", source.name, obj, "changed", s, t, f"database {source.name}: {name} differs"))
+    if compare_privileges:
+        s_acl = None if source.acl_is_default else source.acl
+        t_acl = None if target.acl_is_default else target.acl
+        if (sorted(s_acl) if s_acl is not None else None) != (sorted(t_acl) if t_acl is not None else None):
+            out.append(
+                _cand(
+                    "privileges",
+                    source.name,
+                    obj,
+                    "changed",
+                    _acl_text(s_acl),
+                    _acl_text(t_acl),
+                    f"database {source.name}: privileges differ",
+                    "acl",
+                )
+            )
+    return out
+
+
+def table_of(obj: DbObject) -> str | None:
+    """The table an object belongs to (itself for relations), for -t/-T filters."""
+    if "relation" in obj.flags:
+        return obj.name
+    if obj.kind == "index":
+        return obj.attrs.get("table")
+    if obj.kind in ("trigger", "rule", "policy") or (obj.kind.startswith("constraint") and "on:table" in obj.flags):
+        return obj.name.split(".", 1)[0]
+    return None
+
+
+def object_selected(obj: DbObject, flt: Filter) -> bool:
+    if not flt.active:
+        return True
+    if obj.kind == "schema":
+        return flt.schema_ok(obj.name) and not flt.tables
+    if obj.schema is None:
+        return not (flt.schemas or flt.tables)
+    if not flt.schema_ok(obj.schema):
+        return False
+    table = table_of(obj)
+    if table is None:
+        return not flt.tables
+    return flt.table_ok(obj.schema, table)
+
+
+def compare_inventories(
+    database: str,
+    source: Inventory,
+    target: Inventory,
+    *,
+    compare_owners: bool = True,
+    compare_privileges: bool = True,
+    selected: Filter | None = None,
+) -> list[Candidate]:
+    flt = selected or Filter()
+    src = {k: o for k, o in source.by_key().items() if object_selected(o, flt)}
+    tgt = {k: o for k, o in target.by_key().items() if object_selected(o, flt)}
+    out: list[Candidate] = []
+    for key in sorted(src.keys() | tgt.keys()):
+        s, t = src.get(key), tgt.get(key)
+        any_obj = s or t
+        assert any_obj is not None
+        label = f"{any_obj.kind} {any_obj.qualified}"
+        if t is None:
+            assert s is not None
+            out.append(
+                Candidate(
+                    Difference(
+                        "schema", database, label, "missing", "exists", None, f"{label} is missing on the target"
+                    ),
+                    s,
+                    None,
+                )
+            )
+            continue
+        if s is None:
+            out.append(
+                Candidate(
+                    Difference(
+                        "schema", database, label, "extra", None, "exists", f"{label} exists only on the target"
+                    ),
+                    None,
+                    t,
+                )
+            )
+            continue
+        for attr in sorted(s.attrs.keys() | t.attrs.keys()):
+            sv, tv = s.attrs.get(attr), t.attrs.get(attr)
+            if sv != tv:
+                out.append(
+                    Candidate(
+                        Difference("schema", database, label, "changed", sv, tv, f"{label}: {attr} differs"), s, t, attr
+                    )
+                )
+        if s.comment != t.comment:
+            out.append(
+                Candidate(
+                    Difference("schema", database, label, "changed", s.comment, t.comment, f"{label}: comment differs"),
+                    s,
+                    t,
+                    "comment",
+                )
+            )
+        if compare_owners and s.owner != t.owner:
+            out.append(
+                Candidate(
+                    Difference("schema", database, label, "changed", s.owner, t.owner, f"{label}: owner differs"),
+                    s,
+                    t,
+                    "owner",
+                )
+            )
+        if compare_privileges and _acl_norm(s.acl) != _acl_norm(t.acl):
+            out.append(
+                Candidate(
+                    Difference(
+                        "privileges",
+                        database,
+                        label,
+                        "changed",
+                        _acl_text(s.acl),
+                        _acl_text(t.acl),
+                        f"{label}: privileges differ",
+                    ),
+                    s,
+                    t,
+                    "acl",
+                )
+            )
+    return out
+
+
+def _acl_norm(acl: tuple[str, ...] | None) -> list[str] | None:
+    return None if acl is None else sorted(acl)
+
+
+def _cand(
+    category: str,
+    database: str | None,
+    obj: str,
+    kind: str,
+    source: str | None,
+    target: str | None,
+    message: str,
+    attribute: str | None = None,
+) -> Candidate:
+    return Candidate(Difference(category, database, obj, kind, source, target, message), attribute=attribute)

@@ -1,0 +1,297 @@
+"""Rows: exact counts and content digests, in parallel on both servers at once.
+
+Each side gets a pool of ``jobs`` connections; the tables are handed out largest first, and
+both pools work at the same time, so the wall time is close to that of the slower server's
+share divided by ``jobs``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import psycopg
+
+from pgshift.catalog import rows as rowcat
+from pgshift.catalog.rows import Digest, KeyValue, TableRef
+from pgshift.catalog.session import Connection, connect
+from pgshift.conninfo import Endpoint, ResolvedEndpoint
+from pgshift.errors import StepFailed
+from pgshift.events import EventSink, StepFinished, StepProgress, StepStarted
+from pgshift.verify.model import Difference
+
+T = TypeVar("T")
+
+
+class SidePool:
+    """``jobs`` connections to one database, each used by one worker thread."""
+
+    def __init__(self, endpoint: Endpoint | ResolvedEndpoint, dbname: str, jobs: int, *, checksums: bool) -> None:
+        self.endpoint = endpoint
+        self.dbname = dbname
+        self.checksums = checksums
+        self._local = threading.local()
+        self._conns: list[Connection] = []
+        self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix=f"verify-{endpoint.role}")
+
+    def _conn(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.endpoint, self.dbname)
+            if self.checksums:
+                rowcat.prepare_checksum_session(conn)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def submit(self, fn: Callable[[Connection], T]) -> Future[T]:
+        return self.executor.submit(lambda: fn(self._conn()))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+
+
+@contextmanager
+def side_pools(
+    source: Endpoint | ResolvedEndpoint,
+    source_db: str,
+    target: Endpoint | ResolvedEndpoint,
+    target_db: str,
+    jobs: int,
+    *,
+    checksums: bool,
+) -> Iterator[tuple[SidePool, SidePool]]:
+    src = SidePool(source, source_db, jobs, checksums=checksums)
+    tgt = SidePool(target, target_db, jobs, checksums=checksums)
+    try:
+        yield src, tgt
+    finally:
+        src.close()
+        tgt.close()
+
+
+def _wait(
+    futures: Sequence[Future[Any]], sink: EventSink, step: str, title: str, describe: Callable[[int], str]
+) -> list[Any]:
+    """Results in order; the first failure is raised as StepFailed naming the task."""
+    results: list[Any] = []
+    for i, fut in enumerate(futures):
+        try:
+            results.append(fut.result())
+        except psycopg.Error as exc:
+            for other in futures:
+                other.cancel()
+            raise StepFailed(
+                f"{describe(i)} failed: {str(exc).strip().splitlines()[0]}",
+                hint="the verifying role needs SELECT on every table (or exclude it with -T)",
+            ) from None
+        if (i + 1) % 25 == 0 or i + 1 == len(futures):
+            sink(StepProgress(title, step, completed=i + 1, total=len(futures)))
+    return results
+
+
+def _count(table: TableRef, conn: Connection) -> int | None:
+    return rowcat.count_rows(conn, table)
+
+
+def _bounds(table: TableRef, chunk_rows: int, conn: Connection) -> list[KeyValue]:
+    return rowcat.range_boundaries(conn, table, chunk_rows)
+
+
+def _bounds_label(key: tuple[str, str], _index: int) -> str:
+    return f"cutting key ranges of {key[0]}.{key[1]}"
+
+
+def _digest_all(table: TableRef, conn: Connection) -> Digest:
+    return rowcat.digest_table(conn, table)
+
+
+def _digest_range(table: TableRef, lo: KeyValue | None, hi: KeyValue | None, conn: Connection) -> Digest:
+    return rowcat.digest_range(conn, table, lo, hi)
+
+
+@dataclass
+class RowOutcome:
+    differences: list[Difference] = field(default_factory=list)
+    tables: int = 0
+    rows_source: int = 0
+    rows_target: int = 0
+    checksummed_tables: int = 0
+    checksummed_ranges: int = 0
+
+
+def _range_label(bounds: list[KeyValue], index: int, key_names: Sequence[str]) -> str:
+    def show(value: KeyValue) -> str:
+        return value[0] if len(value) == 1 else "(" + ", ".join(value) + ")"
+
+    key = key_names[0] if len(key_names) == 1 else "(" + ", ".join(key_names) + ")"
+    if len(bounds) <= 1:
+        return "all rows"
+    if index == 0:
+        return f"{key} < {show(bounds[1])}"
+    if index == len(bounds) - 1:
+        return f"{key} >= {show(bounds[index])}"
+    return f"{show(bounds[index])} <= {key} < {show(bounds[index + 1])}"
+
+
+def compare_rows(
+    database: str,
+    source: Endpoint | ResolvedEndpoint,
+    source_db: str,
+    target: Endpoint | ResolvedEndpoint,
+    target_db: str,
+    source_tables: list[TableRef],
+    target_tables: list[TableRef],
+    *,
+    jobs: int,
+    checksums: bool,
+    chunk_rows: int,
+    sink: EventSink,
+) -> RowOutcome:
+    """Exact counts of every table on both sides (and digests with ``checksums``)."""
+    out = RowOutcome()
+    tgt_by_name = {(t.schema, t.name): t for t in target_tables}
+    pairs = [(s, tgt_by_name[(s.schema, s.name)]) for s in source_tables if (s.schema, s.name) in tgt_by_name]
+    started = time.monotonic()
+    step = f"db:{database}:rows"
+    title = f"counting rows in {database}"
+    sink(StepStarted(title, step, total=len(pairs) * 2, unit="tables"))
+    with side_pools(source, source_db, target, target_db, jobs, checksums=checksums) as (sp, tp):
+        futures: list[Future[int | None]] = []
+        labels: list[str] = []
+        for s, t in pairs:
+            for pool, table, role in ((sp, s, "source"), (tp, t, "target")):
+                if table.relkind == "m" and not table.populated:
+                    done: Future[int | None] = Future()
+                    done.set_result(None)
+                    futures.append(done)
+                else:
+                    futures.append(pool.submit(partial(_count, table)))
+                labels.append(f"counting rows of {table.qualified} on the {role}")
+        # Key ranges are cut on the source while the counts run.
+        bound_futures: dict[tuple[str, str], Future[list[KeyValue]]] = {}
+        if checksums:
+            for s, t in pairs:
+                if s.rangeable and [c.name for c in s.key] == [c.name for c in t.key] and s.populated and t.populated:
+                    bound_futures[(s.schema, s.name)] = sp.submit(partial(_bounds, s, chunk_rows))
+        counts = _wait(futures, sink, step, title, lambda i: labels[i])
+        for i, (s, _t) in enumerate(pairs):
+            sc, tc = counts[2 * i], counts[2 * i + 1]
+            obj = f"{'materialized view' if s.relkind == 'm' else 'table'} {s.qualified}"
+            if sc is None or tc is None:
+                if (sc is None) != (tc is None):
+                    out.differences.append(
+                        Difference(
+                            "rows",
+                            database,
+                            obj,
+                            "changed",
+                            "unpopulated" if sc is None else f"populated ({sc:,} rows)",
+                            "unpopulated" if tc is None else f"populated ({tc:,} rows)",
+                            f"{obj} is populated on one side only",
+                        )
+                    )
+                continue
+            out.tables += 1
+            out.rows_source += sc
+            out.rows_target += tc
+            if sc != tc:
+                delta = tc - sc
+                out.differences.append(
+                    Difference(
+                        "rows",
+                        database,
+                        obj,
+                        "count",
+                        f"{sc:,}",
+                        f"{tc:,}",
+                        f"{obj}: {abs(delta):,} row(s) {'more' if delta > 0 else 'fewer'} on the target",
+                    )
+                )
+        sink(StepFinished(title, step, seconds=time.monotonic() - started))
+        if checksums:
+            _checksums(database, pairs, counts, bound_futures, sp, tp, out, sink)
+    return out
+
+
+def _checksums(
+    database: str,
+    pairs: list[tuple[TableRef, TableRef]],
+    counts: list[int | None],
+    bound_futures: dict[tuple[str, str], Future[list[KeyValue]]],
+    sp: SidePool,
+    tp: SidePool,
+    out: RowOutcome,
+    sink: EventSink,
+) -> None:
+    started = time.monotonic()
+    step = f"db:{database}:checksums"
+    title = f"checksumming rows in {database}"
+    bounds = {k: _wait([f], sink, step, title, partial(_bounds_label, k))[0] for k, f in bound_futures.items()}
+    jobs: list[tuple[TableRef, TableRef, list[KeyValue] | None]] = []
+    for i, (s, t) in enumerate(pairs):
+        if counts[2 * i] is None or counts[2 * i + 1] is None:
+            continue
+        if {c.name for c in s.columns} != {c.name for c in t.columns}:
+            continue  # the column difference is reported by the inventory
+        jobs.append((s, t, bounds.get((s.schema, s.name))))
+    futures: list[Future[Digest]] = []
+    labels: list[str] = []
+    index: list[tuple[int, int]] = []  # (job, range)
+    for j, (s, t, b) in enumerate(jobs):
+        # Both sides digest the columns in the source's order.
+        t_cols = {c.name: c for c in t.columns}
+        t_ordered = TableRef(
+            t.schema, t.name, t.relkind, t.populated, t.pages, tuple(t_cols[c.name] for c in s.columns), t.key
+        )
+        ranges: list[tuple[KeyValue | None, KeyValue | None]]
+        if b and len(b) > 1:
+            ranges = [(None if r == 0 else b[r], b[r + 1] if r + 1 < len(b) else None) for r in range(len(b))]
+        else:
+            ranges = [(None, None)]
+        for r, (lo, hi) in enumerate(ranges):
+            for pool, table, role in ((sp, s, "source"), (tp, t_ordered, "target")):
+                if lo is None and hi is None:
+                    futures.append(pool.submit(partial(_digest_all, table)))
+                else:
+                    futures.append(pool.submit(partial(_digest_range, table, lo, hi)))
+                labels.append(f"checksumming {table.qualified} on the {role}")
+            index.append((j, r))
+    sink(StepStarted(title, step, total=len(futures), unit="ranges"))
+    digests = _wait(futures, sink, step, title, lambda i: labels[i])
+    mismatched: dict[int, list[str]] = {}
+    for n, (j, r) in enumerate(index):
+        sd, td = digests[2 * n], digests[2 * n + 1]
+        out.checksummed_ranges += 1
+        if sd != td:
+            s, _t, b = jobs[j]
+            mismatched.setdefault(j, []).append(_range_label(b or [], r, [c.name for c in s.key]))
+    out.checksummed_tables += len(jobs)
+    for j, ranges_text in sorted(mismatched.items()):
+        s = jobs[j][0]
+        obj = f"{'materialized view' if s.relkind == 'm' else 'table'} {s.qualified}"
+        where = "; ".join(ranges_text[:10]) + (f"; … {len(ranges_text) - 10} more" if len(ranges_text) > 10 else "")
+        out.differences.append(
+            Difference(
+                "checksums",
+                database,
+                obj,
+                "content",
+                None,
+                None,
+                f"{obj}: content differs in {where}",
+            )
+        )
+    sink(StepFinished(title, step, seconds=time.monotonic() - started))

@@ -1,0 +1,183 @@
+"""Expected differences: what a newer major creates or spells by itself.
+
+Each rule has a name (shown in reports and documented in docs/verify.md) and a test. A rule
+only ever explains a difference between two *different* majors in the direction of an upgrade;
+between servers of the same major every difference is real.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from pgshift.catalog.inventory import DbObject
+from pgshift.verify.model import Difference, ExpectedDifference
+from pgshift.version import PgVersion
+
+
+@dataclass(frozen=True)
+class Context:
+    source_version: PgVersion
+    target_version: PgVersion
+    # Extension name -> the default version the target server installs.
+    target_extension_defaults: Mapping[str, str | None] = field(default_factory=dict)
+
+    def crosses(self, num: int) -> bool:
+        """True when the source is older than ``num`` (a server_version_num) and the target is not."""
+        return self.source_version.num < num <= self.target_version.num
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A difference with the objects it came from, for rules to look at."""
+
+    difference: Difference
+    source: DbObject | None = None
+    target: DbObject | None = None
+    attribute: str | None = None  # the attribute that differs ("acl", "owner", "arguments" …)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    reason: str
+    applies: Callable[[Candidate, Context], bool]
+
+
+def _extra(c: Candidate) -> DbObject | None:
+    return c.target if c.difference.kind == "extra" and c.source is None else None
+
+
+def _not_null_table(c: Candidate, ctx: Context) -> bool:
+    # 18 catalogs every NOT NULL column constraint in pg_constraint (contype 'n').
+    obj = _extra(c)
+    return ctx.crosses(180000) and obj is not None and {"contype:n", "on:table"} <= obj.flags
+
+
+def _not_null_domain(c: Candidate, ctx: Context) -> bool:
+    # 17 catalogs domain NOT NULL constraints in pg_constraint (contype 'n').
+    obj = _extra(c)
+    return ctx.crosses(170000) and obj is not None and {"contype:n", "on:domain"} <= obj.flags
+
+
+def _multirange(c: Candidate, ctx: Context) -> bool:
+    # 14 creates a multirange type and three constructor functions for every range type.
+    obj = _extra(c)
+    return ctx.crosses(140000) and obj is not None and bool({"multirange", "multirange-constructor"} & obj.flags)
+
+
+_ALL_TABLE_PRIVS = set("arwdDxt")
+
+
+def _strip_maintain(item: str) -> str:
+    grantee, sep, rest = item.partition("=")
+    privs, slash, grantor = rest.partition("/")
+    if not sep or not set(privs.replace("*", "")) >= _ALL_TABLE_PRIVS:
+        return item
+    return f"{grantee}={privs.replace('m*', '').replace('m', '')}{slash}{grantor}"
+
+
+def _maintain(c: Candidate, ctx: Context) -> bool:
+    # 17 added the MAINTAIN privilege (aclitem letter 'm'), which GRANT ALL on a table includes.
+    if not ctx.crosses(170000) or c.attribute != "acl" or c.source is None or c.target is None:
+        return False
+    if not ({"relation", "defacl:r"} & c.target.flags) or c.source.acl is None or c.target.acl is None:
+        return False
+    return sorted(c.source.acl) == sorted(_strip_maintain(i) for i in c.target.acl)
+
+
+def _procedure_modes(c: Candidate, ctx: Context) -> bool:
+    # 14 spells the IN mode of procedure arguments ("INOUT a integer, IN b text").
+    if not ctx.crosses(140000) or c.attribute != "arguments":
+        return False
+    src, tgt = c.difference.source or "", c.difference.target or ""
+    return re.sub(r"(^|, )IN ", r"\1", tgt) == src
+
+
+def _execute_function(c: Candidate, ctx: Context) -> bool:
+    # 11 spells trigger definitions EXECUTE FUNCTION (10 said EXECUTE PROCEDURE).
+    if not ctx.crosses(110000) or c.attribute != "definition":
+        return False
+    src, tgt = c.difference.source or "", c.difference.target or ""
+    return src.replace(" EXECUTE PROCEDURE ", " EXECUTE FUNCTION ") == tgt
+
+
+def _extension_default(c: Candidate, ctx: Context) -> bool:
+    # The target installs the version its own packages ship (CREATE EXTENSION without VERSION, or
+    # ALTER EXTENSION … UPDATE after the move): an upgrade on purpose.
+    if c.attribute != "version" or c.target is None or c.target.kind != "extension":
+        return False
+    return ctx.target_extension_defaults.get(c.target.name) == c.difference.target
+
+
+def _public_schema_15(c: Candidate, ctx: Context) -> bool:
+    # 15 made pg_database_owner the owner of schema public and revoked CREATE from PUBLIC.
+    if not ctx.crosses(150000) or c.target is None or c.target.kind != "schema" or c.target.name != "public":
+        return False
+    if c.attribute == "owner":
+        return c.difference.target == "pg_database_owner"
+    if c.attribute == "acl":
+        return c.difference.target == "pg_database_owner=UC/pg_database_owner, =U/pg_database_owner"
+    return False
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "not-null-constraints-18",
+        "PostgreSQL 18 catalogs NOT NULL column constraints in pg_constraint",
+        _not_null_table,
+    ),
+    Rule(
+        "domain-not-null-constraints-17",
+        "PostgreSQL 17 catalogs domain NOT NULL constraints in pg_constraint",
+        _not_null_domain,
+    ),
+    Rule(
+        "multirange-types-14",
+        "PostgreSQL 14 creates a multirange type and its constructor functions for every range type",
+        _multirange,
+    ),
+    Rule(
+        "maintain-privilege-17",
+        "PostgreSQL 17 added the MAINTAIN privilege, part of ALL on tables",
+        _maintain,
+    ),
+    Rule(
+        "procedure-argument-modes-14",
+        "PostgreSQL 14 spells the IN mode of procedure arguments",
+        _procedure_modes,
+    ),
+    Rule(
+        "trigger-execute-function-11",
+        "PostgreSQL 11 prints EXECUTE FUNCTION where 10 printed EXECUTE PROCEDURE",
+        _execute_function,
+    ),
+    Rule(
+        "extension-default-version",
+        "the extension is at the default version the target installs (upgraded on purpose)",
+        _extension_default,
+    ),
+    Rule(
+        "public-schema-15",
+        "PostgreSQL 15 gives schema public to pg_database_owner and revokes CREATE from PUBLIC",
+        _public_schema_15,
+    ),
+)
+
+RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+
+
+def classify(
+    candidates: list[Candidate], ctx: Context, rules: tuple[Rule, ...] = RULES
+) -> tuple[list[Difference], list[ExpectedDifference]]:
+    """Split differences into real ones and those a rule explains."""
+    real: list[Difference] = []
+    expected: list[ExpectedDifference] = []
+    for cand in candidates:
+        rule = next((r for r in rules if r.applies(cand, ctx)), None)
+        if rule is None:
+            real.append(cand.difference)
+        else:
+            expected.append(ExpectedDifference(rule.name, rule.reason, cand.difference))
+    return real, expected

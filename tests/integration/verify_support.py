@@ -1,0 +1,68 @@
+"""Build equal server pairs for the verify tests: globals and databases copied with the real
+pg_dumpall, pg_dump and pg_restore of the target's major (migrate is not used, so verify's tests
+do not depend on it)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pgshift.lab import LabServer
+from pgshift.process import Command, run
+from pgshift.toolchain.clients import run_client
+from pgshift.toolchain.discover import discover
+from pgshift.toolchain.select import ClientChoice, select_client
+
+CORPUS = Path("/work/shared/corpus")
+PSQL18 = "/var/cache/pgshift/pg/18/bin/psql"
+
+
+def client_for(source: LabServer, target: LabServer) -> ClientChoice:
+    return select_client(discover(), source.version, target.version)
+
+
+def psql(server: LabServer, dbname: str, *args: str, choice: ClientChoice | None = None) -> str:
+    program = choice.program("psql") if choice else PSQL18
+    done = run(Command((program, "-X", "-q", "-d", server.conninfo(dbname), *args), env=server.psql_env()))
+    return done.stdout
+
+
+def load_corpus(server: LabServer, name: str, dbname: str) -> None:
+    server.execute(f"CREATE DATABASE {dbname}")
+    env = {**server.psql_env(), "PSQL": PSQL18}
+    run(Command(("sh", str(CORPUS / name / "load.sh"), server.conninfo(dbname)), env=env), timeout=300)
+
+
+def copy_globals(source: LabServer, target: LabServer) -> None:
+    choice = client_for(source, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "globals.sql"
+        run_client(
+            choice,
+            "pg_dumpall",
+            ["--globals-only", f"--dbname={source.conninfo()}", f"--file={script}"],
+            env=source.psql_env(),
+        )
+        # "role postgres already exists" is expected: no ON_ERROR_STOP.
+        run_client(
+            choice, "psql", ["-X", "-q", "-d", target.conninfo(), "-f", str(script)], env=target.psql_env(), check=True
+        )
+
+
+def copy_database(source: LabServer, target: LabServer, dbname: str, target_name: str | None = None) -> None:
+    """pg_dump -Fc of the source database, restored with pg_restore (--create unless renamed)."""
+    choice = client_for(source, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "db.dump"
+        run_client(
+            choice,
+            "pg_dump",
+            ["-Fc", f"--file={archive}", f"--dbname={source.conninfo(dbname)}", *choice.dump_flags],
+            env=source.psql_env(),
+        )
+        if target_name is None:
+            args = ["--create", "--exit-on-error", f"--dbname={target.conninfo()}", str(archive)]
+        else:
+            target.execute(f"CREATE DATABASE {target_name} TEMPLATE template0")
+            args = ["--exit-on-error", f"--dbname={target.conninfo(target_name)}", str(archive)]
+        run_client(choice, "pg_restore", args, env=target.psql_env())

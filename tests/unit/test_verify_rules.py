@@ -1,0 +1,157 @@
+"""Expected-difference rules: each explains only what its PostgreSQL change explains."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgshift.catalog.inventory import DbObject
+from pgshift.verify import RULE_NAMES, Difference, VerifyOptions, VerifyReport
+from pgshift.verify.patterns import Filter, compile_table
+from pgshift.verify.rules import Candidate, Context, classify
+from pgshift.version import PgVersion
+
+
+def ctx(src: int, tgt: int, **defaults: str) -> Context:
+    return Context(PgVersion.from_major(src), PgVersion.from_major(tgt), defaults)
+
+
+def extra(obj: DbObject) -> Candidate:
+    label = f"{obj.kind} {obj.qualified}"
+    return Candidate(
+        Difference("schema", "db", label, "extra", None, "exists", f"{label} exists only on the target"), None, obj
+    )
+
+
+def changed(obj_s: DbObject, obj_t: DbObject, attr: str, s: str | None, t: str | None) -> Candidate:
+    label = f"{obj_s.kind} {obj_s.qualified}"
+    cat = "privileges" if attr == "acl" else "schema"
+    return Candidate(Difference(cat, "db", label, "changed", s, t, f"{label}: {attr} differs"), obj_s, obj_t, attr)
+
+
+def rule_of(cand: Candidate, context: Context) -> str | None:
+    real, expected = classify([cand], context)
+    assert len(real) + len(expected) == 1
+    return expected[0].rule if expected else None
+
+
+NOT_NULL = DbObject("constraint (not null)", "public", "t.t_id_not_null", flags=frozenset({"contype:n", "on:table"}))
+DOMAIN_NOT_NULL = DbObject(
+    "constraint (not null)", "public", "d.d_not_null", flags=frozenset({"contype:n", "on:domain"})
+)
+MULTIRANGE = DbObject("type (multirange)", "public", "fr_multirange", flags=frozenset({"multirange"}))
+CONSTRUCTOR = DbObject("function", "public", "fr_multirange(public.fr)", flags=frozenset({"multirange-constructor"}))
+
+
+def test_not_null_constraints_are_expected_only_when_moving_to_18() -> None:
+    assert rule_of(extra(NOT_NULL), ctx(17, 18)) == "not-null-constraints-18"
+    assert rule_of(extra(NOT_NULL), ctx(11, 18)) == "not-null-constraints-18"
+    assert rule_of(extra(NOT_NULL), ctx(18, 18)) is None  # same major: a real difference
+
+
+def test_domain_not_null_constraints_are_expected_from_17() -> None:
+    assert rule_of(extra(DOMAIN_NOT_NULL), ctx(16, 17)) == "domain-not-null-constraints-17"
+    assert rule_of(extra(DOMAIN_NOT_NULL), ctx(17, 18)) is None
+
+
+def test_a_missing_not_null_constraint_is_never_expected() -> None:
+    missing = Candidate(Difference("schema", "db", "x", "missing", "exists", None, "gone"), NOT_NULL, None)
+    assert rule_of(missing, ctx(11, 18)) is None
+
+
+def test_multirange_objects_are_expected_only_across_14() -> None:
+    assert rule_of(extra(MULTIRANGE), ctx(13, 14)) == "multirange-types-14"
+    assert rule_of(extra(CONSTRUCTOR), ctx(11, 18)) == "multirange-types-14"
+    assert rule_of(extra(MULTIRANGE), ctx(14, 17)) is None
+    plain = DbObject("function", "public", "fr_multirange(public.fr)")
+    assert rule_of(extra(plain), ctx(13, 17)) is None
+
+
+def test_maintain_privilege_is_expected_when_all_table_privileges_were_granted() -> None:
+    s = DbObject(
+        "table", "public", "t", acl=("postgres=arwdDxt/postgres", "alice=r/postgres"), flags=frozenset({"relation"})
+    )
+    t = DbObject(
+        "table", "public", "t", acl=("postgres=arwdDxtm/postgres", "alice=r/postgres"), flags=frozenset({"relation"})
+    )
+    assert rule_of(changed(s, t, "acl", "", ""), ctx(16, 17)) == "maintain-privilege-17"
+    assert rule_of(changed(s, t, "acl", "", ""), ctx(17, 18)) is None
+
+
+def test_maintain_privilege_does_not_hide_a_revoked_grant() -> None:
+    s = DbObject(
+        "table", "public", "t", acl=("postgres=arwdDxt/postgres", "alice=r/postgres"), flags=frozenset({"relation"})
+    )
+    t = DbObject("table", "public", "t", acl=("postgres=arwdDxtm/postgres",), flags=frozenset({"relation"}))
+    assert rule_of(changed(s, t, "acl", "", ""), ctx(16, 17)) is None
+    # 'm' on a grantee who did not hold every table privilege is not explained either.
+    t2 = DbObject(
+        "table", "public", "t", acl=("postgres=arwdDxtm/postgres", "alice=rm/postgres"), flags=frozenset({"relation"})
+    )
+    assert rule_of(changed(s, t2, "acl", "", ""), ctx(16, 17)) is None
+
+
+def test_procedure_argument_modes_spelled_by_14() -> None:
+    p = DbObject("procedure", "public", "p(integer, text)")
+    cand = changed(p, p, "arguments", "INOUT a integer, b text", "INOUT a integer, IN b text")
+    assert rule_of(cand, ctx(13, 14)) == "procedure-argument-modes-14"
+    other = changed(p, p, "arguments", "INOUT a integer, b text", "INOUT a integer, IN c text")
+    assert rule_of(other, ctx(13, 14)) is None
+
+
+def test_trigger_spelling_from_10() -> None:
+    tg = DbObject("trigger", "public", "t.tg")
+    s = "CREATE TRIGGER tg BEFORE UPDATE ON public.t FOR EACH ROW EXECUTE PROCEDURE f()"
+    t = "CREATE TRIGGER tg BEFORE UPDATE ON public.t FOR EACH ROW EXECUTE FUNCTION f()"
+    assert rule_of(changed(tg, tg, "definition", s, t), ctx(10, 11)) == "trigger-execute-function-11"
+    assert rule_of(changed(tg, tg, "definition", s, t.replace("UPDATE", "INSERT")), ctx(10, 18)) is None
+
+
+def test_extension_at_the_targets_default_version_is_expected() -> None:
+    e = DbObject("extension", None, "pg_trgm")
+    assert rule_of(changed(e, e, "version", "1.4", "1.6"), ctx(11, 18, pg_trgm="1.6")) == "extension-default-version"
+    assert rule_of(changed(e, e, "version", "1.6", "1.4"), ctx(11, 18, pg_trgm="1.6")) is None
+
+
+def test_public_schema_ownership_change_of_15() -> None:
+    s = DbObject("schema", None, "public", owner="postgres")
+    t = DbObject("schema", None, "public", owner="pg_database_owner")
+    assert rule_of(changed(s, t, "owner", "postgres", "pg_database_owner"), ctx(14, 15)) == "public-schema-15"
+    assert rule_of(changed(s, t, "owner", "postgres", "alice"), ctx(14, 15)) is None
+    assert rule_of(changed(s, t, "owner", "postgres", "pg_database_owner"), ctx(15, 16)) is None
+
+
+def test_every_rule_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "verify.md").read_text()
+    for name in RULE_NAMES:
+        assert f"`{name}`" in doc, name
+
+
+@pytest.mark.parametrize(
+    ("pattern", "schema", "table", "hit"),
+    [
+        ("film*", "public", "film_actor", True),
+        ("public.film", "public", "film", True),
+        ("public.film", "other", "film", False),
+        ('"Mixed"', "public", "Mixed", True),
+        ("Mixed", "public", "Mixed", False),  # unquoted folds to lower case
+        ("*.f?lm", "x", "film", True),
+    ],
+)
+def test_table_patterns_read_like_pg_dump(pattern: str, schema: str, table: str, hit: bool) -> None:
+    assert compile_table(pattern).matches(schema, table) is hit
+
+
+def test_schema_and_table_filters_combine() -> None:
+    f = Filter.build(schemas=["app*"], exclude_tables=["app.tmp_*"])
+    assert f.table_ok("app", "orders") and not f.table_ok("app", "tmp_x") and not f.table_ok("public", "orders")
+
+
+def test_report_exit_code_and_summary() -> None:
+    diff = Difference("rows", "db", "table public.t", "count", "3", "2", "table public.t: 1 row(s) fewer on the target")
+    rep = VerifyReport(equal=False, differences=(diff,), expected=(), databases=(), options=VerifyOptions())
+    assert rep.exit_code == 1 and rep.summary().startswith("DIFFERENT: 1 difference")
+    assert rep.as_dict()["differences"][0]["object"] == "table public.t"
+    ok = VerifyReport(equal=True, differences=(), expected=(), databases=())
+    assert ok.exit_code == 0 and ok.summary().startswith("EQUAL")
