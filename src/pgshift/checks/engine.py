@@ -12,7 +12,7 @@ from pathlib import Path
 from pgshift import paths
 from pgshift.catalog import inventory_check as inv
 from pgshift.catalog.cluster import ServerInfo
-from pgshift.catalog.session import Connection, resolve, session
+from pgshift.catalog.session import SAFE_OPTIONS, Connection, resolve, session
 from pgshift.checks import CheckReport, ClientAdvice, Estimates, Finding, Skipped
 from pgshift.checks.rule import Context, Hit, Rule, Scope
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
@@ -21,6 +21,9 @@ from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
 from pgshift.version import NEWEST_KNOWN_MAJOR, OLDEST_SUPPORTED_SOURCE, PgVersion
+
+# Catalog text arrives as UTF-8 whatever the database encoding (SQL_ASCII sessions would return bytes).
+_OPTIONS = SAFE_OPTIONS + " -c client_encoding=UTF8"
 
 
 def _client_advice(
@@ -186,7 +189,7 @@ def run(
     tgt = resolve(target) if target is not None else None
     sink(StepFinished("connected", step="check:connect"))
 
-    with session(src) as main:
+    with session(src, options=_OPTIONS) as main:
         source_inv = inv.cluster_inventory(main, src.display())
         source_major = source_inv.server.version.major
         if source_major < OLDEST_SUPPORTED_SOURCE:
@@ -198,7 +201,7 @@ def run(
         with contextlib.ExitStack() as stack:
             tconn: Connection | None = None
             if tgt is not None:
-                tconn = stack.enter_context(session(tgt))
+                tconn = stack.enter_context(session(tgt, options=_OPTIONS))
                 target_inv = inv.target_inventory(tconn, tgt.display())
                 tmajor = target_inv.server.version.major
                 if target_version is not None and target_version != tmajor:
@@ -237,7 +240,7 @@ def run(
             sink(StepStarted(f"checking {len(wanted)} database(s)", step="check:databases", total=len(wanted)))
             db_rules = [r for r in runnable if r.scope is Scope.DATABASE]
             for i, db in enumerate(wanted):
-                with session(src, db) as conn:
+                with session(src, db, options=_OPTIONS) as conn:
                     dbi = inv.database_inventory(conn, db)
                     checked.append(dbi)
                     ctx = Context(

@@ -1,9 +1,131 @@
-"""``pgshift check``: not yet built (its issue replaces this module)."""
+"""``pgshift check SOURCE [TARGET]``: the dry-run compatibility report."""
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pgshift.checks import run_check
+from pgshift.checks.rules import ALL_RULES
+from pgshift.cli.common import (
+    FormatOption,
+    JsonOption,
+    OutputFormat,
+    PgBinOption,
+    QuietOption,
+    VerboseOption,
+    finish,
+    pick_format,
+    progress_sink,
+    stdout_console,
+    write_output,
+)
+from pgshift.conninfo import Endpoint
+from pgshift.errors import UsageError
+from pgshift.report.check import json_document, render_console, render_html, render_markdown
+from pgshift.version import parse_major
 
 
 def register(app: typer.Typer) -> None:
-    """Registers nothing until the command exists."""
+    app.command(
+        "check",
+        help="Report every hazard of moving SOURCE to TARGET (or to --target-version N) without changing either. "
+        "Exit 0: nothing above info; 1: warnings; 2: blockers; 3: cannot connect; 4: toolchain; 64: usage.",
+    )(check)
+
+
+def check(
+    source: Annotated[str | None, typer.Argument(help="Source connection string (URI or key=value).")] = None,
+    target: Annotated[str | None, typer.Argument(help="Target connection string (optional).")] = None,
+    target_version: Annotated[
+        str | None,
+        typer.Option("--target-version", metavar="N", help="Planned target major when no TARGET server exists yet."),
+    ] = None,
+    database: Annotated[
+        list[str] | None,
+        typer.Option("--database", "-d", help="Check only this database (repeatable). Default: all."),
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel jobs the move would use.")] = 2,
+    work_dir: Annotated[
+        Path | None, typer.Option("--work-dir", help="Where the dump would be written (for the space estimate).")
+    ] = None,
+    list_rules: Annotated[bool, typer.Option("--list-rules", help="Print every rule and exit.")] = False,
+    fmt: FormatOption = OutputFormat.console,
+    as_json: JsonOption = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    pg_bin: PgBinOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    fmt = pick_format(fmt, as_json)
+    if list_rules:
+        _list_rules(fmt, output)
+        finish(0)
+    if source is None:
+        raise UsageError("missing SOURCE", hint="pgshift check SOURCE [TARGET] (or --list-rules)")
+    major = parse_major(target_version) if target_version is not None else None
+    src = Endpoint.parse(source, "source")
+    tgt = Endpoint.parse(target, "target") if target is not None else None
+    with progress_sink(quiet=quiet or fmt is not OutputFormat.console, verbose=verbose) as sink:
+        report = run_check(
+            src,
+            tgt,
+            target_version=major,
+            databases=database,
+            jobs=jobs,
+            pg_bins=pg_bin or [],
+            sink=sink,
+            work_dir=work_dir,
+        )
+    if fmt is OutputFormat.json:
+        write_output(json.dumps(json_document(report), indent=2, default=str, ensure_ascii=False), output)
+    elif fmt is OutputFormat.markdown:
+        write_output(render_markdown(report), output)
+    elif fmt is OutputFormat.html:
+        write_output(render_html(report), output)
+    elif output is not None:
+        buf = io.StringIO()
+        render_console(report, Console(file=buf, width=140, no_color=True, highlight=False), verbose=True)
+        write_output(buf.getvalue(), output)
+    else:
+        render_console(report, stdout_console(), verbose=verbose)
+    finish(report.exit_code)
+
+
+def _list_rules(fmt: OutputFormat, output: Path | None) -> None:
+    if fmt is OutputFormat.json:
+        doc = {"kind": "check-rules", "schema_version": 1, "rules": [r.as_dict() for r in ALL_RULES]}
+        write_output(json.dumps(doc, indent=2, ensure_ascii=False), output)
+        return
+    if fmt is OutputFormat.markdown:
+        from pgshift.checks.docs import rules_markdown
+
+        write_output(rules_markdown(), output)
+        return
+    table = Table(title=f"{len(ALL_RULES)} rules", title_justify="left")
+    for col in ("id", "severity", "source", "target", "changed in", "title"):
+        table.add_column(col)
+    for r in ALL_RULES:
+        table.add_row(
+            r.id,
+            r.severity.value,
+            r.source_range,
+            r.target_range,
+            escape(r.changed_in),
+            escape(r.title)
+            + (" [dim](needs target)[/]" if r.needs_target else "")
+            + (" [dim](reads values)[/]" if r.scans_data else ""),
+        )
+    if output is not None:
+        buf = io.StringIO()
+        Console(file=buf, width=160, no_color=True).print(table)
+        write_output(buf.getvalue(), output)
+    else:
+        stdout_console().print(table)

@@ -1,0 +1,234 @@
+"""Render a ``CheckReport``: rich console, JSON document, Markdown and one self-contained HTML page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from pgshift.checks import SCHEMA_VERSION, CheckReport, Finding, Severity
+from pgshift.checks.rule import Rule
+from pgshift.report.common import h, html_page, md_table
+
+_STYLE = {Severity.BLOCKER: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_HEADINGS = {Severity.BLOCKER: "Blockers", Severity.WARNING: "Warnings", Severity.INFO: "Information"}
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)
+
+
+def json_document(report: CheckReport) -> dict[str, Any]:
+    """The ``--format json`` document (kind "check", ``schema_version`` first; docs/check.md)."""
+    return {"kind": "check", "schema_version": SCHEMA_VERSION, **report.as_dict()}
+
+
+def _by_severity(findings: Sequence[Finding]) -> list[tuple[Severity, list[Finding]]]:
+    return [(s, [f for f in findings if f.severity is s]) for s in Severity if any(f.severity is s for f in findings)]
+
+
+def _verdict_style(report: CheckReport) -> str:
+    return "bold red" if report.blockers else ("bold yellow" if report.warnings else "bold green")
+
+
+def _summary_rows(report: CheckReport) -> list[tuple[str, str]]:
+    src = report.source
+    est = report.estimates
+    rows = [
+        (
+            "source",
+            f"PostgreSQL {src.server.version} as {src.privileges.user}"
+            + (" (superuser)" if src.privileges.superuser else ""),
+        ),
+        (
+            "target",
+            f"PostgreSQL {report.target.server.version} as {report.target.privileges.user}"
+            + (" (superuser)" if report.target.privileges.superuser else "")
+            if report.target is not None
+            else f"PostgreSQL {report.target_version} (planned; no target server given)",
+        ),
+        ("databases checked", ", ".join(d.name for d in src.checked) or "none"),
+        (
+            "to move",
+            f"{size(est.databases_bytes)} on disk; {size(est.table_data_bytes)} of table data, "
+            f"{size(est.index_bytes)} of indexes (rebuilt)",
+        ),
+        (
+            "connections",
+            f"--jobs {est.jobs}: source {est.source_connections_needed} (free {est.source_connections_available}), "
+            f"target {est.target_connections_needed}"
+            + (f" (free {est.target_connections_available})" if est.target_connections_available is not None else ""),
+        ),
+        (
+            "work directory",
+            f"{est.work_dir}: dump needs up to {size(est.dump_bytes_estimate)}, {size(est.work_dir_free_bytes)} free"
+            + ("" if est.work_dir_fits is not False else " — NOT ENOUGH"),
+        ),
+        (
+            "client programs",
+            f"PostgreSQL {report.client.version} from {report.client.where}: {report.client.reason}"
+            if report.client.version
+            else f"none usable: {report.client.error}",
+        ),
+    ]
+    return rows
+
+
+def render_console(report: CheckReport, console: Console, *, verbose: bool = False) -> None:
+    """Grouped by severity, one-line verdict last (and first, in the title)."""
+    console.print(f"[bold]pgshift check[/] — [{_verdict_style(report)}]{escape(report.verdict)}[/]")
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="dim")
+    info.add_column()
+    for k, v in _summary_rows(report):
+        info.add_row(k, escape(v))
+    console.print(info)
+    for sev, items in _by_severity(report.findings):
+        if sev is Severity.INFO and not verbose and len(items) > 15:
+            items = items[:15]
+        table = Table(title=f"{_HEADINGS[sev]} ({len(_filter(report, sev))})", title_justify="left", expand=True)
+        table.add_column("rule", style=_STYLE[sev], no_wrap=True)
+        table.add_column("database")
+        table.add_column("finding", ratio=3)
+        table.add_column("fix", ratio=2)
+        for f in items:
+            table.add_row(escape(f.rule_id), escape(f.database or "—"), escape(f.message), escape(f.remediation))
+        console.print(table)
+        shown = len(items)
+        total = len(_filter(report, sev))
+        if shown < total:
+            console.print(f"[dim]… {total - shown} more; use --verbose or --format json/markdown/html[/]")
+    if report.skipped:
+        console.print(
+            f"[bold]Not run[/] ({len(report.skipped)} target-side checks): "
+            + escape(", ".join(s.rule_id for s in report.skipped))
+        )
+        console.print(f"[dim]{escape(report.skipped[0].reason)}[/]")
+    for w in report.client.warnings:
+        console.print(f"[yellow]client:[/] {escape(w)}")
+    if verbose and report.client.commands:
+        console.print(Panel(Group(*[escape(c) for c in report.client.commands]), title="manual migration"))
+    console.print(f"[{_verdict_style(report)}]{escape(report.verdict)}[/]")
+
+
+def _filter(report: CheckReport, sev: Severity) -> list[Finding]:
+    return [f for f in report.findings if f.severity is sev]
+
+
+def render_markdown(report: CheckReport) -> str:
+    out = [f"# pgshift check: {report.verdict}", ""]
+    out.append(md_table(["", ""], _summary_rows(report)))
+    out.append("")
+    for sev, items in _by_severity(report.findings):
+        out += [f"## {_HEADINGS[sev]} ({len(items)})", ""]
+        out.append(
+            md_table(
+                ["rule", "database", "object", "finding", "fix"],
+                [(f.rule_id, f.database or "", f.object or "", f.message, f.remediation) for f in items],
+            )
+        )
+        out.append("")
+    if not report.findings:
+        out += ["No findings.", ""]
+    if report.skipped:
+        out += ["## Not run", "", md_table(["rule", "why"], [(s.rule_id, s.reason) for s in report.skipped]), ""]
+    out += _markdown_inventory(report)
+    if report.client.commands:
+        out += ["## Manual migration", "", "```sh", *report.client.commands, "```", ""]
+    return "\n".join(out)
+
+
+def _markdown_inventory(report: CheckReport) -> list[str]:
+    src = report.source
+    out = ["## Source inventory", ""]
+    out.append(
+        md_table(
+            ["database", "size", "encoding", "collate/ctype", "provider", "owner", "conn. limit", "extensions"],
+            [
+                (
+                    d.name,
+                    size(d.size_bytes),
+                    d.encoding,
+                    f"{d.collate}/{d.ctype}",
+                    d.locale_provider,
+                    d.owner,
+                    d.connlimit,
+                    ", ".join(f"{e.name} {e.version}" for e in (src.database(d.name) or _no_db).extensions),
+                )
+                for d in src.databases
+                if not d.is_template
+            ],
+        )
+    )
+    out.append("")
+    out.append(
+        md_table(
+            ["role", "login", "superuser", "password"],
+            [(r.name, r.login, r.superuser, r.password_type or "") for r in src.roles],
+        )
+    )
+    out.append("")
+    return out
+
+
+class _NoDb:
+    extensions: tuple[()] = ()
+
+
+_no_db = _NoDb()
+
+
+def render_html(report: CheckReport, rules: Sequence[Rule] = ()) -> str:
+    verdict_class = "blocker" if report.blockers else ("warning" if report.warnings else "ok")
+    parts = [f"<h1>pgshift check</h1><div class='verdict {verdict_class}'>{h(report.verdict)}</div>"]
+    parts.append(
+        "<table>" + "".join(f"<tr><th>{h(k)}</th><td>{h(v)}</td></tr>" for k, v in _summary_rows(report)) + "</table>"
+    )
+    for sev, items in _by_severity(report.findings):
+        parts.append(f"<h2>{h(_HEADINGS[sev])} ({len(items)})</h2>")
+        parts.append(
+            "<table><tr><th>severity</th><th>rule</th><th>database</th><th>object</th><th>finding</th><th>fix</th></tr>"
+        )
+        for f in items:
+            parts.append(
+                f"<tr class='finding'><td><span class='sev {h(sev.value)}'>{h(sev.value)}</span></td>"
+                f"<td><code>{h(f.rule_id)}</code></td><td>{h(f.database or '')}</td><td>{h(f.object or '')}</td>"
+                f"<td>{h(f.message)}</td><td>{h(f.remediation)}</td></tr>"
+            )
+        parts.append("</table>")
+    if not report.findings:
+        parts.append("<p>No findings.</p>")
+    if report.skipped:
+        parts.append("<h2>Not run</h2><table><tr><th>rule</th><th>why</th></tr>")
+        parts += [f"<tr><td><code>{h(s.rule_id)}</code></td><td>{h(s.reason)}</td></tr>" for s in report.skipped]
+        parts.append("</table>")
+    src = report.source
+    parts.append(
+        "<h2>Source databases</h2><table><tr><th>database</th><th>size</th><th>encoding</th>"
+        "<th>collate/ctype</th><th>owner</th><th>tables</th><th>extensions</th></tr>"
+    )
+    for d in src.databases:
+        if d.is_template:
+            continue
+        dbi = src.database(d.name)
+        parts.append(
+            f"<tr><td>{h(d.name)}</td><td>{h(size(d.size_bytes))}</td><td>{h(d.encoding)}</td>"
+            f"<td>{h(d.collate)}/{h(d.ctype)}</td><td>{h(d.owner)}</td>"
+            f"<td>{h(dbi.object_counts.get('tables', 0) if dbi else '')}</td>"
+            f"<td>{h(', '.join(f'{e.name} {e.version}' for e in dbi.extensions) if dbi else '')}</td></tr>"
+        )
+    parts.append("</table>")
+    if report.client.commands:
+        parts.append("<h2>Manual migration</h2><pre><code>" + h("\n".join(report.client.commands)) + "</code></pre>")
+    return html_page(f"pgshift check — {report.verdict}", "\n".join(parts))
