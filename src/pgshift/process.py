@@ -291,8 +291,9 @@ def docker_client() -> Any:
         client = docker.from_env(timeout=30)
         client.ping()
     except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         raise ToolchainError(
-            "no Docker daemon is reachable",
+            f"no Docker daemon is reachable at {where}",
             hint="start the Docker daemon (or set DOCKER_HOST), or install a local client with "
             "'pgshift toolchain install N'",
             detail=str(exc),
@@ -300,36 +301,71 @@ def docker_client() -> Any:
     return client
 
 
-def run_in_container(
+def create_container(
     command: ContainerCommand,
     *,
-    on_stderr: LineCallback | None = None,
-    check: bool = True,
-    tail_lines: int = 40,
-) -> Completed:
-    """Run a program in a throwaway container; credentials travel in its environment only."""
+    labels: Mapping[str, str] | None = None,
+    name: str | None = None,
+    client: Any | None = None,
+) -> Any:
+    """Create (not start) a container of ``command`` with host networking; returns the docker SDK container.
+
+    Never pulls: an image that is not on this machine is a ToolchainError naming how to get one.
+    """
     from docker.errors import DockerException, ImageNotFound
 
-    client = docker_client()
-    started = time.monotonic()
+    client = client or docker_client()
     volumes = {host: {"bind": inside, "mode": "rw"} for host, inside in command.mounts.items()}
     try:
-        container = client.containers.run(
+        client.images.get(command.image)
+        return client.containers.create(
             command.image,
             list(command.argv),
             environment=dict(command.env),
             volumes=volumes,
             network_mode="host",
             user=command.user,
-            detach=True,
+            labels=dict(labels or {}),
+            name=name,
         )
     except ImageNotFound as exc:
         raise ToolchainError(
-            f"Docker image {command.image} is not available",
-            hint="pull or build it, or choose another with --docker-image",
+            f"Docker image {command.image} is not available on this machine",
+            hint="build one from pgshift's cache with 'pgshift toolchain docker-image MAJOR' (or docker pull it), "
+            "then pass --docker-image TAG",
         ) from exc
     except DockerException as exc:
+        raise ToolchainError(f"cannot create a container of {command.image}", detail=str(exc)) from exc
+
+
+def run_in_container(
+    command: ContainerCommand,
+    *,
+    on_stderr: LineCallback | None = None,
+    on_container: Callable[[Any], None] | None = None,
+    check: bool = True,
+    tail_lines: int = 40,
+) -> Completed:
+    """Run a program in a throwaway container; credentials travel in its environment only.
+
+    ``on_container`` sees the created container before it starts (tests inspect its arguments).
+    """
+    from docker.errors import DockerException
+
+    started = time.monotonic()
+    container = create_container(command)
+    try:
+        if on_container is not None:
+            on_container(container)
+        container.start()
+    except DockerException as exc:
+        with contextlib.suppress(DockerException):
+            container.remove(force=True)
         raise ToolchainError(f"cannot start a container of {command.image}", detail=str(exc)) from exc
+    except BaseException:
+        with contextlib.suppress(DockerException):
+            container.remove(force=True)
+        raise
     stderr_tail: deque[str] = deque(maxlen=tail_lines)
     try:
         result = container.wait()

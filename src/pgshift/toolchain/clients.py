@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from pgshift.process import Command, Completed, ContainerCommand, LineCallback, run, run_in_container
 from pgshift.toolchain.select import ClientChoice
@@ -24,12 +25,13 @@ def run_client(
     on_stderr: LineCallback | None = None,
     check: bool = True,
     timeout: float | None = None,
+    on_container: Callable[[Any], None] | None = None,
 ) -> Completed:
     """Run ``program args`` of the chosen client.
 
     In Docker the host directories in ``mounts`` are bind-mounted at the same path, so file
     arguments read the same inside and out, and the container runs as the calling user so that
-    what it writes belongs to the user.
+    what it writes belongs to the user. ``on_container`` sees the container before it starts.
     """
     if choice.docker_image is not None:
         container_env = {k: v for k, v in env.items() if k not in _HOST_ONLY}
@@ -44,6 +46,7 @@ def run_client(
                 user=user,
             ),
             on_stderr=on_stderr,
+            on_container=on_container,
             check=check,
         )
     command = Command((choice.program(program), *args), env=env, secrets=tuple(secrets))

