@@ -15,6 +15,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   command -v npm >/dev/null || need+=(npm)
   command -v openssl >/dev/null || need+=(openssl)
   command -v dockerd >/dev/null || need+=(docker.io)
+  command -v chromium >/dev/null || need+=(chromium)  # renders check's HTML report in tests
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
