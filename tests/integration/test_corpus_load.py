@@ -1,0 +1,99 @@
+"""Every packaged sample loads with the row counts the corpus README lists, through pgshift's loader."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from pgshift.errors import UsageError
+from pgshift.events import Collector, StepFinished
+from pgshift.lab import corpus
+from tests.conftest import ServerPool
+from tests.fixtures.compare import snapshot
+from tests.fixtures.corpus import EXPECTED_ROWS, EXPECTED_UNPOPULATED, PACKAGED, require_shared_corpus
+from tests.fixtures.rich import cleanup, ident
+
+
+def _dbname(sample: str) -> str:
+    return f"cl{secrets.token_hex(3)}_{sample}"
+
+
+@pytest.mark.parametrize("major", [12, 18])
+@pytest.mark.parametrize("sample", PACKAGED)
+def test_packaged_sample_loads_with_the_documented_row_counts(servers: ServerPool, sample: str, major: int) -> None:
+    server = servers.get(major)
+    dbname = _dbname(sample)
+    events = Collector()
+    try:
+        result = corpus.load(server, sample, dbname, events, create=True)
+        snap = snapshot(server, dbname)
+        assert snap.row_counts == EXPECTED_ROWS[sample]
+        assert snap.unpopulated == EXPECTED_UNPOPULATED.get(sample, ())
+        assert snap.total_rows == corpus.SAMPLES[sample].total_rows
+        assert result.created and result.server_version.startswith(str(major))
+        assert [e.ok for e in events.events if isinstance(e, StepFinished)] == [True]
+    finally:
+        cleanup(server, dbname)
+
+
+def test_pagila_loads_on_11_without_the_table_access_method_line(servers: ServerPool) -> None:
+    server = servers.get(11)
+    dbname = _dbname("pagila")
+    try:
+        corpus.load(server, "pagila", dbname, create=True)
+        assert snapshot(server, dbname).row_counts == EXPECTED_ROWS["pagila"]
+    finally:
+        cleanup(server, dbname)
+
+
+def test_pagila_is_refused_on_10_with_the_reason(servers: ServerPool) -> None:
+    server = servers.get(10)
+    with pytest.raises(UsageError, match="needs 11 or newer"):
+        corpus.load(server, "pagila", "never_created", create=True)
+    with server.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'never_created'").fetchone() == (0,)
+
+
+def test_chinook_loads_into_the_named_database_not_its_own(servers: ServerPool) -> None:
+    server = servers.get(14)
+    dbname = _dbname("chinook")
+    try:
+        corpus.load(server, "chinook", dbname, create=True)
+        with server.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'chinook'").fetchone() == (0,)
+    finally:
+        cleanup(server, dbname)
+
+
+def test_loading_into_an_existing_database_with_create_is_refused(servers: ServerPool) -> None:
+    server = servers.get(18)
+    dbname = _dbname("iso3166")
+    server.execute(f"CREATE DATABASE {ident(dbname)}")
+    try:
+        with pytest.raises(UsageError, match="already exists"):
+            corpus.load(server, "iso3166", dbname, create=True)
+        corpus.load(server, "iso3166", dbname)  # an existing, empty database is fine without create
+        assert snapshot(server, dbname).row_counts == EXPECTED_ROWS["iso3166"]
+    finally:
+        cleanup(server, dbname)
+
+
+def test_world_is_not_packaged_but_loads_from_the_shared_corpus(servers: ServerPool) -> None:
+    with pytest.raises(UsageError, match="not packaged"):
+        corpus.load(servers.get(18), "world", "never_created", create=True)
+    shared = require_shared_corpus()
+    server = servers.get(12)
+    dbname = _dbname("world")
+    try:
+        corpus.load(server, "world", dbname, create=True, corpus_dir=shared)
+        assert snapshot(server, dbname).row_counts == EXPECTED_ROWS["world"]
+    finally:
+        cleanup(server, dbname)
+
+
+def test_packaged_files_are_the_shared_corpus_files_byte_for_byte() -> None:
+    shared = require_shared_corpus()
+    for name in PACKAGED:
+        for file in corpus.SAMPLES[name].files:
+            assert (corpus.packaged_dir() / name / file.name).read_bytes() == (shared / name / file.name).read_bytes()
