@@ -1,0 +1,110 @@
+"""The advice is right: a planted hazard really breaks a real pg_dump/pg_restore of the target major,
+and applying the finding's remediation makes check silent and the migration succeed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pgshift.catalog.session import resolve
+from pgshift.checks import run_check
+from pgshift.conninfo import Endpoint
+from pgshift.toolchain.clients import run_client
+from pgshift.toolchain.discover import discover
+from pgshift.toolchain.select import select_client
+
+
+def _move(source: Endpoint, target: Endpoint, db: str, new_db: str, work: Path) -> tuple[int, str]:
+    """pg_dump -Fc of the source database, pg_restore --exit-on-error into a new target database."""
+    src, tgt = resolve(source), resolve(target)
+    with tgt_conn(target) as conn:
+        conn.execute(f'CREATE DATABASE "{new_db}"')
+    choice = select_client(discover(), _version(source), _version(target))
+    archive = work / f"{db}.dump"
+    run_client(
+        choice,
+        "pg_dump",
+        ["-Fc", f"--dbname={src.child_conninfo(db)}", f"--file={archive}"],
+        env=src.child_env(),
+        secrets=src.secrets,
+    )
+    done = run_client(
+        choice,
+        "pg_restore",
+        ["--exit-on-error", "--no-owner", f"--dbname={tgt.child_conninfo(new_db)}", str(archive)],
+        env=tgt.child_env(),
+        secrets=tgt.secrets,
+        check=False,
+    )
+    return done.returncode, "\n".join(done.stderr_tail)
+
+
+def tgt_conn(endpoint: Endpoint) -> Any:
+    import psycopg
+
+    return psycopg.connect(endpoint.conninfo(), autocommit=True)
+
+
+def _version(endpoint: Endpoint) -> Any:
+    from pgshift.catalog.session import server_version, session
+
+    with session(endpoint) as conn:
+        return server_version(conn)
+
+
+def test_tsvector_empty_lexeme_advice_makes_the_14_to_18_restore_work(servers: Any, tmp_path: Path) -> None:
+    source, target = servers.get(14), servers.get(18)
+    db = f"mig_tsv_{os.getpid()}"
+    source.execute(f"CREATE DATABASE {db}")
+    source.execute(
+        "CREATE TABLE t_tsv (id int PRIMARY KEY, v tsvector);"
+        "INSERT INTO t_tsv VALUES (1, array_to_tsvector('{\"\",abc}')), (2, to_tsvector('simple', 'kept words'))",
+        db,
+    )
+    src_ep, tgt_ep = source.endpoint("source", db), target.endpoint("target")
+
+    report = run_check(src_ep, tgt_ep, databases=[db])
+    [finding] = [f for f in report.findings if f.rule_id == "tsvector-empty-lexeme"]
+    assert finding.object == "public.t_tsv.v" and finding.severity.value == "blocker"
+    assert "ts_delete(v, '')" in finding.remediation
+
+    # The hazard is real: the target major's pg_restore stops at the table's data.
+    rc, stderr = _move(src_ep, tgt_ep, db, f"{db}_before", tmp_path)
+    assert rc != 0 and "syntax error in tsvector" in stderr
+
+    # The remediation, applied to the named object, clears the finding and the migration.
+    source.execute("UPDATE t_tsv SET v = ts_delete(v, '') WHERE '' = ANY (tsvector_to_array(v))", db)
+    after = run_check(src_ep, tgt_ep, databases=[db])
+    assert not [f for f in after.findings if f.rule_id == "tsvector-empty-lexeme"]
+    rc, stderr = _move(src_ep, tgt_ep, db, f"{db}_after", tmp_path)
+    assert rc == 0, stderr
+    with source.connect(db) as s, target.connect(f"{db}_after") as t:
+        query = "SELECT id, v::text FROM t_tsv ORDER BY id"
+        assert s.execute(query).fetchall() == t.execute(query).fetchall() == [(1, "'abc'"), (2, "'kept':1 'words':2")]
+
+
+def test_with_oids_advice_keeps_the_oid_values_through_an_11_to_18_move(servers: Any, tmp_path: Path) -> None:
+    source, target = servers.get(11), servers.get(18)
+    db = f"mig_oids_{os.getpid()}"
+    source.execute(f"CREATE DATABASE {db}")
+    source.execute(
+        "CREATE TABLE t_oids (a int) WITH OIDS; INSERT INTO t_oids SELECT g FROM generate_series(1, 3) g", db
+    )
+    src_ep, tgt_ep = source.endpoint("source", db), target.endpoint("target")
+    [finding] = [f for f in run_check(src_ep, tgt_ep, databases=[db]).findings if f.rule_id == "with-oids"]
+    assert finding.object == "public.t_oids"
+    with source.connect(db) as conn:
+        oids = conn.execute("SELECT oid, a FROM t_oids ORDER BY a").fetchall()
+
+    # The remediation, as the finding words it, on the named table.
+    source.execute(
+        "ALTER TABLE t_oids ADD COLUMN legacy_oid oid; UPDATE t_oids SET legacy_oid = oid; "
+        "ALTER TABLE t_oids SET WITHOUT OIDS",
+        db,
+    )
+    assert not [f for f in run_check(src_ep, tgt_ep, databases=[db]).findings if f.rule_id == "with-oids"]
+    rc, stderr = _move(src_ep, tgt_ep, db, f"{db}_moved", tmp_path)
+    assert rc == 0, stderr
+    with target.connect(f"{db}_moved") as conn:
+        assert conn.execute("SELECT legacy_oid, a FROM t_oids ORDER BY a").fetchall() == oids
