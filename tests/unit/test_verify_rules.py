@@ -102,7 +102,7 @@ def test_trigger_spelling_from_10() -> None:
     tg = DbObject("trigger", "public", "t.tg")
     s = "CREATE TRIGGER tg BEFORE UPDATE ON public.t FOR EACH ROW EXECUTE PROCEDURE f()"
     t = "CREATE TRIGGER tg BEFORE UPDATE ON public.t FOR EACH ROW EXECUTE FUNCTION f()"
-    assert rule_of(changed(tg, tg, "definition", s, t), ctx(10, 11)) == "trigger-execute-function-11"
+    assert rule_of(changed(tg, tg, "definition", s, t), ctx(11, 12)) == "trigger-execute-function-12"
     assert rule_of(changed(tg, tg, "definition", s, t.replace("UPDATE", "INSERT")), ctx(10, 18)) is None
 
 
@@ -155,3 +155,18 @@ def test_report_exit_code_and_summary() -> None:
     assert rep.as_dict()["differences"][0]["object"] == "table public.t"
     ok = VerifyReport(equal=True, differences=(), expected=(), databases=())
     assert ok.exit_code == 0 and ok.summary().startswith("EQUAL")
+
+
+def test_multirange_owner_left_behind_before_17() -> None:
+    s = DbObject(
+        "type (multirange)", "app", "fr_multirange", owner="o", flags=frozenset({"multirange", "range-owner:o"})
+    )
+    t = DbObject(
+        "type (multirange)", "app", "fr_multirange", owner="postgres", flags=frozenset({"multirange", "range-owner:o"})
+    )
+    assert rule_of(changed(s, t, "owner", "o", "postgres"), ctx(14, 15)) == "multirange-owner-14-16"
+    assert rule_of(changed(s, t, "owner", "o", "postgres"), ctx(16, 17)) is None  # 17 fixed it
+    t2 = DbObject(
+        "type (multirange)", "app", "fr_multirange", owner="postgres", flags=frozenset({"multirange", "range-owner:x"})
+    )
+    assert rule_of(changed(s, t2, "owner", "o", "postgres"), ctx(14, 15)) is None

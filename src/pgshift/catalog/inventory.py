@@ -482,7 +482,14 @@ def _routines(conn: Connection, version: PgVersion) -> list[DbObject]:
 
 
 def _types(conn: Connection, version: PgVersion) -> list[DbObject]:
-    # 14 added multirange types (typtype 'm'), created alongside every range type.
+    # 14 added multirange types (typtype 'm'), created alongside every range type; until 17,
+    # ALTER TYPE … OWNER on the range type left its multirange with the old owner.
+    range_owner: LiteralString = (
+        "(SELECT pg_get_userbyid(rt.typowner) FROM pg_range r JOIN pg_type rt ON rt.oid = r.rngtypid"
+        " WHERE r.rngmultitypid = t.oid) AS range_owner"
+        if version.num >= 140000
+        else "NULL::name AS range_owner"
+    )
     query: LiteralString = (
         """
         SELECT n.nspname, t.typname, t.typtype::text AS typtype, pg_get_userbyid(t.typowner) AS owner,
@@ -494,7 +501,10 @@ def _types(conn: Connection, version: PgVersion) -> list[DbObject]:
                ARRAY(SELECT quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                      WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
                      ORDER BY a.attnum) AS attributes,
-               (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid) AS subtype
+               (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid) AS subtype,
+               """
+        + range_owner
+        + """
         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
         LEFT JOIN pg_class rc ON rc.oid = t.typrelid
         WHERE (t.typtype IN ('b', 'd', 'e', 'r', 'm') OR (t.typtype = 'c' AND rc.relkind = 'c'))
@@ -526,7 +536,7 @@ def _types(conn: Connection, version: PgVersion) -> list[DbObject]:
                 _acl(r["acl"]),
                 r["comment"],
                 {k: v for k, v in attrs.items() if v is not None},
-                frozenset({"multirange"} if typtype == "m" else ()),
+                frozenset({"multirange", f"range-owner:{r['range_owner']}"} if typtype == "m" else ()),
             )
         )
     return out

@@ -1,9 +1,126 @@
-"""``pgshift verify``: not yet built (its issue replaces this module)."""
+"""``pgshift verify SOURCE TARGET``: prove that the target holds what the source holds."""
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+from pgshift.cli.common import (
+    FormatOption,
+    JsonOption,
+    OutputFormat,
+    QuietOption,
+    VerboseOption,
+    finish,
+    pick_format,
+    progress_sink,
+    stdout_console,
+    write_output,
+)
+from pgshift.conninfo import Endpoint
+from pgshift.errors import UsageError
+from pgshift.report.verify import json_document, render_console, render_html, render_markdown
+from pgshift.verify import VerifyOptions, verify_servers
 
 
 def register(app: typer.Typer) -> None:
-    """Registers nothing until the command exists."""
+    app.command(
+        "verify",
+        help="Compare SOURCE and TARGET: roles, database properties, objects and privileges, exact row counts, "
+        "sequences, large objects and (with --checksums) the data itself. "
+        "Exit 0: equal; 1: differences; 3: cannot connect; 5: a query failed; 64: usage.",
+    )(verify)
+
+
+def _renames(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise UsageError(f"--rename {item!r} is not OLD=NEW", hint="write --rename sales=sales_v2")
+        out[old] = new
+    return out
+
+
+def verify(
+    source: Annotated[str, typer.Argument(help="Source connection string (URI or key=value).")],
+    target: Annotated[str, typer.Argument(help="Target connection string (URI or key=value).")],
+    database: Annotated[
+        list[str] | None,
+        typer.Option("--database", "-d", help="Verify only this source database (repeatable). Default: all."),
+    ] = None,
+    rename: Annotated[
+        list[str] | None,
+        typer.Option("--rename", metavar="OLD=NEW", help="The source database OLD is called NEW on the target."),
+    ] = None,
+    checksums: Annotated[
+        bool, typer.Option("--checksums", help="Also compare a digest of every table's content (reads all data).")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Connections per server for counts and checksums.")] = 2,
+    schema: Annotated[
+        list[str] | None, typer.Option("--schema", "-n", metavar="PATTERN", help="Only these schemas (pg_dump -n).")
+    ] = None,
+    exclude_schema: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-schema", "-N", metavar="PATTERN", help="Not these schemas (pg_dump -N)."),
+    ] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", "-t", metavar="PATTERN", help="Only these tables (pg_dump -t).")
+    ] = None,
+    exclude_table: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-table", "-T", metavar="PATTERN", help="Not these tables (pg_dump -T)."),
+    ] = None,
+    no_globals: Annotated[bool, typer.Option("--no-globals", help="Do not compare roles and memberships.")] = False,
+    no_owners: Annotated[bool, typer.Option("--no-owners", help="Do not compare owners.")] = False,
+    no_privileges: Annotated[bool, typer.Option("--no-privileges", help="Do not compare privileges (ACLs).")] = False,
+    no_rows: Annotated[bool, typer.Option("--no-rows", help="Do not count rows (catalogs only).")] = False,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", help="Rows per checksummed key range.", min=1)
+    ] = VerifyOptions.checksum_chunk_rows,
+    fmt: FormatOption = OutputFormat.console,
+    as_json: JsonOption = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    fmt = pick_format(fmt, as_json)
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1", hint="give -j 1 or more")
+    renames = _renames(rename or [])
+    pairs = [(d, renames.get(d, d)) for d in database] if database else None
+    options = VerifyOptions(
+        checksums=checksums,
+        jobs=jobs,
+        compare_globals=not no_globals,
+        compare_owners=not no_owners,
+        compare_privileges=not no_privileges,
+        compare_rows=not no_rows,
+        schemas=tuple(schema or ()),
+        exclude_schemas=tuple(exclude_schema or ()),
+        tables=tuple(table or ()),
+        exclude_tables=tuple(exclude_table or ()),
+        checksum_chunk_rows=chunk_rows,
+    )
+    src = Endpoint.parse(source, "source")
+    tgt = Endpoint.parse(target, "target")
+    with progress_sink(quiet=quiet or fmt is not OutputFormat.console, verbose=verbose) as sink:
+        report = verify_servers(src, tgt, databases=pairs, options=options, sink=sink, renames=renames)
+    if fmt is OutputFormat.json:
+        write_output(json.dumps(json_document(report), indent=2, default=str, ensure_ascii=False), output)
+    elif fmt is OutputFormat.markdown:
+        write_output(render_markdown(report), output)
+    elif fmt is OutputFormat.html:
+        write_output(render_html(report), output)
+    elif output is not None:
+        buf = io.StringIO()
+        render_console(report, Console(file=buf, width=140, no_color=True, highlight=False), verbose=True)
+        write_output(buf.getvalue(), output)
+    else:
+        render_console(report, stdout_console(), verbose=verbose)
+    finish(report.exit_code)

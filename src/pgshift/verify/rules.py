@@ -67,6 +67,17 @@ def _multirange(c: Candidate, ctx: Context) -> bool:
     return ctx.crosses(140000) and obj is not None and bool({"multirange", "multirange-constructor"} & obj.flags)
 
 
+def _multirange_owner(c: Candidate, ctx: Context) -> bool:
+    # Until 17, ALTER TYPE … OWNER on a range type left its multirange owned by the role that
+    # created it; pg_restore into 14-16 creates as the restoring role and then changes the owner
+    # of the range type only. Expected when the target's range type has the source's owner.
+    if c.attribute != "owner" or c.target is None or "multirange" not in c.target.flags:
+        return False
+    if not 140000 <= ctx.target_version.num < 170000:
+        return False
+    return f"range-owner:{c.difference.source}" in c.target.flags
+
+
 _ALL_TABLE_PRIVS = set("arwdDxt")
 
 
@@ -96,8 +107,8 @@ def _procedure_modes(c: Candidate, ctx: Context) -> bool:
 
 
 def _execute_function(c: Candidate, ctx: Context) -> bool:
-    # 11 spells trigger definitions EXECUTE FUNCTION (10 said EXECUTE PROCEDURE).
-    if not ctx.crosses(110000) or c.attribute != "definition":
+    # 12 prints trigger definitions with EXECUTE FUNCTION (11 and older printed EXECUTE PROCEDURE).
+    if not ctx.crosses(120000) or c.attribute != "definition":
         return False
     src, tgt = c.difference.source or "", c.difference.target or ""
     return src.replace(" EXECUTE PROCEDURE ", " EXECUTE FUNCTION ") == tgt
@@ -139,6 +150,11 @@ RULES: tuple[Rule, ...] = (
         _multirange,
     ),
     Rule(
+        "multirange-owner-14-16",
+        "before 17, changing the owner of a range type left its multirange type with the restoring role",
+        _multirange_owner,
+    ),
+    Rule(
         "maintain-privilege-17",
         "PostgreSQL 17 added the MAINTAIN privilege, part of ALL on tables",
         _maintain,
@@ -149,8 +165,8 @@ RULES: tuple[Rule, ...] = (
         _procedure_modes,
     ),
     Rule(
-        "trigger-execute-function-11",
-        "PostgreSQL 11 prints EXECUTE FUNCTION where 10 printed EXECUTE PROCEDURE",
+        "trigger-execute-function-12",
+        "PostgreSQL 12 prints EXECUTE FUNCTION in trigger definitions where 11 printed EXECUTE PROCEDURE",
         _execute_function,
     ),
     Rule(
