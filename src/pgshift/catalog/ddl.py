@@ -1,0 +1,485 @@
+"""SQL a migration reads from the source and applies to the target.
+
+Reading: password hashes, database and tablespace grants, what the connecting role may not read,
+connection usage. Writing: roles, memberships, role and database settings, tablespaces, CREATE
+DATABASE from template0 with the source's encoding and locale, grants, comments, DROP DATABASE.
+
+Every statement is composed with ``psycopg.sql`` (identifiers quoted by ``sql.Identifier``,
+values by ``sql.Literal``), so names with spaces, quotes, semicolons or non-ASCII letters are safe.
+A ``Statement`` carries its display form with secrets (password hashes) redacted, for the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, LiteralString
+
+from psycopg import sql
+
+from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, TablespaceInfo
+from pgshift.catalog.session import Connection, fetch_all, fetch_one, server_version
+from pgshift.process import REDACTED
+from pgshift.version import PgVersion
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement for the target, and what the log may show of it."""
+
+    query: sql.Composed | sql.SQL
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    # CREATE/DROP DATABASE and CREATE TABLESPACE cannot run inside a transaction block.
+    no_transaction: bool = False
+
+    def display(self) -> str:
+        text = self.query.as_string(None)
+        for secret in self.secrets:
+            text = text.replace(sql.Literal(secret).as_string(None), f"'{REDACTED}'")
+        return text
+
+
+def execute(conn: Connection, statement: Statement) -> None:
+    with conn.cursor() as cur:
+        cur.execute(statement.query)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def bootstrap_superuser(conn: Connection) -> str:
+    """The role created by initdb (OID 10): never recreated or altered by a migration."""
+    row = fetch_one(conn, "SELECT rolname FROM pg_roles WHERE oid = 10")
+    assert row is not None
+    return str(row["rolname"])
+
+
+def role_passwords(conn: Connection) -> dict[str, str]:
+    """Password hashes by role (needs SELECT on pg_authid: superuser)."""
+    rows = fetch_all(
+        conn, "SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL AND rolname !~ '^pg_'"
+    )
+    return {r["rolname"]: r["rolpassword"] for r in rows}
+
+
+def role_names(conn: Connection) -> set[str]:
+    return {r["rolname"] for r in fetch_all(conn, "SELECT rolname FROM pg_roles")}
+
+
+def role_can_bypass_rls(conn: Connection) -> bool:
+    row = fetch_one(conn, "SELECT rolsuper OR rolbypassrls AS ok FROM pg_roles WHERE rolname = current_user")
+    return bool(row and row["ok"])
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One privilege of an ACL, from ``aclexplode``. ``grantee`` None means PUBLIC."""
+
+    grantee: str | None
+    privilege: str
+    grantable: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+_DATABASE_ACL: LiteralString = """
+    SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
+           a.privilege_type, a.is_grantable
+    FROM pg_database d, aclexplode(d.datacl) a
+    WHERE d.datname = %s AND d.datacl IS NOT NULL
+    ORDER BY 1 NULLS FIRST, 2
+"""
+
+
+def database_grants(conn: Connection, dbname: str) -> list[Grant]:
+    """The explicit ACL of a database (empty when it has the default privileges)."""
+    return [
+        Grant(r["grantee"], r["privilege_type"], r["is_grantable"]) for r in fetch_all(conn, _DATABASE_ACL, (dbname,))
+    ]
+
+
+def tablespace_grants(conn: Connection, name: str) -> list[Grant]:
+    rows = fetch_all(
+        conn,
+        """
+        SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
+               a.privilege_type, a.is_grantable
+        FROM pg_tablespace t, aclexplode(t.spcacl) a
+        WHERE t.spcname = %s AND t.spcacl IS NOT NULL
+        ORDER BY 1 NULLS FIRST, 2
+        """,
+        (name,),
+    )
+    return [Grant(r["grantee"], r["privilege_type"], r["is_grantable"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class DatabaseContent:
+    """What the preflight needs to know of one source database, read while connected to it."""
+
+    tables: int  # ordinary, partitioned tables and materialized views
+    large_objects: int
+    unreadable: tuple[str, ...]  # relations or schemas the connecting role may not read
+    rls_tables: tuple[str, ...]  # tables with row-level security (a problem without BYPASSRLS)
+
+
+def database_content(conn: Connection) -> DatabaseContent:
+    counts = fetch_one(
+        conn,
+        """
+        SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname !~ '^pg_toast') AS tables,
+               (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects
+        """,
+    )
+    assert counts is not None
+    unreadable = fetch_all(
+        conn,
+        """
+        SELECT format('schema %I', n.nspname) AS what FROM pg_namespace n
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+          AND NOT has_schema_privilege(n.oid, 'USAGE')
+        UNION ALL
+        SELECT format('%s %I.%I', CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'm' THEN 'materialized view'
+                                                 ELSE 'table' END, n.nspname, c.relname)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname !~ '^pg_(toast|temp)' AND NOT has_table_privilege(c.oid, 'SELECT')
+        ORDER BY 1 LIMIT 50
+        """,
+    )
+    rls = fetch_all(
+        conn,
+        """
+        SELECT format('%I.%I', n.nspname, c.relname) AS what
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relrowsecurity AND c.relkind IN ('r', 'p') ORDER BY 1 LIMIT 50
+        """,
+    )
+    return DatabaseContent(
+        tables=int(counts["tables"]),
+        large_objects=int(counts["large_objects"]),
+        unreadable=tuple(r["what"] for r in unreadable),
+        rls_tables=tuple(r["what"] for r in rls),
+    )
+
+
+@dataclass(frozen=True)
+class ConnectionUsage:
+    max_connections: int
+    reserved: int  # superuser_reserved_connections (+ reserved_connections on 16+)
+    in_use: int
+
+    def available(self, superuser: bool) -> int:
+        limit = self.max_connections - (0 if superuser else self.reserved)
+        return limit - self.in_use
+
+
+def connection_usage(conn: Connection) -> ConnectionUsage:
+    version = server_version(conn)
+    # 16 added reserved_connections (for roles with pg_use_reserved_connections).
+    reserved: LiteralString = (
+        "current_setting('superuser_reserved_connections')::int + current_setting('reserved_connections')::int"
+        if version.major >= 16
+        else "current_setting('superuser_reserved_connections')::int"
+    )
+    query: LiteralString = (
+        "SELECT current_setting('max_connections')::int AS max, "
+        + reserved
+        + """ AS reserved,
+               (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS in_use"""
+    )
+    row = fetch_one(conn, query)
+    assert row is not None
+    return ConnectionUsage(int(row["max"]), int(row["reserved"]), int(row["in_use"]))
+
+
+def database_names(conn: Connection) -> set[str]:
+    return {r["datname"] for r in fetch_all(conn, "SELECT datname FROM pg_database")}
+
+
+def database_is_empty(conn: Connection) -> bool:
+    """No user relation, function, type or extension beyond plpgsql: what a fresh ``postgres`` holds."""
+    row = fetch_one(
+        conn,
+        """
+        SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_')
+           AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))
+           AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname <> 'plpgsql') AS empty
+        """,
+    )
+    return bool(row and row["empty"])
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+# Parameters whose value is a list; pg_dumpall quotes each element (GUC_LIST_QUOTE).
+LIST_SETTINGS = frozenset(
+    {
+        "search_path",
+        "temp_tablespaces",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "local_preload_libraries",
+        "unix_socket_directories",
+    }
+)
+
+
+def split_list_setting(value: str) -> list[str]:
+    """Split a stored list value (``a, "b c"``) into its elements, as the server's SplitGUCList does."""
+    items: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i] in " \t\n":
+            i += 1
+        if i >= n:
+            break
+        if value[i] == '"':
+            i += 1
+            buf = []
+            while i < n:
+                if value[i] == '"':
+                    if i + 1 < n and value[i + 1] == '"':
+                        buf.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                buf.append(value[i])
+                i += 1
+            items.append("".join(buf))
+        else:
+            start = i
+            while i < n and value[i] != ",":
+                i += 1
+            items.append(value[start:i].strip())
+        while i < n and value[i] in " \t\n":
+            i += 1
+        if i < n and value[i] == ",":
+            i += 1
+    return items
+
+
+def setting_clause(setting: str) -> sql.Composed:
+    """``name TO 'value'`` for a stored ``name=value``; list parameters get one literal per element."""
+    name, _, value = setting.partition("=")
+    ident = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
+    if name.lower() in LIST_SETTINGS:
+        elements = split_list_setting(value)
+        values = sql.SQL(", ").join(sql.Literal(e) for e in elements) if elements else sql.Literal("")
+        return sql.SQL("{} TO {}").format(ident, values)
+    return sql.SQL("{} TO {}").format(ident, sql.Literal(value))
+
+
+# --- roles ---------------------------------------------------------------------------------------
+
+# Attributes a non-superuser cannot grant (managed services: RDS, Cloud SQL, Azure).
+SUPERUSER_ONLY_ATTRIBUTES = ("SUPERUSER", "REPLICATION", "BYPASSRLS")
+
+
+def role_attributes(role: RoleInfo) -> list[str]:
+    attrs = [
+        "SUPERUSER" if role.superuser else "NOSUPERUSER",
+        "INHERIT" if role.inherit else "NOINHERIT",
+        "CREATEROLE" if role.createrole else "NOCREATEROLE",
+        "CREATEDB" if role.createdb else "NOCREATEDB",
+        "LOGIN" if role.login else "NOLOGIN",
+        "REPLICATION" if role.replication else "NOREPLICATION",
+        "BYPASSRLS" if role.bypassrls else "NOBYPASSRLS",
+    ]
+    return attrs
+
+
+def create_role(role: RoleInfo, *, password: str | None, drop: Sequence[str] = ()) -> Statement:
+    """CREATE ROLE with the source's attributes, minus the ``drop`` ones (turned into their NO form)."""
+    parts: list[sql.Composable] = [sql.SQL("CREATE ROLE {} WITH").format(sql.Identifier(role.name))]
+    for attr in role_attributes(role):
+        if attr in drop:
+            continue
+        parts.append(sql.SQL(attr))
+    if role.connlimit != -1:
+        parts.append(sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(role.connlimit)))
+    if role.valid_until is not None:
+        parts.append(sql.SQL("VALID UNTIL {}").format(sql.Literal(role.valid_until)))
+    secrets: tuple[str, ...] = ()
+    if password is not None:
+        parts.append(sql.SQL("PASSWORD {}").format(sql.Literal(password)))
+        secrets = (password,)
+    return Statement(sql.SQL(" ").join(parts), secrets=secrets)
+
+
+def comment_on_role(name: str, comment: str) -> Statement:
+    return Statement(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+
+
+def alter_role_set(name: str, setting: str, database: str | None = None) -> Statement:
+    if database is None:
+        query = sql.SQL("ALTER ROLE {} SET {}").format(sql.Identifier(name), setting_clause(setting))
+    else:
+        query = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {}").format(
+            sql.Identifier(name), sql.Identifier(database), setting_clause(setting)
+        )
+    return Statement(query)
+
+
+def grant_membership(m: Membership, target: PgVersion) -> Statement:
+    options: list[sql.Composable] = []
+    if target.major >= 16:
+        # 16: GRANT … WITH ADMIN/INHERIT/SET options. Before 16 only WITH ADMIN OPTION exists; a
+        # membership's INHERIT then follows the member's role attribute, which was copied.
+        options.append(sql.SQL("ADMIN {}").format(sql.SQL("TRUE" if m.admin_option else "FALSE")))
+        if m.inherit_option is not None:
+            options.append(sql.SQL("INHERIT {}").format(sql.SQL("TRUE" if m.inherit_option else "FALSE")))
+        if m.set_option is not None:
+            options.append(sql.SQL("SET {}").format(sql.SQL("TRUE" if m.set_option else "FALSE")))
+        tail = sql.SQL(" WITH ") + sql.SQL(", ").join(options)
+    else:
+        tail = sql.Composed([sql.SQL(" WITH ADMIN OPTION" if m.admin_option else "")])
+    return Statement(sql.SQL("GRANT {} TO {}").format(sql.Identifier(m.role), sql.Identifier(m.member)) + tail)
+
+
+# --- tablespaces ---------------------------------------------------------------------------------
+
+
+def create_tablespace(ts: TablespaceInfo, location: str, owner: str | None) -> Statement:
+    query = sql.SQL("CREATE TABLESPACE {}").format(sql.Identifier(ts.name))
+    if owner:
+        query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+    query += sql.SQL(" LOCATION {}").format(sql.Literal(location))
+    return Statement(query, no_transaction=True)
+
+
+def alter_tablespace_options(name: str, options: Iterable[str]) -> Statement | None:
+    items = [o.partition("=") for o in options]
+    if not items:
+        return None
+    pairs = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, _, v in items)
+    return Statement(sql.SQL("ALTER TABLESPACE {} SET ({})").format(sql.Identifier(name), pairs))
+
+
+def grant_on(kind: str, name: str, grant: Grant) -> Statement:
+    """GRANT privilege ON DATABASE/TABLESPACE name TO grantee [WITH GRANT OPTION]."""
+    grantee: sql.Composable = sql.SQL("PUBLIC") if grant.grantee is None else sql.Identifier(grant.grantee)
+    query = sql.SQL("GRANT {} ON {} {} TO {}").format(
+        sql.SQL(_PRIVILEGES[grant.privilege]), sql.SQL(_OBJECT_KINDS[kind]), sql.Identifier(name), grantee
+    )
+    if grant.grantable:
+        query += sql.SQL(" WITH GRANT OPTION")
+    return Statement(query)
+
+
+def revoke_all_on(kind: str, name: str, grantee: str | None) -> Statement:
+    who: sql.Composable = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
+    return Statement(
+        sql.SQL("REVOKE ALL ON {} {} FROM {}").format(sql.SQL(_OBJECT_KINDS[kind]), sql.Identifier(name), who)
+    )
+
+
+_OBJECT_KINDS = {"database": "DATABASE", "tablespace": "TABLESPACE"}
+_PRIVILEGES = {"CREATE": "CREATE", "TEMPORARY": "TEMPORARY", "CONNECT": "CONNECT"}
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateDatabase:
+    """CREATE DATABASE for the target, and what had to be left out of it (warnings)."""
+
+    statement: Statement
+    warnings: tuple[str, ...]
+
+
+def create_database(
+    db: DatabaseInfo,
+    name: str,
+    target: PgVersion,
+    *,
+    owner: str | None,
+    tablespace: str | None,
+) -> CreateDatabase:
+    """CREATE DATABASE ``name`` from template0 with ``db``'s encoding, locale and provider."""
+    warnings: list[str] = []
+    parts: list[sql.Composable] = [
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
+            sql.Identifier(name), sql.Literal(db.encoding)
+        )
+    ]
+    provider = db.locale_provider
+    if provider == "icu" and target.major < 15:
+        # 15 added per-database ICU (LOCALE_PROVIDER icu); older targets only have libc.
+        warnings.append(
+            f"database {db.name!r} uses the ICU locale {db.icu_locale!r}; PostgreSQL {target.major_label} has "
+            f"no per-database ICU, so {name!r} gets the libc locale {db.collate!r}"
+        )
+        provider = "libc"
+    if provider == "builtin" and target.major < 17:
+        # 17 added the builtin locale provider.
+        warnings.append(
+            f"database {db.name!r} uses the builtin locale provider, which PostgreSQL {target.major_label} "
+            f"lacks; {name!r} gets the libc locale {db.collate!r}"
+        )
+        provider = "libc"
+    if target.major >= 15:
+        # 15 added LOCALE_PROVIDER (and ICU_LOCALE); 17 added the builtin provider (BUILTIN_LOCALE).
+        parts.append(sql.SQL("LOCALE_PROVIDER {}").format(sql.SQL(provider)))
+    parts.append(sql.SQL("LC_COLLATE {} LC_CTYPE {}").format(sql.Literal(db.collate), sql.Literal(db.ctype)))
+    if provider == "icu" and db.icu_locale:
+        parts.append(sql.SQL("ICU_LOCALE {}").format(sql.Literal(db.icu_locale)))
+        if db.icu_rules and target.major >= 16:
+            # 16 added ICU_RULES.
+            parts.append(sql.SQL("ICU_RULES {}").format(sql.Literal(db.icu_rules)))
+    if provider == "builtin" and db.icu_locale:
+        parts.append(sql.SQL("BUILTIN_LOCALE {}").format(sql.Literal(db.icu_locale)))
+    if owner:
+        parts.append(sql.SQL("OWNER {}").format(sql.Identifier(owner)))
+    if tablespace and tablespace != "pg_default":
+        parts.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(tablespace)))
+    if db.connlimit not in (-1, -2):
+        parts.append(sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(db.connlimit)))
+    return CreateDatabase(Statement(sql.SQL(" ").join(parts), no_transaction=True), tuple(warnings))
+
+
+def comment_on_database(name: str, comment: str) -> Statement:
+    return Statement(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+
+
+def alter_database_set(name: str, setting: str) -> Statement:
+    return Statement(sql.SQL("ALTER DATABASE {} SET {}").format(sql.Identifier(name), setting_clause(setting)))
+
+
+def drop_database(name: str, target: PgVersion) -> Statement:
+    if target.major >= 13:
+        # 13 added DROP DATABASE … WITH (FORCE), which ends the database's sessions first.
+        query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    else:
+        query = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
+    return Statement(query, no_transaction=True)
+
+
+def terminate_sessions(conn: Connection, dbname: str) -> None:
+    """End other sessions on ``dbname`` (before DROP DATABASE on servers without WITH (FORCE))."""
+    fetch_all(
+        conn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    )
+
+
+def create_extension(name: str, schema: str) -> Statement:
+    return Statement(
+        sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(sql.Identifier(name), sql.Identifier(schema))
+    )
+
+
+def schema_exists(conn: Connection, name: str) -> bool:
+    return fetch_one(conn, "SELECT 1 AS x FROM pg_namespace WHERE nspname = %s", (name,)) is not None
+
+
+def analyze() -> Statement:
+    return Statement(sql.SQL("ANALYZE"))

@@ -1,0 +1,463 @@
+"""Preflight: connect to both servers, read what is needed, decide, refuse early. Touches nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgshift.catalog import cluster, ddl
+from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, ServerInfo, TablespaceInfo
+from pgshift.catalog.session import Connection, resolve, session
+from pgshift.conninfo import ResolvedEndpoint
+from pgshift.errors import PreflightRefused
+from pgshift.events import EventSink, Level, Message
+from pgshift.migrate.options import MigrateOptions
+from pgshift.migrate.plan import (
+    CheckSummary,
+    DatabaseAction,
+    DatabasePlan,
+    ExtensionPlan,
+    GlobalsPlan,
+    RolePlan,
+    ServerSummary,
+)
+from pgshift.migrate.workdir import FINISHED, HALF_DONE, Journal
+from pgshift.toolchain.discover import discover
+from pgshift.toolchain.select import ClientChoice, select_client
+from pgshift.version import PgVersion, check_direction
+
+# Extensions every database has; never a reason to refuse.
+_BUILTIN_EXTENSIONS = frozenset({"plpgsql"})
+
+
+@dataclass
+class Facts:
+    """Everything the preflight learnt, handed to the plan and the runner."""
+
+    options: MigrateOptions
+    source: ResolvedEndpoint
+    target: ResolvedEndpoint
+    source_info: ServerInfo
+    target_info: ServerInfo
+    client: ClientChoice
+    databases: list[DatabasePlan]
+    source_dbs: dict[str, DatabaseInfo]
+    target_db_names: set[str]
+    roles: list[RoleInfo] = field(default_factory=list)
+    memberships: list[Membership] = field(default_factory=list)
+    tablespaces: list[TablespaceInfo] = field(default_factory=list)
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
+    target_roles: set[str] = field(default_factory=set)
+    protected_roles: set[str] = field(default_factory=set)
+    globals_plan: GlobalsPlan | None = None
+    warnings: list[str] = field(default_factory=list)
+    check: CheckSummary = field(default_factory=lambda: CheckSummary(ran=False))
+    parallel_databases: int = 1
+    jobs_per_database: int = 1
+
+    @property
+    def source_version(self) -> PgVersion:
+        return self.source_info.version
+
+    @property
+    def target_version(self) -> PgVersion:
+        return self.target_info.version
+
+    def summary(self, role: str) -> ServerSummary:
+        ep, info = (self.source, self.source_info) if role == "source" else (self.target, self.target_info)
+        return ServerSummary(
+            role, ep.display(), str(info.version), info.version.num, info.current_user, info.is_superuser
+        )
+
+
+def _warn(sink: EventSink, facts_warnings: list[str], text: str) -> None:
+    facts_warnings.append(text)
+    sink(Message(text, level=Level.WARNING))
+
+
+def _choose_client(options: MigrateOptions, source: PgVersion, target: PgVersion) -> ClientChoice:
+    docker_version: Callable[[str], PgVersion] | None = None
+    if options.docker:
+        from pgshift.toolchain.clients import docker_reachable, image_client_version
+
+        if docker_reachable():
+            docker_version = image_client_version
+    return select_client(
+        discover(options.pg_bins),
+        source,
+        target,
+        docker=options.docker,
+        docker_image=options.docker_image,
+        docker_version=docker_version,
+    )
+
+
+def _select_databases(
+    options: MigrateOptions, found: list[DatabaseInfo], warnings: list[str], sink: EventSink
+) -> list[DatabaseInfo]:
+    by_name = {d.name: d for d in found}
+    if options.databases:
+        missing = [n for n in options.databases if n not in by_name]
+        if missing:
+            raise PreflightRefused(
+                f"the source has no database {', '.join(repr(m) for m in missing)}",
+                hint="check the names given with --database (the source has: " + ", ".join(sorted(by_name)) + ")",
+            )
+        chosen = [by_name[n] for n in dict.fromkeys(options.databases)]
+    else:
+        chosen = [d for d in found if d.name != "postgres" and not d.is_template]
+    excluded = set(options.exclude_databases)
+    chosen = [d for d in chosen if d.name not in excluded]
+    out = []
+    for db in chosen:
+        if not db.allow_connections or db.connlimit == -2:
+            text = (
+                f"database {db.name!r} does not accept connections (datallowconn = false or left invalid "
+                "by an interrupted DROP DATABASE) and cannot be dumped"
+            )
+            if options.databases:
+                raise PreflightRefused(
+                    text, hint=f"ALTER DATABASE {db.name} ALLOW_CONNECTIONS true on the source, or do not name it"
+                )
+            _warn(sink, warnings, text + "; it is left out")
+            continue
+        out.append(db)
+    unknown = [r for r in options.renames if r not in {d.name for d in out}]
+    if unknown:
+        raise PreflightRefused(
+            f"--rename names {', '.join(repr(u) for u in unknown)}, which is not among the databases to move"
+        )
+    return out
+
+
+def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
+    """Blockers of ``pgshift check`` stop the run unless each rule id is accepted."""
+    options = facts.options
+    if not options.check:
+        facts.check = CheckSummary(ran=False, note="skipped (--no-check)")
+        return
+    from pgshift.checks import Severity, run_check
+
+    report = run_check(
+        options.source,
+        options.target,
+        databases=names,
+        jobs=options.jobs,
+        pg_bins=options.pg_bins,
+        sink=sink,
+    )
+    refused: list[tuple[Any, str]] = []
+    accepted: list[tuple[Any, str]] = []
+    warned: list[str] = []
+    for finding in report.findings:
+        where = f" [{finding.database}{': ' + finding.object if finding.object else ''}]" if finding.database else ""
+        text = f"{finding.rule_id}{where}: {finding.message}"
+        if finding.severity is Severity.BLOCKER:
+            (accepted if finding.rule_id in options.accept else refused).append((finding, text))
+        elif finding.severity is Severity.WARNING:
+            warned.append(text)
+    for _f, text in accepted:
+        _warn(sink, facts.warnings, f"accepted blocker {text}")
+    for text in warned:
+        sink(Message(f"check: {text}", level=Level.WARNING))
+    facts.check = CheckSummary(
+        ran=True, blockers=tuple(t for _f, t in accepted), warnings=tuple(warned), note=f"{len(refused)} refused"
+    )
+    if refused:
+        lines = []
+        for finding, text in refused:
+            lines.append(text + (f"\n    fix: {finding.remediation}" if finding.remediation else ""))
+        ids = sorted({f.rule_id for f, _t in refused})
+        raise PreflightRefused(
+            f"pgshift check found {len(refused)} blocker(s): {', '.join(ids)}",
+            detail="\n".join(lines),
+            hint="fix them on the source, or override each one knowingly with "
+            + " ".join(f"--accept {i}" for i in ids),
+        )
+
+
+def _database_plans(
+    facts: Facts,
+    chosen: list[DatabaseInfo],
+    tconn: Connection,
+    journal: Journal | None,
+    sink: EventSink,
+) -> list[DatabasePlan]:
+    options = facts.options
+    available = cluster.available_extensions(tconn)
+    plans: list[DatabasePlan] = []
+    refusals: list[str] = []
+    missing_ext: dict[str, list[str]] = {}
+    unreadable: dict[str, tuple[str, ...]] = {}
+    rls_blocked: dict[str, tuple[str, ...]] = {}
+    can_bypass = facts.source_info.is_superuser
+    existing: list[str] = []
+    for db in chosen:
+        target_name = options.target_name(db.name)
+        entry = journal.database(db.name) if journal is not None else None
+        with session(facts.source, db.name) as sconn:
+            content = ddl.database_content(sconn)
+            extensions = cluster.list_extensions(sconn)
+            if not can_bypass:
+                can_bypass = ddl.role_can_bypass_rls(sconn)
+        ext_plans = []
+        for ext in extensions:
+            avail = available.get(ext.name)
+            ext_plans.append(ExtensionPlan(ext.name, ext.version, ext.schema, avail.default_version if avail else None))
+            if avail is None and ext.name not in _BUILTIN_EXTENSIONS:
+                missing_ext.setdefault(db.name, []).append(ext.name)
+        if content.unreadable:
+            unreadable[db.name] = content.unreadable
+        if content.rls_tables and not can_bypass:
+            rls_blocked[db.name] = content.rls_tables
+        action: DatabaseAction
+        reason: str
+        if entry is not None and entry.get("state") in FINISHED:
+            action, reason = "done", "finished in an earlier attempt of this run"
+        elif entry is not None and entry.get("state") in HALF_DONE and entry.get("created_by_run"):
+            action, reason = "redo", f"left half-done ({entry['state']}); dropped and done again"
+        elif options.data_only:
+            if target_name not in facts.target_db_names:
+                refusals.append(f"--data-only needs the database {target_name!r} to exist on the target")
+            action, reason = "migrate", "data only, into the existing database"
+        elif target_name in facts.target_db_names:
+            if target_name == "postgres" and _target_db_empty(facts, "postgres"):
+                action, reason = "migrate", "into the target's empty postgres database"
+            elif options.if_exists == "drop":
+                action, reason = "drop-and-migrate", "exists on the target; dropped first (--if-exists drop)"
+            elif options.if_exists == "skip":
+                action, reason = "skip", "exists on the target (--if-exists skip)"
+            else:
+                action, reason = "migrate", "exists on the target"
+                existing.append(target_name)
+        else:
+            action, reason = "migrate", "new on the target"
+        plans.append(
+            DatabasePlan(
+                source=db.name,
+                target=target_name,
+                action=action,
+                reason=reason,
+                size_bytes=db.size_bytes,
+                owner=db.owner,
+                encoding=db.encoding,
+                collate=db.collate,
+                ctype=db.ctype,
+                locale_provider=db.locale_provider,
+                icu_locale=db.icu_locale,
+                tables=content.tables,
+                extensions=tuple(ext_plans),
+                large_objects=content.large_objects,
+            )
+        )
+        if content.large_objects and options.has_object_filters:
+            _warn(
+                sink,
+                facts.warnings,
+                f"database {db.name!r} has {content.large_objects} large objects, which pg_dump leaves out when "
+                "--schema/--table filters are given",
+            )
+    if existing:
+        raise PreflightRefused(
+            f"the target already has database {', '.join(repr(e) for e in existing)}",
+            hint="drop them, choose other names with --rename OLD=NEW, or pass --if-exists drop (replace them) "
+            "or --if-exists skip (leave them)",
+        )
+    if refusals:
+        raise PreflightRefused(refusals[0], detail="\n".join(refusals[1:]) or None)
+    moving = {p.source for p in plans if p.moves}
+    missing_ext = {k: v for k, v in missing_ext.items() if k in moving}
+    if missing_ext:
+        names = sorted({e for v in missing_ext.values() for e in v})
+        raise PreflightRefused(
+            f"extension {', '.join(names)} is installed on the source but not available on the target",
+            detail="\n".join(f"{db}: {', '.join(v)}" for db, v in missing_ext.items()),
+            hint=f"install the package that provides {', '.join(names)} on the target server "
+            "(e.g. postgresql-contrib or the extension's own package), or drop the extension on the source",
+        )
+    unreadable = {k: v for k, v in unreadable.items() if k in moving}
+    if unreadable:
+        first = next(iter(unreadable.items()))
+        raise PreflightRefused(
+            f"the source role {facts.source.user!r} may not read everything in database {first[0]!r} "
+            f"({', '.join(first[1][:5])}{' …' if len(first[1]) > 5 else ''})",
+            detail="\n".join(f"{db}: {', '.join(v)}" for db, v in unreadable.items()),
+            hint="connect to the source as a superuser, or GRANT the role pg_read_all_data (14+) or SELECT/USAGE "
+            "on those objects",
+        )
+    rls_blocked = {k: v for k, v in rls_blocked.items() if k in moving}
+    if rls_blocked:
+        first = next(iter(rls_blocked.items()))
+        raise PreflightRefused(
+            f"database {first[0]!r} has tables with row-level security ({', '.join(first[1][:5])}) and the source "
+            f"role {facts.source.user!r} is neither superuser nor BYPASSRLS: pg_dump would fail or lose rows",
+            hint="connect to the source as a superuser or a role with BYPASSRLS",
+        )
+    return plans
+
+
+def _target_db_empty(facts: Facts, name: str) -> bool:
+    with session(facts.target, name) as conn:
+        return ddl.database_is_empty(conn)
+
+
+def _globals_plan(facts: Facts, sconn: Connection, tconn: Connection, journal: Journal | None, sink: EventSink) -> None:
+    options = facts.options
+    facts.roles = cluster.list_roles(sconn)
+    facts.memberships = cluster.list_memberships(sconn)
+    facts.tablespaces = [] if options.no_tablespaces else cluster.list_tablespaces(sconn)
+    facts.target_roles = ddl.role_names(tconn)
+    facts.protected_roles = {facts.target_info.current_user, ddl.bootstrap_superuser(tconn)}
+    passwords = not options.no_role_passwords
+    if passwords and not cluster.can_read_authid(sconn):
+        _warn(
+            sink,
+            facts.warnings,
+            f"the source role {facts.source.user!r} may not read pg_authid: role passwords are not copied "
+            "(set them again on the target, or connect to the source as a superuser)",
+        )
+        passwords = False
+    if passwords:
+        facts.passwords = ddl.role_passwords(sconn)
+    created_earlier = set(journal.globals.get("created_roles", [])) if journal is not None else set()
+    target_super = facts.target_info.is_superuser
+    if (
+        not target_super
+        and not facts.target_info.can_create_role
+        and any(r.name not in facts.target_roles for r in facts.roles)
+    ):
+        raise PreflightRefused(
+            f"the target role {facts.target.user!r} may not create roles, and the source has roles the target lacks",
+            hint="connect to the target as a superuser or a role with CREATEROLE, create the roles yourself, "
+            "or pass --no-globals together with --no-owner --no-privileges",
+        )
+    roles = []
+    for role in facts.roles:
+        if role.name in facts.protected_roles:
+            roles.append(RolePlan(role.name, "protected"))
+            continue
+        if role.name in facts.target_roles and role.name not in created_earlier:
+            roles.append(RolePlan(role.name, "exists"))
+            continue
+        dropped: tuple[str, ...] = ()
+        if not target_super:
+            dropped = tuple(
+                a
+                for a, on in (
+                    ("SUPERUSER", role.superuser),
+                    ("REPLICATION", role.replication),
+                    ("BYPASSRLS", role.bypassrls),
+                )
+                if on
+            )
+        roles.append(RolePlan(role.name, "create", dropped))
+    existing = [r.name for r in roles if r.action == "exists"]
+    if existing:
+        sink(
+            Message(
+                f"{len(existing)} role(s) already exist on the target and are left alone: {', '.join(existing[:10])}"
+                + (" …" if len(existing) > 10 else ""),
+                level=Level.INFO,
+            )
+        )
+    for plan in roles:
+        if plan.dropped_attributes:
+            _warn(
+                sink,
+                facts.warnings,
+                f"role {plan.name!r}: {', '.join(plan.dropped_attributes)} dropped (the target role "
+                f"{facts.target.user!r} is not a superuser and may not grant it)",
+            )
+    spaces = []
+    for ts in facts.tablespaces:
+        location = options.tablespace_map.get(ts.name, options.tablespace_map.get(ts.location, ts.location))
+        spaces.append((ts.name, location))
+    facts.globals_plan = GlobalsPlan(tuple(roles), len(facts.memberships), tuple(spaces), passwords)
+
+
+def preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None = None) -> Facts:
+    """Connect, read and decide. Raises PreflightRefused/ConnectionFailed/ToolchainError; touches nothing."""
+    sink(Message("connecting to the source and the target", level=Level.DEBUG))
+    source = resolve(options.source)
+    target = resolve(options.target)
+    with session(source) as sconn, session(target) as tconn:
+        source_info = cluster.server_info(sconn)
+        target_info = cluster.server_info(tconn)
+        warnings: list[str] = []
+        direction = check_direction(source_info.version, target_info.version, allow_downgrade=options.allow_downgrade)
+        if not direction.allowed:
+            raise PreflightRefused(
+                direction.reason or "the target is older than the source",
+                hint="migrate to a target of the same or a newer major, or pass --allow-downgrade knowingly",
+            )
+        if direction.warning:
+            _warn(sink, warnings, direction.warning)
+        if target_info.in_recovery:
+            raise PreflightRefused(
+                "the target server is a standby (in recovery) and cannot be written",
+                hint="point TARGET at the primary server",
+            )
+        client = _choose_client(options, source_info.version, target_info.version)
+        for w in client.warnings:
+            _warn(sink, warnings, w)
+        for program in ("pg_dump", "pg_restore"):
+            source.require_client_support(client.major, program)
+            target.require_client_support(client.major, program)
+        if not source_info.is_superuser:
+            _warn(
+                sink,
+                warnings,
+                f"the source role {source.user!r} is not a superuser: subscriptions, event triggers and some "
+                "ownerships may not be dumped",
+            )
+        if not (target_info.is_superuser or target_info.can_create_db) and not options.data_only:
+            raise PreflightRefused(
+                f"the target role {target.user!r} may not create databases",
+                hint="connect to the target as a superuser or a role with CREATEDB",
+            )
+        found = cluster.list_databases(sconn)
+        facts = Facts(
+            options=options,
+            source=source,
+            target=target,
+            source_info=source_info,
+            target_info=target_info,
+            client=client,
+            databases=[],
+            source_dbs={d.name: d for d in found},
+            target_db_names=ddl.database_names(tconn),
+            warnings=warnings,
+        )
+        chosen = _select_databases(options, found, warnings, sink)
+        if not chosen:
+            raise PreflightRefused(
+                "there is no database to move",
+                hint="the source holds only postgres and templates; name databases with --database "
+                "(--database postgres moves the contents of postgres)",
+            )
+        facts.databases = _database_plans(facts, chosen, tconn, journal, sink)
+        moving = [p for p in facts.databases if p.moves]
+        facts.parallel_databases = max(1, min(options.jobs, len(moving)))
+        facts.jobs_per_database = max(1, options.jobs // facts.parallel_databases)
+        _check_connections(facts, sconn, tconn)
+        if options.globals:
+            _globals_plan(facts, sconn, tconn, journal, sink)
+    if moving:
+        _check_findings(facts, [p.source for p in moving], sink)
+    return facts
+
+
+def _check_connections(facts: Facts, sconn: Connection, tconn: Connection) -> None:
+    """Enough free connections on both servers for --jobs (pg_dump -j N opens N+1)."""
+    need = facts.parallel_databases * (facts.jobs_per_database + 1) + 1
+    for role, conn, info in (("source", sconn, facts.source_info), ("target", tconn, facts.target_info)):
+        usage = ddl.connection_usage(conn)
+        free = usage.available(info.is_superuser)
+        if free < need:
+            raise PreflightRefused(
+                f"the {role} server has {free} free connection(s) (max_connections {usage.max_connections}, "
+                f"{usage.in_use} in use, {usage.reserved} reserved) but --jobs {facts.options.jobs} needs {need}",
+                hint=f"lower --jobs (e.g. --jobs {max(1, (free - 2) // 2) if free > 3 else 1}) or free connections "
+                f"on the {role}",
+            )

@@ -1,0 +1,675 @@
+"""The steps of a migration: the statements and commands each one runs, and running them.
+
+The same generators feed ``--dry-run`` (display forms) and the runner, so the plan shows exactly
+what runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgshift.catalog import ddl
+from pgshift.catalog.ddl import Grant, Statement
+from pgshift.catalog.session import Connection, connect
+from pgshift.conninfo import ResolvedEndpoint
+from pgshift.errors import Interrupted, StepFailed
+from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted
+from pgshift.migrate.plan import DatabasePlan
+from pgshift.migrate.preflight import Facts
+from pgshift.migrate.workdir import Journal, RunLog, dir_size
+from pgshift.process import Completed
+from pgshift.toolchain.clients import run_client
+
+# --- statements ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """One statement of a step, with what it is about (for messages)."""
+
+    about: str
+    statement: Statement
+    role_created: str | None = None  # a CREATE ROLE: recorded in the journal once it succeeded
+
+
+def role_actions(facts: Facts) -> list[Action]:
+    plan = facts.globals_plan
+    if plan is None:
+        return []
+    by_name = {r.name: r for r in facts.roles}
+    out: list[Action] = []
+    for rp in plan.roles:
+        if rp.action != "create":
+            continue
+        role = by_name[rp.name]
+        password = facts.passwords.get(role.name) if plan.passwords else None
+        out.append(
+            Action(
+                f"role {role.name}",
+                ddl.create_role(role, password=password, drop=rp.dropped_attributes),
+                role_created=role.name,
+            )
+        )
+        if role.comment:
+            out.append(Action(f"role {role.name}", ddl.comment_on_role(role.name, role.comment)))
+        for database, setting in role.settings:
+            if database is None:
+                out.append(Action(f"role {role.name}", ddl.alter_role_set(role.name, setting)))
+    return out
+
+
+def membership_actions(facts: Facts, created: set[str]) -> tuple[list[Action], list[str]]:
+    """GRANTs of memberships whose member was created by this run; the others are reported."""
+    plan = facts.globals_plan
+    if plan is None:
+        return [], []
+    present = facts.target_roles | created
+    out, skipped = [], []
+    for m in facts.memberships:
+        if m.member not in created:
+            if m.member not in facts.protected_roles:
+                skipped.append(f"{m.member} in {m.role} (member already existed on the target)")
+            continue
+        if m.role not in present:
+            skipped.append(f"{m.member} in {m.role} (role {m.role} does not exist on the target)")
+            continue
+        out.append(Action(f"membership of {m.member} in {m.role}", ddl.grant_membership(m, facts.target_version)))
+    return out, skipped
+
+
+def tablespace_actions(facts: Facts, existing: set[str]) -> list[Action]:
+    plan = facts.globals_plan
+    if plan is None or facts.options.no_tablespaces:
+        return []
+    locations = dict(plan.tablespaces)
+    present = facts.target_roles | set(plan.created)
+    out = []
+    for ts in facts.tablespaces:
+        if ts.name in existing:
+            continue
+        owner = ts.owner if ts.owner in present and not facts.options.no_owner else None
+        out.append(Action(f"tablespace {ts.name}", ddl.create_tablespace(ts, locations[ts.name], owner)))
+        options = ddl.alter_tablespace_options(ts.name, ts.options)
+        if options is not None:
+            out.append(Action(f"tablespace {ts.name}", options))
+    return out
+
+
+def database_actions(
+    facts: Facts, dbp: DatabasePlan, grants: list[Grant], *, create: bool, target_tablespaces: set[str]
+) -> tuple[list[Action], list[str]]:
+    """CREATE DATABASE and its properties: owner, tablespace, connlimit, comment, settings, grants."""
+    options = facts.options
+    db = facts.source_dbs[dbp.source]
+    warnings: list[str] = []
+    present = facts.target_roles | set(facts.globals_plan.created if facts.globals_plan else ())
+    owner: str | None = None
+    if not options.no_owner:
+        if db.owner in present:
+            owner = db.owner
+        else:
+            warnings.append(
+                f"database {dbp.target!r}: owner {db.owner!r} does not exist on the target; "
+                f"{facts.target.user!r} owns it"
+            )
+    tablespace: str | None = None
+    if not options.no_tablespaces and db.tablespace != "pg_default":
+        if db.tablespace in target_tablespaces:
+            tablespace = db.tablespace
+        else:
+            warnings.append(
+                f"database {dbp.target!r}: tablespace {db.tablespace!r} is not on the target; pg_default used"
+            )
+    out: list[Action] = []
+    about = f"database {dbp.target}"
+    if create:
+        made = ddl.create_database(db, dbp.target, facts.target_version, owner=owner, tablespace=tablespace)
+        warnings.extend(made.warnings)
+        out.append(Action(about, made.statement))
+    if db.comment:
+        out.append(Action(about, ddl.comment_on_database(dbp.target, db.comment)))
+    for setting in db.settings:
+        out.append(Action(about, ddl.alter_database_set(dbp.target, setting)))
+    if not options.no_privileges and not db.acl_is_default:
+        target_owner = owner or facts.target.user
+        out.append(Action(about, ddl.revoke_all_on("database", dbp.target, None)))
+        out.append(Action(about, ddl.revoke_all_on("database", dbp.target, target_owner)))
+        for grant in grants:
+            grantee = grant.grantee
+            if grantee == db.owner:
+                grantee = target_owner
+            if grantee is not None and grantee not in present and grantee != target_owner:
+                warnings.append(f"database {dbp.target!r}: grant to {grantee!r} skipped (no such role on the target)")
+                continue
+            out.append(
+                Action(about, ddl.grant_on("database", dbp.target, Grant(grantee, grant.privilege, grant.grantable)))
+            )
+    return out, warnings
+
+
+def role_database_actions(facts: Facts, dbp: DatabasePlan, created: set[str]) -> list[Action]:
+    """ALTER ROLE … IN DATABASE … SET for roles this run created."""
+    out = []
+    for role in facts.roles:
+        if role.name not in created:
+            continue
+        for database, setting in role.settings:
+            if database == dbp.source:
+                out.append(Action(f"role {role.name}", ddl.alter_role_set(role.name, setting, dbp.target)))
+    return out
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def dump_args(facts: Facts, dbp: DatabasePlan, dump_dir: Path) -> list[str]:
+    options = facts.options
+    args = [
+        "--format=directory",
+        f"--jobs={facts.jobs_per_database}",
+        f"--file={dump_dir}",
+        "--no-password",
+        "--verbose",
+    ]
+    args += [f"--schema={p}" for p in options.schemas]
+    args += [f"--exclude-schema={p}" for p in options.exclude_schemas]
+    args += [f"--table={p}" for p in options.tables]
+    args += [f"--exclude-table={p}" for p in options.exclude_tables]
+    if options.schema_only:
+        args.append("--schema-only")
+    if options.data_only:
+        args.append("--data-only")
+    args += list(facts.client.dump_flags)
+    args.append(f"--dbname={facts.source.child_conninfo(dbp.source)}")
+    return args
+
+
+def tolerate_transaction_timeout(facts: Facts) -> bool:
+    """pg_restore 17+ sets transaction_timeout, which targets before 17 reject (knowledge §1)."""
+    return facts.client.major >= 17 > facts.target_version.major
+
+
+def restore_args(facts: Facts, dbp: DatabasePlan, dump_dir: Path) -> list[str]:
+    options = facts.options
+    args = [f"--dbname={facts.target.child_conninfo(dbp.target)}", "--no-password", "--verbose"]
+    if options.data_only:
+        # One transaction: a failed or killed data-only restore leaves nothing half-loaded.
+        args.append("--single-transaction")
+        if facts.target_info.is_superuser:
+            args.append("--disable-triggers")
+    else:
+        args.append(f"--jobs={facts.jobs_per_database}")
+    if not tolerate_transaction_timeout(facts):
+        args.append("--exit-on-error")
+    if options.no_owner:
+        args.append("--no-owner")
+    if options.no_privileges:
+        args.append("--no-privileges")
+    if options.no_tablespaces:
+        args.append("--no-tablespaces")
+    args.append(str(dump_dir))
+    return args
+
+
+def globals_args(facts: Facts, out: Path) -> list[str]:
+    args = ["--globals-only", f"--file={out}", "--no-password"]
+    if facts.globals_plan is not None and not facts.globals_plan.passwords:
+        args.append("--no-role-passwords")
+    if facts.options.no_tablespaces:
+        args.append("--no-tablespaces")
+    args.append(f"--dbname={facts.source.child_conninfo()}")
+    return args
+
+
+def command_display(facts: Facts, program: str, args: list[str]) -> str:
+    import shlex
+
+    if facts.client.docker_image is not None:
+        return f"docker run --network host {facts.client.docker_image} " + shlex.join([program, *args])
+    return shlex.join([facts.client.program(program), *args])
+
+
+# --- restore errors ------------------------------------------------------------------------------
+
+_ERROR = re.compile(r"^pg_restore: error: (?:could not execute query: )?(?P<msg>.*)$")
+_TIMEOUT = 'unrecognized configuration parameter "transaction_timeout"'
+
+
+@dataclass
+class RestoreErrors:
+    """Errors pg_restore printed: each with the statement it ran."""
+
+    errors: list[tuple[str, str]]  # (message, "Command was: …")
+
+    def relevant(self, tolerate_timeout: bool) -> list[tuple[str, str]]:
+        if not tolerate_timeout:
+            return self.errors
+        return [e for e in self.errors if _TIMEOUT not in e[0]]
+
+
+class RestoreWatcher:
+    """Follows pg_restore's stderr: progress items and error blocks."""
+
+    def __init__(self, on_item: Callable[[], None], log: Callable[[str], None]) -> None:
+        self.errors: list[tuple[str, str]] = []
+        self._pending: str | None = None
+        self._on_item = on_item
+        self._log = log
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(("pg_restore: processing item", "pg_restore: finished item")):
+            self._on_item()
+            self._log(line)
+            return
+        if line.startswith(("pg_restore: creating", "pg_restore: processing data", "pg_restore: launching")):
+            self._log(line)
+            return
+        m = _ERROR.match(line)
+        if m:
+            self._flush()
+            self._pending = m["msg"].replace("ERROR:  ", "")
+            self._log(line)
+            return
+        if self._pending is not None and line.startswith("Command was:"):
+            self.errors.append((self._pending, line.removeprefix("Command was:").strip()))
+            self._pending = None
+        self._log(line)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self.errors.append((self._pending, ""))
+            self._pending = None
+
+    def done(self) -> list[tuple[str, str]]:
+        self._flush()
+        return self.errors
+
+
+def restore_advice(message: str) -> str:
+    low = message.lower()
+    if "role" in low and "does not exist" in low:
+        return (
+            "the role is missing on the target: migrate the globals first (drop --no-globals), "
+            "or restore without ownership and grants (--no-owner --no-privileges)"
+        )
+    if ("extension" in low and ("not available" in low or "control file" in low)) or "could not open extension" in low:
+        return "the extension is not installed on the target server: install its package there, then resume"
+    if "tablespace" in low and "does not exist" in low:
+        return "create the tablespace on the target, map it with --tablespace-map OLD=NEW, or use --no-tablespaces"
+    if "permission denied" in low or "must be owner" in low or "must be superuser" in low:
+        return (
+            "the target role lacks a privilege: connect to the target as a superuser, or use --no-owner --no-privileges"
+        )
+    if "out of shared memory" in low:
+        return "raise max_locks_per_transaction on the target (restart needed), or lower --jobs"
+    if "unrecognized configuration parameter" in low:
+        return "the client is newer than the target: install the target's major (pgshift toolchain install N)"
+    if "already exists" in low:
+        return "the target database was not empty: drop it or use --if-exists drop, then resume"
+    if "does not exist" in low and ("function" in low or "type" in low or "operator" in low):
+        return "an object uses something the target's PostgreSQL lacks: run pgshift check and fix it on the source"
+    return "see the log in the work directory; fix the cause, then resume with pgshift migrate --resume WORKDIR"
+
+
+def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str) -> StepFailed:
+    if not errors:
+        return StepFailed(
+            f"pg_restore failed for database {dbname!r}",
+            detail=fallback,
+            hint="see the log in the work directory; fix the cause, then resume",
+            program="pg_restore",
+        )
+    message, command = errors[0]
+    detail = "\n".join(f"{m}\n  while running: {c}" if c else m for m, c in errors[:5])
+    return StepFailed(
+        f"restoring database {dbname!r} failed: {message}" + (f" (while running: {command[:200]})" if command else ""),
+        detail=detail,
+        hint=restore_advice(message),
+        program="pg_restore",
+    )
+
+
+def explain_statement(about: str, statement: Statement, exc: psycopg.Error) -> StepFailed:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StepFailed(
+        f"applying {about} on the target failed: {text}",
+        detail=statement.display(),
+        hint=restore_advice(text),
+    )
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+class Run:
+    """One execution: facts, journal, log, events, cancellation."""
+
+    def __init__(self, facts: Facts, workdir: Path, journal: Journal, log: RunLog, sink: EventSink) -> None:
+        self.facts = facts
+        self.workdir = workdir
+        self.journal = journal
+        self.log = log
+        self.sink = sink
+        self.cancel = threading.Event()
+        self._connections: set[Connection] = set()
+        self._lock = threading.Lock()
+        self.warnings: list[str] = []
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+        self.sink(Message(text, level=Level.WARNING))
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Interrupted("interrupted")
+
+    @contextlib.contextmanager
+    def target_session(self, dbname: str) -> Iterator[Connection]:
+        self.check_cancel()
+        conn = connect(self.facts.target, dbname)
+        with self._lock:
+            self._connections.add(conn)
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    def cancel_queries(self) -> None:
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=5)
+
+    def maintenance_db(self, avoid: str) -> str:
+        name = self.facts.target.dbname or "postgres"
+        if name != avoid:
+            return name
+        return "postgres" if avoid != "postgres" else "template1"
+
+    def apply(self, conn: Connection, action: Action, *, tolerate: tuple[type[psycopg.Error], ...] = ()) -> bool:
+        """Run one statement on the target, logged; False when a tolerated error happened."""
+        self.check_cancel()
+        self.log.write("sql", action.statement.display())
+        try:
+            ddl.execute(conn, action.statement)
+        except tolerate as exc:
+            self.log.write("info", f"tolerated: {str(exc).strip()}")
+            return False
+        except psycopg.Error as exc:
+            if self.cancel.is_set():
+                raise Interrupted("interrupted") from None
+            raise explain_statement(action.about, action.statement, exc) from None
+        return True
+
+    def program(
+        self,
+        program: str,
+        args: list[str],
+        endpoint: ResolvedEndpoint,
+        *,
+        on_line: Callable[[str], None] | None = None,
+        check: bool = True,
+    ) -> Completed:
+        self.check_cancel()
+        self.log.write("command", command_display(self.facts, program, args))
+
+        def _line(line: str) -> None:
+            if on_line is not None:
+                on_line(line)
+            else:
+                self.log.write(program, line)
+
+        try:
+            return run_client(
+                self.facts.client,
+                program,
+                args,
+                env=endpoint.child_env(),
+                secrets=endpoint.secrets,
+                mounts=[str(self.workdir)],
+                on_stderr=_line,
+                check=check,
+            )
+        except StepFailed:
+            if self.cancel.is_set():
+                raise Interrupted(f"interrupted while {program} was running") from None
+            raise
+
+
+def make_private_tree(path: Path) -> None:
+    """Directories 0700, files 0600 (children write with the umask)."""
+    for root, dirs, files in os.walk(path):
+        os.chmod(root, 0o700)
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o700)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o600)
+
+
+def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
+    """Roles, memberships, role settings and tablespaces. Returns (created, existing, memberships, tablespaces)."""
+    facts = run.facts
+    plan = facts.globals_plan
+    assert plan is not None
+    journal = run.journal
+    started = time.monotonic()
+    run.sink(StepStarted("globals: roles, memberships, tablespaces", step="globals"))
+    journal.globals_update(state="running")
+    record = run.workdir / "globals.sql"
+    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    done = run.program("pg_dumpall", globals_args(facts, record), facts.source, check=False)
+    if not done.ok:
+        run.warn(
+            "pg_dumpall --globals-only failed, so the record globals.sql is incomplete "
+            f"({done.stderr_tail[-1] if done.stderr_tail else 'no message'}); roles are applied from the catalog"
+        )
+    with contextlib.suppress(OSError):
+        os.chmod(record, 0o600)
+    created = set(journal.globals.get("created_roles", []))
+    existing = [r.name for r in plan.roles if r.action == "exists"]
+    with run.target_session(run.maintenance_db("")) as conn:
+        for action in role_actions(facts):
+            if action.role_created and action.role_created in created:
+                continue  # created in an earlier attempt
+            ok = run.apply(conn, action, tolerate=(psycopg.errors.DuplicateObject,) if action.role_created else ())
+            if action.role_created:
+                if ok:
+                    created.add(action.role_created)
+                    journal.role_created(action.role_created)
+                else:
+                    existing.append(action.role_created)
+                    run.warn(f"role {action.role_created!r} appeared on the target meanwhile; left alone")
+        grants, skipped = membership_actions(facts, created)
+        for action in grants:
+            run.apply(conn, action)
+        if skipped:
+            run.sink(Message(f"{len(skipped)} membership(s) not granted: " + "; ".join(skipped[:5]), level=Level.INFO))
+        existing_ts = {r["spcname"] for r in _fetch_tablespaces(conn)}
+        made_ts = []
+        for action in tablespace_actions(facts, existing_ts):
+            try:
+                run.apply(conn, action)
+            except StepFailed as exc:
+                exc.hint = (
+                    "create the directory on the target host (owned by the server's user), map it with "
+                    "--tablespace-map NAME=/new/path, or use --no-tablespaces"
+                )
+                raise
+            if action.statement.no_transaction:
+                made_ts.append(action.about.removeprefix("tablespace "))
+        if not facts.options.no_privileges:
+            for ts in facts.tablespaces:
+                if ts.name in made_ts:
+                    for grant in _tablespace_grants(run, ts.name):
+                        if grant.grantee is None or grant.grantee in facts.target_roles | created:
+                            run.apply(conn, Action(f"tablespace {ts.name}", ddl.grant_on("tablespace", ts.name, grant)))
+    journal.globals_update(state="done", memberships=len(grants), tablespaces=made_ts)
+    run.sink(StepFinished("globals", step="globals", seconds=time.monotonic() - started))
+    return sorted(created), existing, len(grants), made_ts
+
+
+def _fetch_tablespaces(conn: Connection) -> list[dict[str, Any]]:
+    from pgshift.catalog.session import fetch_all
+
+    return fetch_all(conn, "SELECT spcname FROM pg_tablespace")
+
+
+def _tablespace_grants(run: Run, name: str) -> list[Grant]:
+    with contextlib.closing(connect(run.facts.source)) as sconn:
+        return ddl.tablespace_grants(sconn, name)
+
+
+def source_database_grants(facts: Facts, dbname: str) -> list[Grant]:
+    with contextlib.closing(connect(facts.source)) as sconn:
+        return ddl.database_grants(sconn, dbname)
+
+
+def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, float]:
+    """Every phase of one database; each recorded in the journal. Returns seconds per phase."""
+    facts, journal, options = run.facts, run.journal, run.facts.options
+    src = dbp.source
+    entry = journal.database(src)
+    assert entry is not None
+    seconds: dict[str, float] = dict(entry.get("seconds", {}))
+    step = f"db:{src}"
+    created_roles = set(journal.globals.get("created_roles", []))
+
+    def phase(name: str, title: str, total: float | None = None) -> tuple[str, float]:
+        run.sink(StepStarted(f"{src}: {title}", step=f"{step}:{name}", total=total))
+        return f"{step}:{name}", time.monotonic()
+
+    def finished(name: str, sid: str, t0: float, detail: str = "") -> None:
+        took = time.monotonic() - t0
+        seconds[name] = round(seconds.get(name, 0.0) + took, 3)
+        journal.db_seconds(src, name, seconds[name])
+        run.sink(StepFinished(f"{src}: {name}", step=sid, seconds=took, detail=detail))
+
+    exists_on_target = dbp.target in facts.target_db_names
+    # --- create ---------------------------------------------------------------------------------
+    if not options.data_only:
+        sid, t0 = phase("create", f"create {dbp.target}")
+        maintenance = run.maintenance_db(dbp.target)
+        reuse_existing = dbp.action == "migrate" and exists_on_target  # the target's empty postgres
+        journal.db_update(src, state="creating", created_by_run=True)
+        with run.target_session(maintenance) as conn:
+            if dbp.action in ("drop-and-migrate", "redo"):
+                if facts.target_version.major < 13:
+                    ddl.terminate_sessions(conn, dbp.target)
+                run.apply(conn, Action(f"database {dbp.target}", ddl.drop_database(dbp.target, facts.target_version)))
+                reuse_existing = False
+            ts_names = {r["spcname"] for r in _fetch_tablespaces(conn)}
+            grants = [] if options.no_privileges else source_database_grants(facts, src)
+            actions, warnings = database_actions(
+                facts, dbp, grants, create=not reuse_existing, target_tablespaces=ts_names
+            )
+            for w in warnings:
+                run.warn(w)
+            for action in actions:
+                run.apply(conn, action)
+        journal.db_update(src, state="created")
+        finished("create", sid, t0)
+    # --- dump -----------------------------------------------------------------------------------
+    if not entry.get("dump_complete"):
+        sid, t0 = phase("dump", f"dump ({_size(dbp.size_bytes)})", total=float(max(dbp.tables, 1)))
+        journal.db_update(src, state="dumping")
+        shutil.rmtree(dump_dir, ignore_errors=True)
+        dump_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(dump_dir.parent, 0o700)
+        count = [0]
+
+        def dump_line(line: str) -> None:
+            run.log.write("pg_dump", line)
+            if line.startswith("pg_dump: dumping contents of table"):
+                count[0] += 1
+                run.sink(StepProgress("dump", step=sid, completed=float(count[0]), total=float(max(dbp.tables, 1))))
+
+        run.program("pg_dump", dump_args(facts, dbp, dump_dir), facts.source, on_line=dump_line)
+        make_private_tree(dump_dir)
+        journal.db_update(src, state="dumped", dump_complete=True, dump_bytes=dir_size(dump_dir))
+        finished("dump", sid, t0)
+    # --- restore ----------------------------------------------------------------------------------
+    items = _toc_entries(run, dump_dir)
+    sid, t0 = phase("restore", "restore", total=float(max(items, 1)))
+    journal.db_update(src, state="restoring")
+    progress = [0]
+
+    def on_item() -> None:
+        progress[0] += 1
+        run.sink(
+            StepProgress("restore", step=sid, completed=float(min(progress[0], items)), total=float(max(items, 1)))
+        )
+
+    watcher = RestoreWatcher(on_item, lambda line: run.log.write("pg_restore", line))
+    tolerant = tolerate_transaction_timeout(facts)
+    done = run.program("pg_restore", restore_args(facts, dbp, dump_dir), facts.target, on_line=watcher, check=False)
+    errors = watcher.done()
+    relevant = [e for e in errors if not (tolerant and _TIMEOUT in e[0])]
+    if not done.ok and (not tolerant or relevant or not errors):
+        run.check_cancel()
+        raise explain_restore(dbp.target, relevant, "\n".join(done.stderr_tail))
+    if tolerant and errors:
+        run.log.write("info", f"{len(errors)} expected transaction_timeout error(s) of a newer pg_restore ignored")
+    # Extensions the dump did not carry (schema filters) still belong to the database.
+    with run.target_session(dbp.target) as conn:
+        from pgshift.catalog import cluster
+
+        installed = {e.name for e in cluster.list_extensions(conn)}
+        for ext in dbp.extensions:
+            if ext.name not in installed and ddl.schema_exists(conn, ext.schema) and ext.target_version is not None:
+                run.apply(conn, Action(f"extension {ext.name}", ddl.create_extension(ext.name, ext.schema)))
+        for action in role_database_actions(facts, dbp, created_roles):
+            run.apply(conn, action)
+    journal.db_update(src, state="restored")
+    finished("restore", sid, t0)
+    # --- analyze --------------------------------------------------------------------------------
+    if options.analyze and not options.schema_only:
+        sid, t0 = phase("analyze", "analyze")
+        with run.target_session(dbp.target) as conn:
+            run.apply(conn, Action(f"database {dbp.target}", ddl.analyze()))
+        finished("analyze", sid, t0)
+    journal.db_update(src, state="analyzed")
+    return seconds
+
+
+def _toc_entries(run: Run, dump_dir: Path) -> int:
+    toc = dump_dir / "toc.dat"
+    if not toc.exists():
+        return 1
+    done = run_client(
+        run.facts.client,
+        "pg_restore",
+        ["--list", str(dump_dir)],
+        env=run.facts.target.child_env(),
+        mounts=[str(run.workdir)],
+        check=False,
+    )
+    return sum(1 for line in done.stdout.splitlines() if line and not line.startswith(";"))
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "size unknown"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+human_size = _size
