@@ -360,11 +360,11 @@ def run_in_container(
         container.start()
     except DockerException as exc:
         with contextlib.suppress(DockerException):
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         raise ToolchainError(f"cannot start a container of {command.image}", detail=str(exc)) from exc
     except BaseException:
         with contextlib.suppress(DockerException):
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         raise
     stderr_tail: deque[str] = deque(maxlen=tail_lines)
     try:
@@ -381,7 +381,7 @@ def run_in_container(
         raise Interrupted(f"interrupted while {command.argv[0]} was running in Docker") from None
     finally:
         with contextlib.suppress(DockerException):
-            container.remove(force=True)
+            container.remove(force=True, v=True)
     completed = Completed(
         command=Command(command.argv, env={}, secrets=command.secrets),
         returncode=returncode,

@@ -43,6 +43,9 @@ def list_cmd(pg_bin: PgBinOption = None, as_json: JsonOption = False) -> None:
         )
         return
     console = stdout_console()
+    if not console.is_terminal:
+        # Piped or redirected: wide enough that nothing folds (a terminal folds long paths).
+        console.width = max(console.width, 160)
     if not found.installations:
         console.print("No PostgreSQL installation found.")
         console.print("Install one with [bold]pgshift toolchain install 17[/] or pass --pg-bin DIR.")

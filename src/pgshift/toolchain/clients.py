@@ -55,8 +55,22 @@ def run_client(
 
 def image_client_version(image: str) -> PgVersion:
     """The PostgreSQL version of the pg_dump inside a Docker image."""
-    completed = run_in_container(ContainerCommand(image=image, argv=("pg_dump", "--version")))
-    return PgVersion.parse(completed.stdout)
+    from pgshift.errors import PgshiftError, StepFailed, ToolchainError
+
+    try:
+        completed = run_in_container(ContainerCommand(image=image, argv=("pg_dump", "--version")))
+        return PgVersion.parse(completed.stdout)
+    except StepFailed as exc:
+        raise ToolchainError(
+            f"the Docker image {image} has no working pg_dump",
+            hint="choose an image with the PostgreSQL client programs (--docker-image), e.g. one built by "
+            "'pgshift toolchain docker-image 17'",
+            detail=exc.detail,
+        ) from exc
+    except ToolchainError:
+        raise
+    except PgshiftError as exc:  # the version text did not parse
+        raise ToolchainError(f"the Docker image {image} has no usable pg_dump: {exc.message}") from exc
 
 
 def docker_reachable() -> bool:
