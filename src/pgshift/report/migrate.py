@@ -1,0 +1,150 @@
+"""Render a migration's plan (``--dry-run``) and its result: console, JSON, Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pgshift.migrate.plan import MigrationPlan
+from pgshift.migrate.result import MigrationResult
+from pgshift.migrate.steps import human_size
+from pgshift.report.common import md_table
+
+PLAN_KIND = "migrate-plan"
+RESULT_KIND = "migrate"
+
+
+def plan_document(plan: MigrationPlan) -> dict[str, Any]:
+    return plan.as_dict()
+
+
+def result_document(result: MigrationResult) -> dict[str, Any]:
+    return result.as_dict()
+
+
+def render_plan(plan: MigrationPlan, console: Console) -> None:
+    """The whole plan: servers, client and why, databases with sizes, then every command in order."""
+    console.print("[bold]pgshift migrate — plan (dry run: nothing was changed)[/]")
+    console.print(f"source  {escape(plan.source.display)}  PostgreSQL {plan.source.version}")
+    console.print(f"target  {escape(plan.target.display)}  PostgreSQL {plan.target.version}")
+    console.print(f"client  {escape(plan.client.describe())}")
+    console.print(
+        f"work directory  {escape(str(plan.workdir))}  ·  {plan.parallel_databases} database(s) at once, "
+        f"-j {plan.jobs_per_database} each"
+    )
+    if plan.check.ran:
+        console.print(f"check   {len(plan.check.blockers)} accepted blocker(s), {len(plan.check.warnings)} warning(s)")
+    elif plan.check.note:
+        console.print(f"check   {escape(plan.check.note)}")
+    table = Table(title="Databases", title_justify="left")
+    for col in ("source", "target", "action", "size", "tables", "encoding / locale", "extensions"):
+        table.add_column(col)
+    for d in plan.databases:
+        locale = f"{d.encoding} {d.collate}" + (f" ({d.locale_provider} {d.icu_locale})" if d.icu_locale else "")
+        table.add_row(
+            escape(d.source),
+            escape(d.target),
+            f"{d.action}: {escape(d.reason)}",
+            human_size(d.size_bytes),
+            str(d.tables),
+            escape(locale),
+            escape(", ".join(e.name for e in d.extensions)),
+        )
+    console.print(table)
+    if plan.globals is not None:
+        g = plan.globals
+        exists = [r.name for r in g.roles if r.action == "exists"]
+        console.print(
+            f"globals: {len(g.created)} role(s) to create, {len(exists)} already on the target (left alone), "
+            f"{g.memberships} membership(s) on the source, {len(g.tablespaces)} tablespace(s); "
+            f"passwords {'copied' if g.passwords else 'not copied'}"
+        )
+    console.print("\n[bold]Steps, in order[/]")
+    for i, step in enumerate(plan.steps, start=1):
+        marker = {"program": "$", "sql": "sql>", "internal": "·"}[step.kind]
+        console.print(f"{i:>3}. [dim]{escape(step.step)}[/] {marker} {escape(step.text)}")
+    for w in plan.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(f"\nTotal to move: {human_size(plan.total_bytes)} in {len(plan.moving)} database(s).")
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}s"
+
+
+def render_result(result: MigrationResult, console: Console) -> None:
+    verdict = "[green]migration done[/]" if result.ok else "[red]migration FAILED verification[/]"
+    console.print(
+        f"[bold]{verdict}[/]: PostgreSQL {result.source_version} → {result.target_version} in {result.seconds:.1f}s"
+        + (" (resumed)" if result.resumed else "")
+    )
+    console.print(f"client: {escape(result.client)}")
+    table = Table(title_justify="left")
+    for col in ("source", "target", "status", "size", "dump", "create", "dump", "restore", "analyze"):
+        table.add_column(col)
+    for d in result.databases:
+        s = d.seconds
+        table.add_row(
+            escape(d.source),
+            escape(d.target),
+            d.status + (" (earlier attempt)" if d.resumed else ""),
+            human_size(d.size_bytes),
+            human_size(d.dump_bytes) if d.dump_bytes is not None else "",
+            _seconds(s.get("create")),
+            _seconds(s.get("dump")),
+            _seconds(s.get("restore")),
+            _seconds(s.get("analyze")),
+        )
+    console.print(table)
+    if result.globals is not None and not result.globals.skipped:
+        g = result.globals
+        console.print(
+            f"globals: {len(g.created_roles)} role(s) created, {len(g.existing_roles)} left alone, "
+            f"{g.memberships} membership(s) granted, {len(g.tablespaces)} tablespace(s) created"
+        )
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in result.phases.items())
+    if phases:
+        console.print(f"time per phase: {phases}")
+    console.print(f"verify: {escape(result.verify_note or 'not run')}")
+    if result.verify is not None and not result.verify.equal:
+        for diff in list(result.verify.differences)[:20]:
+            console.print(f"  [red]≠[/] {escape(str(getattr(diff, 'message', diff)))}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(f"log: {escape(str(result.log_path))}")
+    console.print(f"journal: {escape(str(result.journal_path))}")
+
+
+def render_markdown(result: MigrationResult) -> str:
+    lines = [
+        f"# pgshift migrate: {'done' if result.ok else 'FAILED verification'}",
+        "",
+        f"PostgreSQL {result.source_version} → {result.target_version}, {result.seconds:.1f}s. "
+        f"Client: {result.client}.",
+        "",
+        md_table(
+            ["source", "target", "status", "size", "create", "dump", "restore", "analyze"],
+            [
+                [
+                    d.source,
+                    d.target,
+                    d.status,
+                    human_size(d.size_bytes),
+                    _seconds(d.seconds.get("create")),
+                    _seconds(d.seconds.get("dump")),
+                    _seconds(d.seconds.get("restore")),
+                    _seconds(d.seconds.get("analyze")),
+                ]
+                for d in result.databases
+            ],
+        ),
+        "",
+        f"Verify: {result.verify_note or 'not run'}",
+        "",
+    ]
+    lines += [f"- warning: {w}" for w in result.warnings]
+    lines += ["", f"Log: `{result.log_path}`"]
+    return "\n".join(lines) + "\n"
