@@ -200,7 +200,9 @@ def run_demo(
 
         stage = "check"
         with phase("check", "pgshift check"):
-            check = run_check(source_ep, target_ep, databases=[options.sample], jobs=options.jobs, sink=sink)
+            check = run_check(
+                source_ep, target_ep, databases=[options.sample], jobs=options.jobs, sink=sink, work_dir=workroot
+            )
         if check.blockers:
             return _result(
                 options, source_version, target_version, load, check, None, None, phase, stage, servers, workroot

@@ -78,7 +78,7 @@ def test_demo_moves_pagila_from_14_to_18_verifies_it_and_leaves_nothing(
     assert done.returncode == 0, f"stdout:\n{out}\nstderr:\n{done.stderr}"
     assert "pgshift demo — sample pagila, PostgreSQL 14." in out
     assert "READY" in out and "NOT READY" not in out  # the check's verdict
-    assert "migration succeeded" in out
+    assert "migration done: PostgreSQL 14." in out
     assert "pagila: " in out and "49,636 / 49,636 rows" in out  # verify's per-database line
     assert "EQUAL — compared 1 database" in out
     assert "DEMO PASSED (pagila: PostgreSQL 14." in out and "→ 18." in out

@@ -20,8 +20,8 @@ from pgshift.cli.common import (
 )
 from pgshift.demo import DEFAULT_SOURCE, DEFAULT_TARGET, DemoOptions, DemoResult, run_demo
 from pgshift.lab import corpus
-from pgshift.migrate import PHASES, MigrationResult
 from pgshift.report import check as check_report
+from pgshift.report import migrate as migrate_report
 from pgshift.version import parse_major
 
 
@@ -85,7 +85,7 @@ def render(result: DemoResult, console: Console, *, quiet: bool = False, verbose
             check_report.render_console(result.check, console, verbose=verbose)
         if result.migration is not None:
             console.rule("3. pgshift migrate", align="left")
-            _render_migration(result.migration, console)
+            migrate_report.render_result(result.migration, console)
         if result.verify is not None:
             console.rule("4. pgshift verify", align="left")
             _render_verify(result, console, verbose=verbose)
@@ -98,39 +98,13 @@ def render(result: DemoResult, console: Console, *, quiet: bool = False, verbose
         timing.add_row("total", f"{sum(result.phases.values()):.1f}s")
         console.print(timing)
         if result.cleaned:
-            console.print("removed: both lab servers (processes and data directories) and the work directory")
+            console.print(
+                "removed: both lab servers (processes and data directories) and the work directory "
+                "(with the migration's log and journal)"
+            )
         else:
             console.print("[yellow]left behind:[/] " + escape(", ".join(result.left_behind)))
     console.print(f"[{style}]{escape(result.verdict)}[/]")
-
-
-def _render_migration(m: MigrationResult, console: Console) -> None:
-    console.print(f"client: {escape(m.client)}")
-    if m.globals is not None and not m.globals.skipped:
-        console.print(
-            f"globals: {len(m.globals.created_roles)} role(s) created, {len(m.globals.existing_roles)} existing "
-            f"left alone, {m.globals.memberships} membership(s)"
-        )
-    phases = [p for p in PHASES if any(p in d.seconds for d in m.databases)]
-    table = Table(title_justify="left")
-    for col in ("database", "status", "size", *phases):
-        table.add_column(col, justify="right" if col not in ("database", "status") else "left")
-    for d in m.databases:
-        name = d.source if d.source == d.target else f"{d.source} → {d.target}"
-        size = check_report.size(d.size_bytes)
-        table.add_row(
-            escape(name),
-            d.status,
-            size,
-            *[f"{d.seconds[p]:.1f}s" if p in d.seconds else "—" for p in phases],
-        )
-    console.print(table)
-    for warning in m.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
-    console.print(
-        f"migration {'succeeded' if m.ok else 'FAILED'} in {m.seconds:.1f}s"
-        + (f"; built-in verification: {escape(m.verify_note)}" if m.verify_note else "")
-    )
 
 
 def _render_verify(result: DemoResult, console: Console, *, verbose: bool) -> None:
