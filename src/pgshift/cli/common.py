@@ -90,13 +90,14 @@ def write_output(text: str, output: Path | None) -> None:
 
 def render_error(exc: PgshiftError, *, verbose: bool = False) -> None:
     err = stderr_console()
-    err.print(f"[bold red]error:[/] {_esc(exc.message)}")
+    # soft_wrap: no hard line breaks inside paths and commands; the terminal wraps long lines.
+    err.print(f"[bold red]error:[/] {_esc(exc.message)}", soft_wrap=True)
     if exc.detail and (verbose or len(exc.detail) < 2000):
         lines = exc.detail.strip().splitlines()[-12:]
         for line in lines:
-            err.print(f"  [dim]{_esc(line)}[/]")
+            err.print(f"  [dim]{_esc(line)}[/]", soft_wrap=True)
     if exc.hint:
-        err.print(f"[bold]hint:[/] {_esc(exc.hint)}")
+        err.print(f"[bold]hint:[/] {_esc(exc.hint)}", soft_wrap=True)
 
 
 def _esc(text: str) -> str:
