@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgshift.cli.common import (
-    JsonOption,
     QuietOption,
     VerboseOption,
     finish,
@@ -47,7 +46,7 @@ def demo(
         typer.Option("--sample", metavar="NAME", help=f"Sample database: {', '.join(corpus.packaged_names())}."),
     ] = corpus.DEFAULT_SAMPLE,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel jobs for dump, restore and verify.")] = 2,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
