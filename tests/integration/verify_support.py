@@ -49,8 +49,11 @@ def copy_globals(source: LabServer, target: LabServer) -> None:
         )
 
 
-def copy_database(source: LabServer, target: LabServer, dbname: str, target_name: str | None = None) -> None:
-    """pg_dump -Fc of the source database, restored with pg_restore (--create unless renamed)."""
+def copy_database(
+    source: LabServer, target: LabServer, dbname: str, target_name: str | None = None, *, create_options: str = ""
+) -> None:
+    """pg_dump -Fc of the source database, restored with pg_restore: with --create, or into a new
+    database ``target_name`` made from template0 with ``create_options`` (e.g. another collation)."""
     choice = client_for(source, target)
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "db.dump"
@@ -63,6 +66,6 @@ def copy_database(source: LabServer, target: LabServer, dbname: str, target_name
         if target_name is None:
             args = ["--create", "--exit-on-error", f"--dbname={target.conninfo()}", str(archive)]
         else:
-            target.execute(f"CREATE DATABASE {target_name} TEMPLATE template0")
+            target.execute(f"CREATE DATABASE {target_name} TEMPLATE template0 {create_options}")
             args = ["--exit-on-error", f"--dbname={target.conninfo(target_name)}", str(archive)]
         run_client(choice, "pg_restore", args, env=target.psql_env())

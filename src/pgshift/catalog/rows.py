@@ -6,8 +6,10 @@ Every statement here is safe to run on a production server: read-only, one table
 Content digests are computed on the server. A row's digest is the md5 of its text, built from
 each column's output with the differences between majors taken out:
 
-* float4/float8 (and arrays of them) are digested from their binary send form, because the
-  text form changed in 12 (shortest exact output) and depends on ``extra_float_digits``;
+* float4/float8 (and arrays and ranges of them) are digested from their binary send form,
+  because the text form changed in 12 (shortest exact output) and depends on
+  ``extra_float_digits``; floats nested in composite, geometric or JSON values are not (see
+  docs/verify.md);
 * the session fixes every setting that changes the text of a value: ``TimeZone=UTC``,
   ``DateStyle=ISO, YMD``, ``IntervalStyle=postgres``, ``bytea_output=hex``,
   ``extra_float_digits=3`` and ``lc_monetary=C``;
@@ -60,6 +62,7 @@ class Column:
     name: str
     type: str  # format_type of the column's base type (domains resolved)
     element: str | None  # the element type of an array column
+    range_subtype: str | None = None  # the subtype of a range column
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def list_tables(conn: Connection) -> list[TableRef]:
                ARRAY(SELECT a.attname || E'\\x1f'
                             || format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL)
                             || E'\\x1f' || COALESCE(format_type(NULLIF(bt.typelem, 0), NULL), '')
+                            || E'\\x1f' || COALESCE((SELECT format_type(r.rngsubtype, NULL) FROM pg_range r
+                                                     WHERE r.rngtypid = bt.oid), '')
                      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                      JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END
                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -116,8 +121,8 @@ def list_tables(conn: Connection) -> list[TableRef]:
     for r in fetch_all(conn, query):
         columns = []
         for item in r["columns"]:
-            name, typ, element = item.split("\x1f")
-            columns.append(Column(name, typ, element or None))
+            name, typ, element, subtype = item.split("\x1f")
+            columns.append(Column(name, typ, element or None, subtype or None))
         by_name = {c.name: c for c in columns}
         out.append(
             TableRef(
@@ -167,6 +172,12 @@ def _column_text(column: Column) -> sql.Composable:
         return sql.SQL("(SELECT array_agg(encode(float4send(u), 'hex')) FROM unnest({}) u)::text").format(ident)
     if column.element == "double precision":
         return sql.SQL("(SELECT array_agg(encode(float8send(u), 'hex')) FROM unnest({}) u)::text").format(ident)
+    if column.range_subtype in ("real", "double precision"):
+        send = "float4send" if column.range_subtype == "real" else "float8send"
+        return sql.SQL(
+            "CASE WHEN isempty({c}) THEN 'empty' ELSE concat_ws(',', lower_inc({c}), upper_inc({c}),"
+            " encode({send}(lower({c})), 'hex'), encode({send}(upper({c})), 'hex')) END"
+        ).format(c=ident, send=sql.SQL(send))
     return sql.SQL("{}::text").format(ident)
 
 
