@@ -288,9 +288,14 @@ def _run_rules(rules: list[Rule], ctx: Context, sink: EventSink, skipped: list[S
     for rule in rules:
         try:
             out += _to_findings(rule, rule.run(ctx))
-        except psycopg.errors.InsufficientPrivilege as exc:
+        except psycopg.Error as exc:
+            # One rule's query failing (a privilege, an unexpected catalog) must not hide the others.
             where = f" in database {ctx.database}" if ctx.database else ""
-            reason = f"permission denied{where}: {str(exc).strip().splitlines()[0]}"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+                reason = f"permission denied{where}: {first}"
+            else:
+                reason = f"rule failed{where}: {first}"
             if not any(s.rule_id == rule.id and s.reason == reason for s in skipped):
                 skipped.append(Skipped(rule.id, rule.title, reason))
             sink(Message(f"rule {rule.id} skipped: {reason}", level=Level.WARNING))

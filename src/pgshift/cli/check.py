@@ -110,15 +110,17 @@ def _list_rules(fmt: OutputFormat, output: Path | None) -> None:
         write_output(rules_markdown(), output)
         return
     table = Table(title=f"{len(ALL_RULES)} rules", title_justify="left")
-    for col in ("id", "severity", "source", "target", "changed in", "title"):
-        table.add_column(col)
+    table.add_column("id", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    table.add_column("target", no_wrap=True)
+    table.add_column("title")
     for r in ALL_RULES:
         table.add_row(
             r.id,
             r.severity.value,
             r.source_range,
             r.target_range,
-            escape(r.changed_in),
             escape(r.title)
             + (" [dim](needs target)[/]" if r.needs_target else "")
             + (" [dim](reads values)[/]" if r.scans_data else ""),

@@ -117,9 +117,49 @@ def render_console(report: CheckReport, console: Console, *, verbose: bool = Fal
         console.print(f"[dim]{escape(report.skipped[0].reason)}[/]")
     for w in report.client.warnings:
         console.print(f"[yellow]client:[/] {escape(w)}")
+    if verbose:
+        console.print(_inventory_table(report))
     if verbose and report.client.commands:
         console.print(Panel(Group(*[escape(c) for c in report.client.commands]), title="manual migration"))
     console.print(f"[{_verdict_style(report)}]{escape(report.verdict)}[/]")
+
+
+def _db_rows(report: CheckReport) -> list[tuple[str, ...]]:
+    src = report.source
+    rows: list[tuple[str, ...]] = []
+    for d in src.databases:
+        if d.is_template:
+            continue
+        dbi = src.database(d.name)
+        counts = dbi.object_counts if dbi else {}
+        rows.append(
+            (
+                d.name,
+                size(d.size_bytes),
+                d.encoding,
+                f"{d.collate}/{d.ctype}" + (f" ({d.locale_provider})" if d.locale_provider != "libc" else ""),
+                d.owner,
+                str(d.connlimit),
+                "not checked"
+                if dbi is None
+                else ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
+                + (f", {dbi.large_objects} large objects" if dbi.large_objects else ""),
+                "" if dbi is None else ", ".join(f"{e.name} {e.version}" for e in dbi.extensions),
+            )
+        )
+    return rows
+
+
+_DB_HEADERS = ("database", "size", "encoding", "collate/ctype", "owner", "conn. limit", "objects", "extensions")
+
+
+def _inventory_table(report: CheckReport) -> Table:
+    table = Table(title="Source databases", title_justify="left")
+    for col in _DB_HEADERS:
+        table.add_column(col)
+    for row in _db_rows(report):
+        table.add_row(*(escape(c) for c in row))
+    return table
 
 
 def _filter(report: CheckReport, sev: Severity) -> list[Finding]:
@@ -151,42 +191,73 @@ def render_markdown(report: CheckReport) -> str:
 
 def _markdown_inventory(report: CheckReport) -> list[str]:
     src = report.source
-    out = ["## Source inventory", ""]
+    out = ["## Source inventory", "", md_table(_DB_HEADERS, _db_rows(report)), ""]
+    ranked = sorted(((t.total_bytes, d.name, t) for d in src.checked for t in d.largest_tables), key=lambda x: -x[0])
+    largest = [(db, t.name, size(t.total_bytes), t.rows_estimate) for _, db, t in ranked]
+    if largest:
+        out += ["Largest tables:", "", md_table(["database", "table", "size", "rows (estimate)"], largest[:10]), ""]
     out.append(
         md_table(
-            ["database", "size", "encoding", "collate/ctype", "provider", "owner", "conn. limit", "extensions"],
+            ["role", "login", "superuser", "createdb", "createrole", "replication", "bypassrls", "password"],
             [
                 (
-                    d.name,
-                    size(d.size_bytes),
-                    d.encoding,
-                    f"{d.collate}/{d.ctype}",
-                    d.locale_provider,
-                    d.owner,
-                    d.connlimit,
-                    ", ".join(f"{e.name} {e.version}" for e in (src.database(d.name) or _no_db).extensions),
+                    r.name,
+                    r.login,
+                    r.superuser,
+                    r.createdb,
+                    r.createrole,
+                    r.replication,
+                    r.bypassrls,
+                    r.password_type or "",
                 )
-                for d in src.databases
-                if not d.is_template
+                for r in src.roles
             ],
         )
     )
     out.append("")
-    out.append(
-        md_table(
-            ["role", "login", "superuser", "password"],
-            [(r.name, r.login, r.superuser, r.password_type or "") for r in src.roles],
-        )
-    )
-    out.append("")
+    if src.tablespaces:
+        out += [
+            md_table(["tablespace", "location", "owner"], [(t.name, t.location, t.owner) for t in src.tablespaces]),
+            "",
+        ]
+    extras = []
+    for d in src.checked:
+        for label, items in (
+            ("unlogged tables", d.unlogged_tables),
+            ("foreign servers", d.foreign_servers),
+            ("user mappings", d.user_mappings),
+            ("publications", d.publications),
+            ("subscriptions", d.subscriptions),
+            ("event triggers", d.event_triggers),
+            ("row-level security", d.rls_tables),
+        ):
+            if items:
+                extras.append((d.name, label, ", ".join(items)))
+    if extras:
+        out += [md_table(["database", "kind", "objects"], extras), ""]
+    if report.target is not None:
+        t = report.target
+        out += [
+            "## Target",
+            "",
+            md_table(
+                ["", ""],
+                [
+                    ("version", str(t.server.version)),
+                    (
+                        "role",
+                        f"{t.privileges.user} (superuser: {t.privileges.superuser}, createdb: "
+                        f"{t.privileges.createdb}, createrole: {t.privileges.createrole})",
+                    ),
+                    ("databases", ", ".join(sorted(t.databases))),
+                    ("available extensions", str(len(t.extensions))),
+                    ("locales", str(len(t.locales))),
+                    ("settings", ", ".join(f"{k}={v}" for k, v in sorted(t.server.settings.items()))),
+                ],
+            ),
+            "",
+        ]
     return out
-
-
-class _NoDb:
-    extensions: tuple[()] = ()
-
-
-_no_db = _NoDb()
 
 
 def render_html(report: CheckReport, rules: Sequence[Rule] = ()) -> str:
