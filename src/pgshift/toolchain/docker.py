@@ -367,7 +367,7 @@ def build_image(
             with contextlib.suppress(DockerException):
                 existing = _info(client.images.get(tag), tag, built=False)
                 if existing is not None and existing.version.major == major:
-                    sink(Message(f"image {tag} already holds PostgreSQL {existing.version}"))
+                    sink(Message(f"image {tag} already holds PostgreSQL {existing.version}", level=Level.DEBUG))
                     return existing
         if installation is None:
             from pgshift.lab.binaries import server_binaries

@@ -203,7 +203,7 @@ def install(major: int, *, force: bool = False, sink: EventSink = discard, locke
         )
     existing = installed(major)
     if existing is not None and not force:
-        sink(Message(f"PostgreSQL {existing.version} is already installed in {existing.bin_dir}"))
+        sink(Message(f"PostgreSQL {existing.version} is already installed in {existing.bin_dir}", level=Level.DEBUG))
         return existing
     target = install_dir(major)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +227,7 @@ def install(major: int, *, force: bool = False, sink: EventSink = discard, locke
     result = installed(major)
     if result is None:
         raise ToolchainError(f"PostgreSQL {major} was unpacked into {target} but does not run")
-    sink(Message(f"installed PostgreSQL {result.version} into {result.bin_dir}"))
+    sink(Message(f"installed PostgreSQL {result.version} into {result.bin_dir}", level=Level.DEBUG))
     return result
 
 
