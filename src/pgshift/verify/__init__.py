@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pgshift.catalog import cluster, inventory, rows
 from pgshift.catalog.session import Connection, server_version, session
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import UsageError
+from pgshift.errors import ConnectionFailed, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepStarted, discard
 from pgshift.verify.compare import (
     compare_database,
@@ -89,9 +89,9 @@ def _pairs(
         chosen = list(databases)
         for s, _t in chosen:
             if s not in src_dbs:
-                raise UsageError(
-                    f"database {s!r} does not exist on the source",
-                    hint="name a database of the source with --database (see \\l in psql)",
+                raise ConnectionFailed(
+                    f"cannot connect to the source database {s!r}: it does not exist",
+                    hint="name a database of the source with --database (psql's \\l lists them)",
                 )
     pairs: list[tuple[str, str]] = []
     for s, t in chosen:
