@@ -11,7 +11,14 @@ from pgshift.events import Collector, StepFinished
 from pgshift.lab import corpus
 from tests.conftest import ServerPool
 from tests.fixtures.compare import snapshot
-from tests.fixtures.corpus import EXPECTED_ROWS, EXPECTED_UNPOPULATED, PACKAGED, require_shared_corpus
+from tests.fixtures.corpus import (
+    EXPECTED_ROWS,
+    EXPECTED_UNPOPULATED,
+    PACKAGED,
+    load_corpus,
+    require_shared_corpus,
+    shared_corpus_dir,
+)
 from tests.fixtures.rich import cleanup, ident
 
 
@@ -97,3 +104,19 @@ def test_packaged_files_are_the_shared_corpus_files_byte_for_byte() -> None:
     for name in PACKAGED:
         for file in corpus.SAMPLES[name].files:
             assert (corpus.packaged_dir() / name / file.name).read_bytes() == (shared / name / file.name).read_bytes()
+
+
+@pytest.mark.parametrize("major", [10, 16])
+def test_load_corpus_helper_loads_every_sample_the_major_can_hold(servers: ServerPool, major: int) -> None:
+    server = servers.get(major)
+    prefix = f"lc{secrets.token_hex(3)}"
+    try:
+        loaded = load_corpus(server, prefix)
+        expected = {n for n in PACKAGED if not (n == "pagila" and major < 11)}
+        if shared_corpus_dir() is not None:
+            expected.add("world")
+        assert set(loaded.values()) == expected
+        for dbname, name in loaded.items():
+            assert snapshot(server, dbname).row_counts == EXPECTED_ROWS[name]
+    finally:
+        cleanup(server, prefix)
