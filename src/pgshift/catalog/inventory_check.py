@@ -169,8 +169,8 @@ def privileges(conn: Connection) -> Privileges:
         """
         SELECT r.rolname, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolbypassrls, r.rolreplication,
                has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS authid,
-               ARRAY(SELECT g.rolname FROM pg_roles g WHERE pg_has_role(r.oid, g.oid, 'USAGE')
-                     AND g.oid <> r.oid ORDER BY 1) AS member_of
+               ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                     WHERE m.member = r.oid ORDER BY 1) AS member_of
         FROM pg_roles r WHERE r.rolname = current_user
         """,
     )

@@ -105,13 +105,16 @@ def _system_composites(ctx: Context) -> Iterator[Hit]:
             if tgt and tgt[0]["layout"] == r["layout"]:
                 continue
             what = "has a different layout on the target" if tgt else "does not exist on the target"
-            yield Hit(r["object"], f"column {r['object']} is of the system row type {r['type']}, which {what}")
+            yield Hit(
+                r["object"], f"column {r['object']} is of the system row type {r['type']}, which {what}", ctx.database
+            )
         elif ctx.source_major != ctx.target_major:
             yield Hit(
                 r["object"],
                 f"column {r['object']} is of the system row type {r['type']}; its columns may differ in "
                 f"{ctx.target_major} (not compared: no target server)",
-                severity=Severity.WARNING,
+                ctx.database,
+                Severity.WARNING,
             )
 
 
@@ -196,7 +199,7 @@ def _value_scan(type_name: str, predicate: LiteralString, what: str) -> Detector
         for col in cols:
             pred = sql.SQL(predicate).format(col=sql.Identifier(col["attname"]))
             if count_matching(ctx.conn, col["nspname"], col["relname"], pred):
-                yield Hit(col["object"], f"column {col['object']} holds {what}")
+                yield Hit(col["object"], f"column {col['object']} holds {what}", ctx.database)
 
     return detect
 
