@@ -27,6 +27,20 @@ from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
 from pgshift.version import PgVersion, check_direction
 
+# Rules of pgshift check that migrate's own preflight decides, with its own options (--if-exists,
+# --allow-downgrade, --jobs, the toolchain choice, databases that refuse connections): their
+# findings are reported, never a reason to stop.
+HANDLED_BY_MIGRATE = frozenset(
+    {
+        "target-database-exists",
+        "target-older-than-source",
+        "connections-for-jobs",
+        "client-dump-newer-server",
+        "datallowconn-false",
+        "source-read-privileges",
+    }
+)
+
 # Extensions every database has; never a reason to refuse.
 _BUILTIN_EXTENSIONS = frozenset({"plpgsql"})
 
@@ -153,7 +167,9 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
     for finding in report.findings:
         where = f" [{finding.database}{': ' + finding.object if finding.object else ''}]" if finding.database else ""
         text = f"{finding.rule_id}{where}: {finding.message}"
-        if finding.severity is Severity.BLOCKER:
+        if finding.rule_id in HANDLED_BY_MIGRATE:
+            sink(Message(f"check: {text} (decided by migrate's preflight)", level=Level.DEBUG))
+        elif finding.severity is Severity.BLOCKER:
             (accepted if finding.rule_id in options.accept else refused).append((finding, text))
         elif finding.severity is Severity.WARNING:
             warned.append(text)

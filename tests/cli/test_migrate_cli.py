@@ -1,0 +1,257 @@
+"""``pgshift migrate`` as a user runs it: bad input and faults give one clear message, a documented
+exit code and no traceback, and leave either an untouched target or a resumable journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgshift.lab import LabServer
+
+
+def pgshift(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pgshift", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def databases(server: LabServer) -> set[str]:
+    with server.connect() as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate").fetchall()}
+
+
+def counts(server: LabServer, dbname: str) -> dict[str, int]:
+    """The test's own exact row counts of every user table."""
+    with server.connect(dbname) as conn:
+        tables = conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'"
+        ).fetchall()
+        return {t: conn.execute(f"SELECT count(*) FROM ONLY {t}").fetchone()[0] for (t,) in tables}
+
+
+def assert_clean_failure(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    assert "error:" in done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
+def test_unreachable_host_is_reported_within_connect_timeout(fresh_server: Any, tmp_path: Path) -> None:
+    target = fresh_server(17)
+    started = time.monotonic()
+    done = pgshift("migrate", "host=10.255.255.1 connect_timeout=2 user=postgres", target.conninfo())
+    assert_clean_failure(done, 3, "cannot connect to the source", "hint:")
+    assert time.monotonic() - started < 30
+
+
+def test_wrong_password_exits_3_without_showing_it(fresh_server: Any) -> None:
+    source = fresh_server(16)
+    target = fresh_server(17, password="right-one")
+    done = pgshift("migrate", source.conninfo(), target.conninfo(password="Wrong-Pw-42"))
+    assert_clean_failure(done, 3, "password authentication failed", "hint:")
+    assert "Wrong-Pw-42" not in done.stderr + done.stdout
+
+
+def test_missing_database_in_the_connection_string_exits_3(fresh_server: Any) -> None:
+    source = fresh_server(16)
+    target = fresh_server(17)
+    done = pgshift("migrate", source.conninfo("no_such_db"), target.conninfo())
+    assert_clean_failure(done, 3, "no_such_db")
+
+
+def test_existing_target_database_is_refused_and_left_untouched(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 10) AS a", "app")
+    target.execute("CREATE DATABASE app")
+    target.execute("CREATE TABLE mine AS SELECT 1 AS keep", "app")
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--workdir", str(tmp_path / "run"))
+    assert_clean_failure(done, 2, "already has database 'app'", "--if-exists drop")
+    assert counts(target, "app") == {"public.mine": 1}
+    assert not (tmp_path / "run").exists()
+    # Without --yes and without a terminal, a drop is not confirmed.
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--if-exists", "drop")
+    assert_clean_failure(done, 2, "not confirmed", "--yes")
+    assert counts(target, "app") == {"public.mine": 1}
+    skipped = pgshift("migrate", source.conninfo(), target.conninfo(), "--if-exists", "skip", "--json")
+    assert skipped.returncode == 0, skipped.stderr
+    assert [d["status"] for d in json.loads(skipped.stdout)["databases"]] == ["skipped"]
+    assert counts(target, "app") == {"public.mine": 1}
+    replaced = pgshift("migrate", source.conninfo(), target.conninfo(), "--if-exists", "drop", "--yes", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    assert counts(target, "app") == {"public.t": 10}
+
+
+def test_no_suitable_client_exits_4(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    env = {**os.environ, "PGSHIFT_CACHE_DIR": str(tmp_path / "empty"), "PATH": str(Path(sys.executable).parent)}
+    env.pop("PGSHIFT_PG_BIN", None)
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), env=env)
+    assert_clean_failure(done, 4, "no installed PostgreSQL client", "pgshift toolchain install")
+    assert databases(target) == {"postgres"}
+
+
+def test_extension_missing_on_the_target_is_refused_before_anything_is_touched(fresh_server: Any) -> None:
+    source, target = fresh_server(14), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE EXTENSION adminpack", "app")  # removed in 17
+    done = pgshift("migrate", source.conninfo(), target.conninfo())
+    assert_clean_failure(done, 2, "adminpack", "install the package")
+    assert databases(target) == {"postgres"}
+
+
+def test_unreadable_tables_are_named_before_anything_is_touched(fresh_server: Any) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE ROLE migrator LOGIN")
+    source.execute("CREATE DATABASE app")
+    source.execute(
+        "CREATE TABLE open_t (a int); CREATE TABLE secret_t (a int); GRANT SELECT ON open_t TO migrator", "app"
+    )
+    done = pgshift("migrate", source.conninfo(user="migrator"), target.conninfo())
+    assert_clean_failure(done, 2, "table public.secret_t", "pg_read_all_data")
+    assert databases(target) == {"postgres"}
+
+
+def test_too_many_jobs_for_the_free_connections_is_refused(fresh_server: Any) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--jobs", "70")
+    assert_clean_failure(done, 2, "free connection", "lower --jobs")
+    assert databases(target) == {"postgres"}
+
+
+def test_dry_run_prints_every_command_and_touches_nothing(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(15), fresh_server(18)
+    source.execute("CREATE ROLE app_owner")
+    source.execute("CREATE DATABASE app OWNER app_owner")
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--dry-run", "--workdir", str(tmp_path / "w"))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "same major as the target" in out
+    for needle in ("pg_dumpall --globals-only", 'CREATE ROLE "app_owner"', 'CREATE DATABASE "app" TEMPLATE template0'):
+        assert needle in out
+    assert out.index("pg_dump --format=directory") < out.index("pg_restore") < out.index("ANALYZE")
+    plan = json.loads(pgshift("migrate", source.conninfo(), target.conninfo(), "--dry-run", "--json").stdout)
+    assert plan["kind"] == "migrate-plan" and [d["source"] for d in plan["databases"]] == ["app"]
+    assert databases(target) == {"postgres"}
+    assert not (tmp_path / "w").exists()
+    with target.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner'").fetchone()[0] == 0
+
+
+def test_a_failing_restore_statement_names_the_object_and_the_fix_then_resume_finishes(
+    fresh_server: Any, tmp_path: Path
+) -> None:
+    source, target = fresh_server(16), fresh_server(18)
+    source.execute("CREATE ROLE app_owner")
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 100) AS a; ALTER TABLE t OWNER TO app_owner", "app")
+    workdir = tmp_path / "run"
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--no-globals", "--workdir", str(workdir))
+    assert_clean_failure(done, 5, 'role "app_owner" does not exist', "ALTER TABLE public.t OWNER TO app_owner")
+    assert "--no-owner --no-privileges" in done.stderr and f"--resume {workdir}" in done.stderr
+    assert json.loads((workdir / "journal.json").read_text())["status"] == "failed"
+    target.execute("CREATE ROLE app_owner")
+    resumed = pgshift("migrate", "--resume", str(workdir), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    assert doc["ok"] and doc["resumed"] and doc["databases"][0]["status"] == "done"
+    assert counts(target, "app") == {"public.t": 100}
+
+
+def _big_source(source: LabServer) -> None:
+    """A database whose restore takes seconds on any machine: every restored row of ``slow`` runs a
+    CHECK that sleeps 20 ms (the function only starts sleeping after the source was loaded)."""
+    source.execute("CREATE DATABASE big")
+    source.execute(
+        "CREATE FUNCTION ok(int) RETURNS boolean IMMUTABLE LANGUAGE sql AS 'SELECT true';"
+        "CREATE TABLE slow (id int PRIMARY KEY CHECK (ok(id)));"
+        "INSERT INTO slow SELECT generate_series(1, 300);"
+        "CREATE TABLE plain AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 20000) g;"
+        "CREATE OR REPLACE FUNCTION ok(int) RETURNS boolean IMMUTABLE LANGUAGE sql "
+        "AS 'SELECT pg_sleep(0.02) IS NOT NULL';",
+        "big",
+    )
+    source.execute("CREATE DATABASE small")
+    source.execute("CREATE TABLE s AS SELECT generate_series(1, 5) AS a", "small")
+
+
+def _start_and_wait_for_restore(source: LabServer, target: LabServer, workdir: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pgshift",
+            "migrate",
+            source.conninfo(),
+            target.conninfo(),
+            "--workdir",
+            str(workdir),
+            "--jobs",
+            "1",
+            "-d",
+            "small",
+            "-d",
+            "big",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            journal = json.loads((workdir / "journal.json").read_text())
+        except (OSError, ValueError):
+            journal = {}
+        if journal.get("databases", {}).get("big", {}).get("state") == "restoring":
+            time.sleep(1.0)  # well inside pg_restore: the COPY of ``slow`` lasts about 6 s
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(f"pgshift ended before the restore: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the restore never started")
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigkill"])
+def test_interrupted_restore_resumes_without_redoing_or_duplicating(
+    fresh_server: Any, tmp_path: Path, how: str
+) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    _big_source(source)
+    workdir = tmp_path / "run"
+    proc = _start_and_wait_for_restore(source, target, workdir)
+    proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    journal = json.loads((workdir / "journal.json").read_text())
+    assert journal["databases"]["small"]["state"] == "analyzed"
+    assert journal["databases"]["big"]["state"] == "restoring"
+    if how == "sigint":
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and f"--resume {workdir}" in err and "Traceback" not in err
+        assert journal["status"] == "interrupted"
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    resumed = pgshift("migrate", "--resume", str(workdir), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    by_name = {d["source"]: d for d in doc["databases"]}
+    assert by_name["small"]["resumed"] and by_name["big"]["status"] == "done"
+    assert doc["verify"]["equal"]
+    assert counts(target, "big") == counts(source, "big") == {"public.slow": 300, "public.plain": 20000}
+    assert counts(target, "small") == {"public.s": 5}
+    log = (workdir / "migrate.log").read_text()
+    assert log.count('CREATE DATABASE "small"') == 1  # finished databases are not redone
+    assert log.count('DROP DATABASE IF EXISTS "big"') == 1  # the half-restored one is dropped once

@@ -1,0 +1,207 @@
+"""Migrate's pure parts: statements composed for the target, options, the journal, restore errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pgshift.catalog import ddl
+from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo
+from pgshift.conninfo import Endpoint
+from pgshift.errors import PreflightRefused, UsageError
+from pgshift.migrate import MigrateOptions, parse_pairs
+from pgshift.migrate.steps import RestoreWatcher, explain_restore, restore_advice
+from pgshift.migrate.workdir import Journal, WorkdirLock, make_private
+from pgshift.version import PgVersion
+
+SRC = Endpoint.parse("host=old user=postgres password=s3cret dbname=postgres", "source")
+TGT = Endpoint.parse("postgresql://postgres:t0psecret@new/postgres", "target")
+
+
+def _db(**changes: object) -> DatabaseInfo:
+    values: dict[str, object] = {
+        "name": "sales",
+        "owner": "alice",
+        "encoding": "LATIN1",
+        "collate": "C",
+        "ctype": "C",
+        "locale_provider": "libc",
+        "icu_locale": None,
+        "icu_rules": None,
+        "connlimit": 5,
+        "tablespace": "pg_default",
+        "allow_connections": True,
+        "is_template": False,
+        "size_bytes": 1,
+        "comment": None,
+        "acl": (),
+        "acl_is_default": True,
+    }
+    values.update(changes)
+    return DatabaseInfo(**values)  # type: ignore[arg-type]
+
+
+def _role(name: str = 'we "ird"; ü', **changes: object) -> RoleInfo:
+    values: dict[str, object] = {
+        "name": name,
+        "superuser": True,
+        "inherit": True,
+        "createrole": False,
+        "createdb": True,
+        "login": True,
+        "replication": True,
+        "bypassrls": True,
+        "connlimit": 3,
+        "valid_until": "2030-01-01 00:00:00+00",
+        "password_type": "scram-sha-256",
+        "comment": None,
+    }
+    values.update(changes)
+    return RoleInfo(**values)  # type: ignore[arg-type]
+
+
+def test_create_database_keeps_encoding_locale_owner_and_quotes_odd_names() -> None:
+    made = ddl.create_database(
+        _db(), 'odd "db"; ñ', PgVersion.from_major(17), owner='o "w"; n', tablespace="fast space"
+    )
+    assert made.statement.display() == (
+        'CREATE DATABASE "odd ""db""; ñ" TEMPLATE template0 ENCODING \'LATIN1\' LOCALE_PROVIDER libc '
+        'LC_COLLATE \'C\' LC_CTYPE \'C\' OWNER "o ""w""; n" TABLESPACE "fast space" CONNECTION LIMIT 5'
+    )
+    assert made.statement.no_transaction and made.warnings == ()
+
+
+def test_create_database_before_15_has_no_provider_and_icu_falls_back_with_a_warning() -> None:
+    made = ddl.create_database(
+        _db(locale_provider="icu", icu_locale="de-DE", encoding="UTF8"),
+        "x",
+        PgVersion.from_major(14),
+        owner=None,
+        tablespace=None,
+    )
+    text = made.statement.display()
+    assert "LOCALE_PROVIDER" not in text and "ICU_LOCALE" not in text
+    assert made.warnings and "de-DE" in made.warnings[0]
+    on16 = ddl.create_database(
+        _db(locale_provider="icu", icu_locale="de-DE", icu_rules="&a<b", encoding="UTF8"),
+        "x",
+        PgVersion.from_major(16),
+        owner=None,
+        tablespace=None,
+    ).statement.display()
+    assert "LOCALE_PROVIDER icu" in on16 and "ICU_LOCALE 'de-DE'" in on16 and "ICU_RULES '&a<b'" in on16
+
+
+def test_builtin_provider_needs_17() -> None:
+    db = _db(locale_provider="builtin", icu_locale="C.UTF-8", encoding="UTF8")
+    assert (
+        "BUILTIN_LOCALE 'C.UTF-8'"
+        in ddl.create_database(db, "x", PgVersion.from_major(18), owner=None, tablespace=None).statement.display()
+    )
+    older = ddl.create_database(db, "x", PgVersion.from_major(16), owner=None, tablespace=None)
+    assert "builtin" not in older.statement.display() and older.warnings
+
+
+def test_create_role_drops_attributes_the_target_may_not_grant_and_redacts_the_password() -> None:
+    statement = ddl.create_role(_role(), password="SCRAM-SHA-256$4096:abc", drop=ddl.SUPERUSER_ONLY_ATTRIBUTES)
+    shown = statement.display()
+    assert shown.startswith('CREATE ROLE "we ""ird""; ü" WITH INHERIT NOCREATEROLE CREATEDB LOGIN ')
+    assert "SUPERUSER" not in shown.replace("NOSUPERUSER", "") and " REPLICATION" not in shown
+    assert "BYPASSRLS" not in shown
+    assert "CONNECTION LIMIT 3" in shown and "VALID UNTIL '2030-01-01 00:00:00+00'" in shown
+    assert "abc" not in shown and "PASSWORD '********'" in shown
+    assert "SCRAM-SHA-256$4096:abc" in statement.query.as_string(None)
+
+
+def test_list_settings_are_split_into_one_literal_per_element() -> None:
+    assert ddl.split_list_setting('a, "b c", "x""y", public') == ["a", "b c", 'x"y', "public"]
+    shown = ddl.alter_database_set("db", 'search_path=a, "b c"').display()
+    assert shown == "ALTER DATABASE \"db\" SET \"search_path\" TO 'a', 'b c'"
+    assert ddl.alter_role_set("r", "work_mem=8MB", "my db").display() == (
+        'ALTER ROLE "r" IN DATABASE "my db" SET "work_mem" TO \'8MB\''
+    )
+    assert ddl.alter_role_set("r", "myapp.flag=on").display() == 'ALTER ROLE "r" SET "myapp"."flag" TO \'on\''
+
+
+def test_membership_options_follow_the_target_version() -> None:
+    m = Membership("grp", "alice", "postgres", True, False, True)
+    assert ddl.grant_membership(m, PgVersion.from_major(16)).display() == (
+        'GRANT "grp" TO "alice" WITH ADMIN TRUE, INHERIT FALSE, SET TRUE'
+    )
+    assert ddl.grant_membership(m, PgVersion.from_major(15)).display() == 'GRANT "grp" TO "alice" WITH ADMIN OPTION'
+
+
+def test_options_refuse_contradictions() -> None:
+    with pytest.raises(UsageError):
+        MigrateOptions(source=SRC, target=TGT, data_only=True, schema_only=True)
+    with pytest.raises(UsageError):
+        MigrateOptions(source=SRC, target=TGT, jobs=0)
+    with pytest.raises(UsageError):
+        MigrateOptions(source=SRC, target=TGT, renames={"a": "x", "b": "x"})
+    with pytest.raises(UsageError):
+        parse_pairs(["novalue"], "--rename")
+    assert parse_pairs(["a=b", "c d=e=f"], "--rename") == {"a": "b", "c d": "e=f"}
+
+
+def test_options_record_has_no_password_and_round_trips() -> None:
+    options = MigrateOptions(source=SRC, target=TGT, databases=("a",), renames={"a": "b"}, jobs=4, no_owner=True)
+    record = json.dumps(options.as_dict())
+    assert "s3cret" not in record and "t0psecret" not in record
+    again = MigrateOptions.from_dict(json.loads(record), source=SRC, target=TGT)
+    assert again == options
+
+
+def test_journal_is_written_atomically_private_and_read_back(tmp_path: Path) -> None:
+    workdir = make_private(tmp_path / "run")
+    journal = Journal.create(workdir, {"options": {}, "source": "s", "target": "t"})
+    journal.add_database("sales", "sales2", "01-sales")
+    journal.db_update("sales", state="restoring", created_by_run=True)
+    assert (workdir / "journal.json").stat().st_mode & 0o777 == 0o600
+    assert workdir.stat().st_mode & 0o777 == 0o700
+    assert not list(workdir.glob("*.tmp"))
+    again = Journal.load(workdir)
+    assert again.database("sales") == {**journal.database("sales"), "state": "restoring"}  # type: ignore[dict-item]
+    with pytest.raises(UsageError, match="already holds a migration run"):
+        make_private(workdir)
+
+
+def test_a_workdir_is_used_by_one_run_at_a_time(tmp_path: Path) -> None:
+    make_private(tmp_path)
+    first, second = WorkdirLock(tmp_path), WorkdirLock(tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(PreflightRefused, match="another pgshift run"):
+            second.acquire()
+    finally:
+        first.release()
+    second.acquire()
+    second.release()
+
+
+def test_foreign_directory_is_not_taken_as_a_workdir(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not empty"):
+        make_private(tmp_path)
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_restore_errors_name_the_statement_and_the_advice() -> None:
+    items: list[int] = []
+    watcher = RestoreWatcher(lambda: items.append(1), lambda _line: None)
+    for line in (
+        "pg_restore: processing item 215 TABLE t",
+        'pg_restore: error: could not execute query: ERROR:  role "alice" does not exist',
+        "Command was: ALTER TABLE public.t OWNER TO alice;",
+    ):
+        watcher(line)
+    errors = watcher.done()
+    assert items == [1]
+    assert errors == [('role "alice" does not exist', "ALTER TABLE public.t OWNER TO alice;")]
+    failure = explain_restore("sales", errors, "")
+    assert "ALTER TABLE public.t OWNER TO alice" in failure.message
+    assert failure.hint is not None and "--no-owner --no-privileges" in failure.hint
+    assert "install" in restore_advice('extension "postgis" is not available')
+    assert "--no-tablespaces" in restore_advice('tablespace "fast" does not exist')
