@@ -310,14 +310,21 @@ def create_container(
 ) -> Any:
     """Create (not start) a container of ``command`` with host networking; returns the docker SDK container.
 
-    Never pulls: an image that is not on this machine is a ToolchainError naming how to get one.
+    An image that is not on this machine is pulled once, like ``docker run`` does; when that fails
+    too (no registry here) the ToolchainError names how to build one locally.
     """
     from docker.errors import DockerException, ImageNotFound
 
     client = client or docker_client()
     volumes = {host: {"bind": inside, "mode": "rw"} for host, inside in command.mounts.items()}
     try:
-        client.images.get(command.image)
+        try:
+            client.images.get(command.image)
+        except ImageNotFound:
+            try:
+                client.images.pull(command.image)
+            except DockerException as exc:
+                raise ImageNotFound(str(exc)) from exc
         return client.containers.create(
             command.image,
             list(command.argv),
@@ -330,9 +337,10 @@ def create_container(
         )
     except ImageNotFound as exc:
         raise ToolchainError(
-            f"Docker image {command.image} is not available on this machine",
-            hint="build one from pgshift's cache with 'pgshift toolchain docker-image MAJOR' (or docker pull it), "
+            f"Docker image {command.image} is not on this machine and cannot be pulled",
+            hint="build one from pgshift's cache with 'pgshift toolchain docker-image MAJOR', "
             "then pass --docker-image TAG",
+            detail=str(exc),
         ) from exc
     except DockerException as exc:
         raise ToolchainError(f"cannot create a container of {command.image}", detail=str(exc)) from exc

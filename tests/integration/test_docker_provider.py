@@ -148,7 +148,7 @@ def test_docker_failure_is_reported_with_the_redacted_stderr(image17: ImageInfo,
 
 
 def test_image_without_pg_dump_is_refused_as_a_client(image17: ImageInfo) -> None:
-    with pytest.raises(ToolchainError, match="not available on this machine"):
+    with pytest.raises(ToolchainError, match="is not on this machine and cannot be pulled"):
         image_client_version("pgshift/no-such-image:1")
     # postgres:17 cannot be pulled here (no registry) and was never built: a clear error.
     with pytest.raises(ToolchainError):
