@@ -108,3 +108,22 @@ def test_with_oids_advice_keeps_the_oid_values_through_an_11_to_18_move(servers:
     assert rc == 0, stderr
     with target.connect(f"{db}_moved") as conn:
         assert conn.execute("SELECT legacy_oid, a FROM t_oids ORDER BY a").fetchall() == oids
+
+
+def test_real_sample_databases_raise_no_false_blockers(fresh_server: Any) -> None:
+    """pagila, chinook, northwind and the rich multi-database fixture (14 -> 18): nothing blocks them,
+    and the warnings are the ones that are true of them."""
+    from pgshift.lab import corpus
+    from tests.fixtures import rich
+
+    source, target = fresh_server(14), fresh_server(18)
+    for name in ("pagila", "chinook", "northwind"):
+        corpus.load(source, name, name, create=True)
+    fixture = rich.build(source)
+    report = run_check(source.endpoint("source"), target.endpoint("target"))
+    assert report.blockers == (), [(f.rule_id, f.object) for f in report.blockers]
+    assert {f.rule_id for f in report.warnings} <= {"public-schema-acl", "encoding-mismatch"}
+    latin1 = [f for f in report.warnings if f.rule_id == "encoding-mismatch"]
+    assert [f.database for f in latin1] == [d.name for d in fixture.databases if d.encoding == "LATIN1"]
+    assert {"pagila", "chinook", "northwind"} <= {d.name for d in report.source.checked}
+    assert report.exit_code == 1
