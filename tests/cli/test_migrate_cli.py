@@ -255,3 +255,31 @@ def test_interrupted_restore_resumes_without_redoing_or_duplicating(
     log = (workdir / "migrate.log").read_text()
     assert log.count('CREATE DATABASE "small"') == 1  # finished databases are not redone
     assert log.count('DROP DATABASE IF EXISTS "big"') == 1  # the half-restored one is dropped once
+
+
+def test_client_newer_than_the_target_restores_despite_transaction_timeout(fresh_server: Any, tmp_path: Path) -> None:
+    """Only an 18 client is available for a 16 target: pg_restore 18 sets transaction_timeout, which 16
+    rejects; that one expected error is tolerated and every other error still fails the restore."""
+    source, target = fresh_server(16), fresh_server(16)
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 42) AS x", "app")
+    cache = tmp_path / "cache"
+    (cache / "pg").mkdir(parents=True)
+    (cache / "pg" / "18").symlink_to("/var/cache/pgshift/pg/18")
+    env = {**os.environ, "PGSHIFT_CACHE_DIR": str(cache), "PATH": str(Path(sys.executable).parent)}
+    workdir = tmp_path / "run"
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--workdir", str(workdir), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["client"].startswith("pg_dump 18") and doc["verify"]["equal"]
+    assert any("transaction_timeout" in w for w in doc["warnings"])
+    log = (workdir / "migrate.log").read_text()
+    assert "expected transaction_timeout error(s) of a newer pg_restore ignored" in log
+    assert "--no-statistics" in log and "--exit-on-error" not in log
+    assert counts(target, "app") == {"public.t": 42}
+    # A real error still fails the restore.
+    source.execute("CREATE ROLE gone")
+    source.execute("CREATE DATABASE app2")
+    source.execute("CREATE TABLE u (x int); ALTER TABLE u OWNER TO gone", "app2")
+    failed = pgshift("migrate", source.conninfo(), target.conninfo(), "-d", "app2", "--no-globals", env=env)
+    assert_clean_failure(failed, 5, 'role "gone" does not exist')
