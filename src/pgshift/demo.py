@@ -11,6 +11,7 @@ or an error. The core returns a ``DemoResult`` and emits events; ``cli/demo.py``
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -244,6 +245,14 @@ def run_demo(
             f"the demo was interrupted during {stage}",
             hint="nothing is left behind: the lab servers and work files were removed",
         ) from None
+    except Interrupted as exc:  # a child program was running: process.run stopped it
+        _cleanup(servers, workroot, sink, phase)
+        raise Interrupted(
+            f"the demo was {'terminated' if exc.exit_code == ExitCode.TERMINATED else 'interrupted'} during "
+            f"{stage} ({exc.message})",
+            hint="nothing is left behind: the lab servers and work files were removed",
+            signum=signal.SIGTERM if exc.exit_code == ExitCode.TERMINATED else signal.SIGINT,
+        ) from None
     except PgshiftError as exc:
         _cleanup(servers, workroot, sink, phase)
         if exc.hint is None:
@@ -256,6 +265,15 @@ def run_demo(
             hint="the lab servers and work files were removed",
             detail=str(exc) or None,
         ) from None
+    except SystemExit as exc:
+        _cleanup(servers, workroot, sink, phase)
+        if exc.code == 128 + signal.SIGTERM:  # the lab's SIGTERM guard
+            raise Interrupted(
+                f"the demo was terminated during {stage}",
+                hint="nothing is left behind: the lab servers and work files were removed",
+                signum=signal.SIGTERM,
+            ) from None
+        raise
     except BaseException:
         _cleanup(servers, workroot, sink, phase)
         raise

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,23 +118,43 @@ def test_demo_refuses_a_sample_the_source_cannot_hold_before_starting_anything(
     _assert_nothing_left(lab, tmp)
 
 
-def test_ctrl_c_during_the_demo_removes_the_servers_and_exits_130(isolated: tuple[dict[str, str], Path, Path]) -> None:
+@pytest.mark.parametrize(
+    ("stage", "signum", "code", "said"),
+    [
+        ("provision", signal.SIGINT, 130, "interrupted during provision"),
+        ("migrate", signal.SIGINT, 130, "interrupted during migrate"),
+        ("load", signal.SIGTERM, 143, "terminated during load"),
+    ],
+)
+def test_a_signal_in_any_stage_removes_everything_and_exits_with_its_code(
+    isolated: tuple[dict[str, str], Path, Path], stage: str, signum: int, code: int, said: str
+) -> None:
     env, lab, tmp = isolated
-    proc = subprocess.Popen(_pgshift("demo"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # --verbose prints "… <step title>" on stderr as each step starts (stderr is not a terminal).
+    marker = {
+        "provision": "… start PostgreSQL 14 and 18 lab servers",
+        "load": "… load the pagila sample into the source",
+        "migrate": "… pgshift migrate",
+    }[stage]
+    proc = subprocess.Popen(
+        _pgshift("demo", "--verbose"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        # Interrupt once both servers run (two server directories with a live postmaster).
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len([d for d in lab.iterdir() if (d / "data" / "postmaster.pid").exists()]) >= 2:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith(marker):
+                proc.send_signal(signum)
                 break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the demo ended before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
+        else:
+            pytest.fail("the demo ended before the stage started:\n" + "".join(seen))
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, f"stdout:\n{out}\nstderr:\n{err}"
-    assert "interrupted" in err and "Traceback" not in err
+    err = "".join(seen) + err
+    assert proc.returncode == code, f"stdout:\n{out}\nstderr:\n{err}"
+    assert said in err and "nothing is left behind" in err and "Traceback" not in err
     _assert_nothing_left(lab, tmp)
