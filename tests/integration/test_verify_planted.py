@@ -203,3 +203,17 @@ def test_table_filters_limit_what_is_compared(pair: Pair, db: str) -> None:
 def test_difference_as_dict_round_trips() -> None:
     d = Difference("rows", "db", "table public.t", "count", "1", "2", "m")
     assert Difference(**d.as_dict()) == d
+
+
+def test_unreadable_table_is_an_error_not_a_verdict(pair: Pair, db: str) -> None:
+    from pgshift.conninfo import Endpoint
+    from pgshift.errors import ExitCode, StepFailed
+
+    for server in (pair.source, pair.target):
+        server.execute("DO $$BEGIN CREATE ROLE planted_limited LOGIN; EXCEPTION WHEN duplicate_object THEN END$$")
+    src = Endpoint.parse(pair.source.conninfo(db, user="planted_limited"), "source")
+    tgt = Endpoint.parse(pair.target.conninfo(db, user="planted_limited"), "target")
+    with pytest.raises(StepFailed) as info:
+        verify_servers(src, tgt, databases=[(db, db)], options=VerifyOptions(compare_globals=False, jobs=2))
+    assert info.value.exit_code == ExitCode.FAILED
+    assert "permission denied" in info.value.message and info.value.hint

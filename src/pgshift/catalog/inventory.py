@@ -739,12 +739,14 @@ def _foreign(conn: Connection, version: PgVersion) -> list[DbObject]:
         )
     # User mapping options can hold passwords: only their names are compared, and a digest of
     # the values computed on the server (the values themselves never reach pgshift).
+    # pg_user_mappings (not pg_user_mapping) is readable by every role; it hides the options of
+    # mappings the role may not see (NULL), equally on both sides.
     mappings: LiteralString = """
-        SELECT s.srvname, CASE WHEN m.umuser = 0 THEN 'public' ELSE pg_get_userbyid(m.umuser) END AS usename,
+        SELECT m.srvname, m.usename,
                ARRAY(SELECT split_part(o, '=', 1) FROM unnest(m.umoptions) o ORDER BY 1) AS option_names,
                md5(COALESCE(array_to_string(ARRAY(SELECT o FROM unnest(m.umoptions) o ORDER BY 1), E'\\n'), ''))
                    AS options_md5
-        FROM pg_user_mapping m JOIN pg_foreign_server s ON s.oid = m.umserver
+        FROM pg_user_mappings m
         """
     for r in fetch_all(conn, mappings):
         out.append(

@@ -11,12 +11,15 @@ itself are classified by named rules (``verify.rules``) and do not make the serv
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import psycopg
 
 from pgshift.catalog import cluster, inventory, rows
 from pgshift.catalog.session import Connection, server_version, session
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import ConnectionFailed, UsageError
+from pgshift.errors import ConnectionFailed, StepFailed, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepStarted, discard
 from pgshift.verify.compare import (
     compare_database,
@@ -173,7 +176,7 @@ def verify_servers(
             totals_kw: dict[str, int] = {}
             s_tables: list[rows.TableRef] = []
             t_tables: list[rows.TableRef] = []
-            with session(source, s_name) as sdb, session(target, t_name) as tdb:
+            with session(source, s_name) as sdb, session(target, t_name) as tdb, _failing(s_name):
                 if not ext_defaults:
                     ext_defaults = {n: a.default_version for n, a in cluster.available_extensions(tdb).items()}
                 if options.compare_schema:
@@ -250,6 +253,18 @@ def verify_servers(
         roles_compared=roles_compared,
         seconds=time.monotonic() - started,
     )
+
+
+@contextmanager
+def _failing(database: str) -> Iterator[None]:
+    """A catalog query that fails (privileges, a dropped object) is an error, not a verdict."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StepFailed(
+            f"verifying database {database} failed: {str(exc).strip().splitlines()[0]}",
+            hint="verify as a superuser, or as a role that may read every table, sequence and large object",
+        ) from None
 
 
 def _missing_tables(database: str, src: list[rows.TableRef], tgt: list[rows.TableRef]) -> list[Candidate]:

@@ -7,6 +7,7 @@ share divided by ``jobs``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +56,13 @@ class SidePool:
     def submit(self, fn: Callable[[Connection], T]) -> Future[T]:
         return self.executor.submit(lambda: fn(self._conn()))
 
+    def cancel(self) -> None:
+        """Cancel the statements running now (on an error or Ctrl-C): no waiting for a big count."""
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(psycopg.Error):
+                    conn.cancel_safe(timeout=5)
+
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
@@ -77,6 +85,10 @@ def side_pools(
     tgt = SidePool(target, target_db, jobs, checksums=checksums)
     try:
         yield src, tgt
+    except BaseException:
+        src.cancel()
+        tgt.cancel()
+        raise
     finally:
         src.close()
         tgt.close()
