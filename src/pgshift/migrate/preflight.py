@@ -323,8 +323,6 @@ def _globals_plan(facts: Facts, sconn: Connection, tconn: Connection, journal: J
     facts.roles = cluster.list_roles(sconn)
     facts.memberships = cluster.list_memberships(sconn)
     facts.tablespaces = [] if options.no_tablespaces else cluster.list_tablespaces(sconn)
-    facts.target_roles = ddl.role_names(tconn)
-    facts.protected_roles = {facts.target_info.current_user, ddl.bootstrap_superuser(tconn)}
     passwords = not options.no_role_passwords
     if passwords and not cluster.can_read_authid(sconn):
         _warn(
@@ -445,6 +443,8 @@ def preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None 
             target_db_names=ddl.database_names(tconn),
             warnings=warnings,
         )
+        facts.target_roles = ddl.role_names(tconn)
+        facts.protected_roles = {target_info.current_user, ddl.bootstrap_superuser(tconn)}
         chosen = _select_databases(options, found, warnings, sink)
         if not chosen:
             raise PreflightRefused(

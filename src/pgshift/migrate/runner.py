@@ -302,6 +302,8 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
                     f"database {dbp.source!r}: internal error {type(failure).__name__}: {failure}"
                 )
     phases["databases"] = round(time.monotonic() - t0, 3)
+    if run.cancel.is_set():
+        return outcome
     sink(StepFinished("databases", step="migrate", ok=not errors, seconds=phases["databases"]))
     if errors:
         return outcome

@@ -331,7 +331,7 @@ def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str) -
             program="pg_restore",
         )
     message, command = errors[0]
-    detail = "\n".join(f"{m}\n  while running: {c}" if c else m for m, c in errors[:5])
+    detail = "\n".join(f"{m}\n  while running: {c}" if c else m for m, c in errors[1:6]) or None
     return StepFailed(
         f"restoring database {dbname!r} failed: {message}" + (f" (while running: {command[:200]})" if command else ""),
         detail=detail,
