@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -235,16 +236,16 @@ def run(
                 if r.needs_target and target_inv is None
             ]
 
-            findings: list[Finding] = []
-            checked: list[inv.DatabaseInventory] = []
             sink(StepStarted(f"checking {len(wanted)} database(s)", step="check:databases", total=len(wanted)))
             db_rules = [r for r in runnable if r.scope is Scope.DATABASE]
-            for i, db in enumerate(wanted):
+            done = iter(range(1, len(wanted) + 1))
+
+            def check_database(item: tuple[int, str]) -> tuple[inv.DatabaseInventory, list[Finding]]:
+                i, db = item
                 with session(src, db, options=_OPTIONS) as conn:
                     dbi = inv.database_inventory(conn, db)
-                    checked.append(dbi)
                     ctx = Context(
-                        replace(source_inv, checked=tuple(checked)),
+                        source_inv,
                         target_inv,
                         tmajor,
                         conn,
@@ -255,8 +256,16 @@ def run(
                         target_conn=tconn,
                         first_database=i == 0,
                     )
-                    findings += _run_rules(db_rules, ctx, sink, skipped)
-                sink(StepProgress(f"checked {db}", step="check:databases", completed=i + 1, total=len(wanted)))
+                    found = _run_rules(db_rules, ctx, sink, skipped)
+                sink(StepProgress(f"checked {db}", step="check:databases", completed=next(done), total=len(wanted)))
+                return dbi, found
+
+            # Databases are checked in parallel, up to --jobs sessions (the move would use as many).
+            workers = max(1, min(jobs, 4, len(wanted)))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgshift-check") as pool:
+                results = list(pool.map(check_database, enumerate(wanted)))
+            checked = [dbi for dbi, _ in results]
+            findings: list[Finding] = [f for _, found in results for f in found]
             sink(StepFinished("databases checked", step="check:databases"))
             source_inv = replace(source_inv, checked=tuple(checked))
             estimates = _estimates(source_inv, target_inv, jobs, work_dir)
