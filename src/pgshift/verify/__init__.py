@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import psycopg
@@ -182,7 +183,11 @@ def verify_servers(
                 if options.compare_schema:
                     step = f"db:{s_name}:inventory"
                     sink(StepStarted(f"reading the objects of {s_name}", step))
-                    s_inv, t_inv = inventory.read_inventory(sdb, s_name), inventory.read_inventory(tdb, t_name)
+                    # Both servers read their catalogs at the same time.
+                    with ThreadPoolExecutor(max_workers=2) as both:
+                        s_future = both.submit(inventory.read_inventory, sdb, s_name)
+                        t_future = both.submit(inventory.read_inventory, tdb, t_name)
+                        s_inv, t_inv = s_future.result(), t_future.result()
                     candidates += compare_inventories(
                         s_name,
                         s_inv,
