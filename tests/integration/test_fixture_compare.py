@@ -28,14 +28,23 @@ def test_diff_names_every_kind_of_loss(servers: ServerPool) -> None:
             DROP RULE event_delete_log ON app.event;
             DROP EXTENSION hstore CASCADE;
             COMMENT ON TABLE app.customer IS NULL;
+            UPDATE app.document SET body = 'document 1 ' WHERE id = 1;
             """,
             fixture.main.name,
         )
+        latin1_before = snapshot(server, fixture.latin1.name)
+        with server.connect(fixture.latin1.name, client_encoding="UTF8") as conn:
+            conn.execute("UPDATE public.städte SET name = 'cafe' WHERE name = 'café'")
+        assert diff(latin1_before, snapshot(server, fixture.latin1.name)) == [
+            f"contents public.städte: {latin1_before.contents['public.städte']!r} != "
+            f"{snapshot(server, fixture.latin1.name).contents['public.städte']!r}"
+        ]
         server.execute(f"REVOKE {ident(fixture.role('group'))} FROM {ident(fixture.role('reader'))}")
         after = snapshot(server, fixture.main.name)
         text = "\n".join(diff(before, after))
         for expected in (
             "row_counts app.customer: 50 != 49",
+            "contents app.document:",
             "triggers app.customer.customer_audit: 'D' != 'O'",
             "policies app.document.document_reader: missing",
             "sequences app.ticket_seq: (1014, True) != (5000, True)",

@@ -84,6 +84,7 @@ def test_two_fixtures_live_side_by_side_on_one_server(servers: ServerPool) -> No
                     "comments",
                     "properties",
                     "large_objects",
+                    "contents",  # app.document holds role names, which carry the prefix
                 ),
             )
             == []
