@@ -65,7 +65,7 @@ class DemoOptions:
                 hint=f"give --source-version {spec.min_major} or newer, or another --sample",
             )
         if self.jobs < 1:
-            raise UsageError(f"--jobs must be at least 1, not {self.jobs}")
+            raise UsageError(f"--jobs must be at least 1, not {self.jobs}", hint="give -j 1 or more")
 
     def as_dict(self) -> dict[str, Any]:
         return {
