@@ -53,35 +53,46 @@ def _version(endpoint: Endpoint) -> Any:
         return server_version(conn)
 
 
-def test_tsvector_empty_lexeme_advice_makes_the_14_to_18_restore_work(servers: Any, tmp_path: Path) -> None:
+def _apply(source: Any, db: str, remediation: str) -> None:
+    """Run a finding's remediation exactly as the finding words it."""
+    prefix = "On the source: "
+    assert remediation.startswith(prefix), remediation
+    source.execute(remediation[len(prefix) :], db)
+
+
+def test_value_hazards_advice_makes_the_14_to_18_restore_work(servers: Any, tmp_path: Path) -> None:
     source, target = servers.get(14), servers.get(18)
-    db = f"mig_tsv_{os.getpid()}"
+    db = f"mig_val_{os.getpid()}"
     source.execute(f"CREATE DATABASE {db}")
     source.execute(
-        "CREATE TABLE t_tsv (id int PRIMARY KEY, v tsvector);"
-        "INSERT INTO t_tsv VALUES (1, array_to_tsvector('{\"\",abc}')), (2, to_tsvector('simple', 'kept words'))",
+        'CREATE TABLE t_tsv (id int PRIMARY KEY, v tsvector, c "char");'
+        "INSERT INTO t_tsv VALUES (1, array_to_tsvector('{\"\",abc}'), 'a'),"
+        " (2, to_tsvector('simple', 'kept words'), chr(233)::\"char\")",
         db,
     )
     src_ep, tgt_ep = source.endpoint("source", db), target.endpoint("target")
 
     report = run_check(src_ep, tgt_ep, databases=[db])
-    [finding] = [f for f in report.findings if f.rule_id == "tsvector-empty-lexeme"]
-    assert finding.object == "public.t_tsv.v" and finding.severity.value == "blocker"
-    assert "ts_delete(v, '')" in finding.remediation
+    found = {f.rule_id: f for f in report.findings if f.rule_id in ("tsvector-empty-lexeme", "char-type-nonascii")}
+    assert found["tsvector-empty-lexeme"].object == "public.t_tsv.v"
+    assert found["char-type-nonascii"].object == "public.t_tsv.c"
 
-    # The hazard is real: the target major's pg_restore stops at the table's data.
+    # The hazards are real: the target major's pg_restore stops at the table's data.
     rc, stderr = _move(src_ep, tgt_ep, db, f"{db}_before", tmp_path)
-    assert rc != 0 and "syntax error in tsvector" in stderr
+    assert rc != 0 and ("syntax error in tsvector" in stderr or "invalid byte sequence" in stderr), stderr
 
-    # The remediation, applied to the named object, clears the finding and the migration.
-    source.execute("UPDATE t_tsv SET v = ts_delete(v, '') WHERE '' = ANY (tsvector_to_array(v))", db)
+    # Each finding's remediation, run as written, clears the findings and the migration works.
+    for finding in found.values():
+        _apply(source, db, finding.remediation)
     after = run_check(src_ep, tgt_ep, databases=[db])
-    assert not [f for f in after.findings if f.rule_id == "tsvector-empty-lexeme"]
+    assert not [f for f in after.findings if f.rule_id in found]
     rc, stderr = _move(src_ep, tgt_ep, db, f"{db}_after", tmp_path)
     assert rc == 0, stderr
     with source.connect(db) as s, target.connect(f"{db}_after") as t:
-        query = "SELECT id, v::text FROM t_tsv ORDER BY id"
-        assert s.execute(query).fetchall() == t.execute(query).fetchall() == [(1, "'abc'"), (2, "'kept':1 'words':2")]
+        query = "SELECT id, v::text, c FROM t_tsv ORDER BY id"
+        rows = s.execute(query).fetchall()
+        assert rows == t.execute(query).fetchall()
+        assert rows == [(1, "'abc'", 97), (2, "'kept':1 'words':2", -61)]
 
 
 def test_with_oids_advice_keeps_the_oid_values_through_an_11_to_18_move(servers: Any, tmp_path: Path) -> None:
@@ -97,12 +108,14 @@ def test_with_oids_advice_keeps_the_oid_values_through_an_11_to_18_move(servers:
     with source.connect(db) as conn:
         oids = conn.execute("SELECT oid, a FROM t_oids ORDER BY a").fetchall()
 
-    # The remediation, as the finding words it, on the named table.
-    source.execute(
-        "ALTER TABLE t_oids ADD COLUMN legacy_oid oid; UPDATE t_oids SET legacy_oid = oid; "
-        "ALTER TABLE t_oids SET WITHOUT OIDS",
-        db,
-    )
+    # Without the fix the move "works" and the OIDs are gone.
+    rc, stderr = _move(src_ep, tgt_ep, db, f"{db}_lost", tmp_path)
+    assert rc == 0, stderr
+    with target.connect(f"{db}_lost") as conn:
+        columns = [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = 't_oids'::regclass")]
+        assert "oid" not in columns and "legacy_oid" not in columns
+
+    _apply(source, db, finding.remediation)
     assert not [f for f in run_check(src_ep, tgt_ep, databases=[db]).findings if f.rule_id == "with-oids"]
     rc, stderr = _move(src_ep, tgt_ep, db, f"{db}_moved", tmp_path)
     assert rc == 0, stderr

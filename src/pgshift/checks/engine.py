@@ -159,7 +159,7 @@ def _to_findings(rule: Rule, hits: list[Hit]) -> list[Finding]:
             severity=hit.severity or rule.severity,
             title=rule.title,
             message=hit.message,
-            remediation=rule.remediation,
+            remediation=hit.remediation or rule.remediation,
             database=hit.database,
             object=hit.object,
             changed_in=rule.changed_in,

@@ -44,6 +44,7 @@ class Hit:
     message: str
     database: str | None = None
     severity: Severity | None = None  # overrides the rule's severity for this hit
+    remediation: str | None = None  # the fix for this object, when it can be spelled out exactly
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Rule:
     scope: Scope = Scope.DATABASE
     queries: tuple[Query, ...] = ()
     message: str = ""  # str.format template over the query's columns; {object} names the object
+    fix: str = ""  # optional str.format template: the exact remediation for one object
     detect: Detector | None = None
     needs_target: bool = False  # compares with the target server: skipped with --target-version
     scans_data: bool = False  # reads column values (not only catalogs)
@@ -112,7 +114,8 @@ class Rule:
         for row in fetch_all(ctx.conn, query):
             values: dict[str, Any] = {k: ("" if v is None else v) for k, v in row.items()}
             values.setdefault("database", ctx.database or "")
-            hits.append(Hit(str(row["object"]), self.message.format(**values), ctx.database))
+            fix = self.fix.format(**values) if self.fix else None
+            hits.append(Hit(str(row["object"]), self.message.format(**values), ctx.database, remediation=fix))
         return hits
 
     @property

@@ -100,8 +100,8 @@ def render_console(report: CheckReport, console: Console, *, verbose: bool = Fal
         table = Table(title=f"{_HEADINGS[sev]} ({len(_filter(report, sev))})", title_justify="left", expand=True)
         table.add_column("rule", style=_STYLE[sev], no_wrap=True)
         table.add_column("database")
-        table.add_column("finding", ratio=3)
-        table.add_column("fix", ratio=2)
+        table.add_column("finding", ratio=3, overflow="fold")
+        table.add_column("fix", ratio=2, overflow="fold")
         for f in items:
             table.add_row(escape(f.rule_id), escape(f.database or "—"), escape(f.message), escape(f.remediation))
         console.print(table)
@@ -301,5 +301,13 @@ def render_html(report: CheckReport, rules: Sequence[Rule] = ()) -> str:
         )
     parts.append("</table>")
     if report.client.commands:
-        parts.append("<h2>Manual migration</h2><pre><code>" + h("\n".join(report.client.commands)) + "</code></pre>")
+        parts.append(
+            "<h2>Manual migration</h2><pre style='white-space:pre-wrap;word-break:break-all'><code>"
+            + h("\n".join(report.client.commands))
+            + "</code></pre>"
+        )
+    if report.client.warnings or report.client.error:
+        parts.append("<h2>Client programs</h2><ul>")
+        parts += [f"<li>{h(w)}</li>" for w in (*report.client.warnings, report.client.error) if w]
+        parts.append("</ul>")
     return html_page(f"pgshift check — {report.verdict}", "\n".join(parts))

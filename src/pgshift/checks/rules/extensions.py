@@ -130,7 +130,6 @@ def _superuser_only(ctx: Context) -> Iterator[Hit]:
     assert ctx.target is not None and ctx.db_inventory is not None
     if ctx.target.privileges.superuser:
         return
-    who = ctx.target.privileges.user
     for r in fetch_all(
         ctx.conn,
         """
@@ -150,7 +149,6 @@ def _superuser_only(ctx: Context) -> Iterator[Hit]:
         avail = ctx.target.extensions.get(ext.name)
         if avail is not None and ext.name != "plpgsql" and not avail.trusted:
             yield Hit(ext.name, f"extension {ext.name} is not trusted: only a superuser can create it", ctx.database)
-    del who
 
 
 SUPERUSER_ONLY_OBJECTS = Rule(

@@ -133,6 +133,7 @@ PUBLIC_SCHEMA_ACL = Rule(
         ),
     ),
     message="schema public in database {database} grants CREATE to PUBLIC; the restored target keeps that",
+    fix="On the target after the restore (or on the source now): REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
     verified="14->18",
 )
 

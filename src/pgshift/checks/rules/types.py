@@ -35,6 +35,8 @@ WITH_OIDS = Rule(
         ),
     ),
     message="table {object} has OIDs; a dump for 12+ drops them",
+    fix="On the source: ALTER TABLE {object} ADD COLUMN legacy_oid oid; UPDATE {object} SET legacy_oid = oid; "
+    "ALTER TABLE {object} SET WITHOUT OIDS;",
     verified="11->12, 11->18",
 )
 
@@ -183,12 +185,13 @@ SQL_IDENTIFIER_COLUMNS = Rule(
 )
 
 
-def _value_scan(type_name: str, predicate: LiteralString, what: str) -> Detector:
+def _value_scan(type_name: str, predicate: LiteralString, what: str, fix: str) -> Detector:
     def detect(ctx: Context) -> Iterator[Hit]:
         cols = fetch_all(
             ctx.conn,
             """
-            SELECT n.nspname, c.relname, a.attname, c.oid::regclass::text || '.' || quote_ident(a.attname) AS object
+            SELECT n.nspname, c.relname, a.attname, c.oid::regclass::text AS tbl, quote_ident(a.attname) AS col,
+                   c.oid::regclass::text || '.' || quote_ident(a.attname) AS object
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE a.atttypid = to_regtype(%s) AND c.relkind IN ('r', 'm') AND NOT a.attisdropped AND a.attnum > 0
               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -199,7 +202,12 @@ def _value_scan(type_name: str, predicate: LiteralString, what: str) -> Detector
         for col in cols:
             pred = sql.SQL(predicate).format(col=sql.Identifier(col["attname"]))
             if count_matching(ctx.conn, col["nspname"], col["relname"], pred):
-                yield Hit(col["object"], f"column {col['object']} holds {what}", ctx.database)
+                yield Hit(
+                    col["object"],
+                    f"column {col['object']} holds {what}",
+                    ctx.database,
+                    remediation=fix.format(tbl=col["tbl"], col=col["col"]),
+                )
 
     return detect
 
@@ -213,10 +221,14 @@ CHAR_TYPE_NONASCII = Rule(
     target_min=15,
     what_happens='"char" values of 128-255 change their text form in 15; the old server writes the raw byte, and in a '
     "UTF8 database COPY fails with 'invalid byte sequence'.",
-    remediation="Convert the column to text or bytea (or fix the values) on the source: "
-    "ALTER TABLE t ALTER c TYPE text.",
+    remediation="Fix the values on the source (UPDATE t SET c = 'x' WHERE ascii(c::text) > 127), or keep the bytes as "
+    "numbers: ALTER TABLE t ALTER c TYPE smallint USING c::integer. Do not cast to text on <= 14: that stores the "
+    "raw byte, which is itself invalid UTF-8.",
     detect=_value_scan(
-        '"char"', "ascii({col}::text) > 127 OR octet_length({col}::text) > 1", 'non-ASCII "char" values'
+        '"char"',
+        "ascii({col}::text) > 127 OR octet_length({col}::text) > 1",
+        'non-ASCII "char" values',
+        "On the source: ALTER TABLE {tbl} ALTER {col} TYPE smallint USING {col}::integer;",
     ),
     scans_data=True,
     verified="14->18",
@@ -233,7 +245,10 @@ TSVECTOR_EMPTY_LEXEME = Rule(
     "COPY fails with 'syntax error in tsvector'.",
     remediation="UPDATE t SET v = ts_delete(v, '') WHERE '' = ANY (tsvector_to_array(v)); on the source.",
     detect=_value_scan(
-        "tsvector", "{col} IS NOT NULL AND '' = ANY (tsvector_to_array({col}))", "tsvectors with an empty lexeme"
+        "tsvector",
+        "{col} IS NOT NULL AND '' = ANY (tsvector_to_array({col}))",
+        "tsvectors with an empty lexeme",
+        "On the source: UPDATE {tbl} SET {col} = ts_delete({col}, '') WHERE '' = ANY (tsvector_to_array({col}));",
     ),
     scans_data=True,
     verified="14->18",
