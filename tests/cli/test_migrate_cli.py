@@ -95,7 +95,12 @@ def test_existing_target_database_is_refused_and_left_untouched(fresh_server: An
 def test_no_suitable_client_exits_4(fresh_server: Any, tmp_path: Path) -> None:
     source, target = fresh_server(16), fresh_server(17)
     source.execute("CREATE DATABASE app")
-    env = {**os.environ, "PGSHIFT_CACHE_DIR": str(tmp_path / "empty"), "PATH": str(Path(sys.executable).parent)}
+    env = {
+        **os.environ,
+        "PGSHIFT_CACHE_DIR": str(tmp_path / "empty"),
+        "PATH": str(Path(sys.executable).parent),
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",  # the Docker fallback is unreachable too
+    }
     env.pop("PGSHIFT_PG_BIN", None)
     done = pgshift("migrate", source.conninfo(), target.conninfo(), env=env)
     assert_clean_failure(done, 4, "no installed PostgreSQL client", "pgshift toolchain install")
@@ -266,7 +271,12 @@ def test_client_newer_than_the_target_restores_despite_transaction_timeout(fresh
     cache = tmp_path / "cache"
     (cache / "pg").mkdir(parents=True)
     (cache / "pg" / "18").symlink_to("/var/cache/pgshift/pg/18")
-    env = {**os.environ, "PGSHIFT_CACHE_DIR": str(cache), "PATH": str(Path(sys.executable).parent)}
+    env = {
+        **os.environ,
+        "PGSHIFT_CACHE_DIR": str(cache),
+        "PATH": str(Path(sys.executable).parent),
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+    }
     workdir = tmp_path / "run"
     done = pgshift("migrate", source.conninfo(), target.conninfo(), "--workdir", str(workdir), "--json", env=env)
     assert done.returncode == 0, done.stderr
@@ -283,3 +293,39 @@ def test_client_newer_than_the_target_restores_despite_transaction_timeout(fresh
     source.execute("CREATE TABLE u (x int); ALTER TABLE u OWNER TO gone", "app2")
     failed = pgshift("migrate", source.conninfo(), target.conninfo(), "-d", "app2", "--no-globals", env=env)
     assert_clean_failure(failed, 5, 'role "gone" does not exist')
+
+
+@pytest.mark.docker
+def test_clients_in_docker_move_a_database(fresh_server: Any, tmp_path: Path) -> None:
+    from pgshift.errors import ToolchainError
+    from pgshift.process import docker_client
+    from pgshift.toolchain.docker import build_image
+
+    try:
+        docker_client()
+    except ToolchainError as exc:
+        pytest.skip(f"no Docker daemon reachable: {exc.message}")
+    image = build_image(17)
+    source, target = fresh_server(15), fresh_server(17, password="docker-Secret-7")
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 33) AS x", "app")
+    workdir = tmp_path / "run"
+    done = pgshift(
+        "migrate",
+        source.conninfo(),
+        target.conninfo(),
+        "--docker",
+        "--docker-image",
+        image.tag,
+        "--workdir",
+        str(workdir),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert image.tag in doc["client"] and doc["ok"]
+    # The target's postgres has a password, the source's has none: left alone by design, reported.
+    assert "left alone by design" in doc["verify_note"]
+    assert counts(target, "app") == {"public.t": 33}
+    log = (workdir / "migrate.log").read_text()
+    assert f"docker run --network host {image.tag} pg_restore" in log and "docker-Secret-7" not in log

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,19 +90,14 @@ def _warn(sink: EventSink, facts_warnings: list[str], text: str) -> None:
 
 
 def _choose_client(options: MigrateOptions, source: PgVersion, target: PgVersion) -> ClientChoice:
-    docker_version: Callable[[str], PgVersion] | None = None
-    if options.docker:
-        from pgshift.toolchain.clients import docker_reachable, image_client_version
+    """Local clients first; Docker when asked (--docker/--docker-image) or as the fallback."""
+    from pgshift.toolchain.docker import client_options
 
-        if docker_reachable():
-            docker_version = image_client_version
     return select_client(
         discover(options.pg_bins),
         source,
         target,
-        docker=options.docker,
-        docker_image=options.docker_image,
-        docker_version=docker_version,
+        **client_options(docker=options.docker, docker_image=options.docker_image),
     )
 
 

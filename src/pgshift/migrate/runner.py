@@ -38,7 +38,7 @@ from pgshift.migrate.workdir import (
     make_private,
 )
 from pgshift.process import REDACTED, terminate_all
-from pgshift.verify import VerifyOptions, VerifyReport, verify_servers
+from pgshift.verify import Difference, VerifyOptions, VerifyReport, verify_servers
 
 FINISHED_STATES = frozenset({"analyzed", "done"})
 
@@ -236,14 +236,52 @@ def _verify(run: steps.Run, pairs: list[tuple[str, str]]) -> tuple[VerifyReport,
         exclude_tables=options.exclude_tables,
     )
     report = verify_servers(run.facts.source, run.facts.target, databases=pairs, options=vopts, sink=run.sink)
-    note = report_summary(report)
-    return report, note
+    return report, report_summary(report, by_design(run.facts, report))
 
 
-def report_summary(report: VerifyReport) -> str:
+def _left_alone(facts: Facts) -> set[str]:
+    """Roles migrate leaves as the target has them, by design: protected, pre-existing, reduced."""
+    roles = set(facts.protected_roles)
+    if facts.globals_plan is not None:
+        roles |= {r.name for r in facts.globals_plan.roles if r.action != "create" or r.dropped_attributes}
+    return roles
+
+
+def by_design(facts: Facts, report: VerifyReport) -> list[Difference]:
+    """Differences that follow from migrate's rules on roles (reported, not a failure): the target's
+    connecting role and bootstrap superuser, roles that already existed, attributes the target role
+    may not grant, and roles or memberships that exist only on the target."""
+    affected = _left_alone(facts)
+    out = []
+    for diff in report.differences:
+        if diff.category != "globals":
+            continue
+        if diff.object.startswith("role "):
+            if diff.object.removeprefix("role ") in affected or diff.kind == "extra":
+                out.append(diff)
+        elif diff.object.startswith("membership of "):
+            rest = diff.object.removeprefix("membership of ")
+            if diff.kind == "extra" or any(rest.startswith(f"{r} in ") or rest.endswith(f" in {r}") for r in affected):
+                out.append(diff)
+    return out
+
+
+def report_summary(report: VerifyReport, expected: list[Difference]) -> str:
     if report.equal:
         return "source and target are equal"
-    return f"{len(report.differences)} difference(s) between source and target"
+    unexpected = len(report.differences) - len(expected)
+    if not unexpected:
+        return (
+            f"source and target are equal except {len(expected)} difference(s) in roles left alone by design: "
+            + "; ".join(d.message for d in expected[:5])
+        )
+    return f"{unexpected} difference(s) between source and target"
+
+
+def verified(facts: Facts, report: VerifyReport | None) -> bool:
+    if report is None:
+        return True
+    return report.equal or len(report.differences) == len(by_design(facts, report))
 
 
 def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) -> dict[str, Any]:
@@ -324,7 +362,7 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
                 "verify",
                 step="verify",
                 seconds=phases["verify"],
-                ok=outcome["verify"].equal,
+                ok=verified(facts, outcome["verify"]),
             )
         )
     return outcome
@@ -453,7 +491,7 @@ def _execute(
             )
             raise first
         verify = outcome.get("verify")
-        equal = verify is None or bool(getattr(verify, "equal", False))
+        equal = verified(facts, verify)
         if equal:
             for src, entry in journal.data["databases"].items():
                 if entry.get("state") in FINISHED_STATES:

@@ -109,7 +109,7 @@ def render_result(result: MigrationResult, console: Console) -> None:
     if phases:
         console.print(f"time per phase: {phases}")
     console.print(f"verify: {escape(result.verify_note or 'not run')}")
-    if result.verify is not None and not result.verify.equal:
+    if result.verify is not None and not result.ok:
         for diff in list(result.verify.differences)[:20]:
             console.print(f"  [red]≠[/] {escape(str(getattr(diff, 'message', diff)))}")
     for w in result.warnings:
