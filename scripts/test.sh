@@ -29,7 +29,7 @@ python -m pip install -q --disable-pip-version-check -e ".[dev]"
 
 log "PostgreSQL binaries 10-18"
 for major in 14 15 16 17 18; do pgshift toolchain install "$major" -q; done
-python -m pgshift.lab.binaries 10 11 12 13
+python -m pgshift.lab 10 11 12 13
 
 # Asks the daemon itself: a socket file can outlive its daemon.
 docker_up() { command -v docker >/dev/null && docker version >/dev/null 2>&1; }

@@ -127,7 +127,7 @@ def _server_binaries(major: int, sink: EventSink) -> Installation:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m pgshift.lab.binaries 10 11 …``: provision lab binaries ahead of a test run."""
+    """``python -m pgshift.lab 10 11 …``: provision lab binaries ahead of a test run."""
     import sys
 
     for arg in argv if argv is not None else sys.argv[1:]:
