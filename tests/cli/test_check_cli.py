@@ -137,6 +137,13 @@ def test_unreachable_source_exits_3_with_a_hint() -> None:
     assert "error:" in done.stderr and "hint:" in done.stderr
 
 
+def test_wrong_pg_bin_exits_4(fresh_server: Any, tmp_path: Path) -> None:
+    server = fresh_server(17)
+    done = pgshift("check", server.conninfo(), "--target-version", "18", "--pg-bin", str(tmp_path / "nowhere"))
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "not a directory" in done.stderr
+
+
 def test_usage_errors_exit_64() -> None:
     assert pgshift("check", "host=x", "--target-version", "seventeen").returncode == 64
     assert pgshift("check", "--no-such-option").returncode == 64

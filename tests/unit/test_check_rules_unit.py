@@ -133,3 +133,18 @@ def test_exit_code_follows_the_worst_finding() -> None:
     assert _report(Severity.WARNING, Severity.BLOCKER).exit_code == 2
     assert _report(Severity.BLOCKER).verdict.startswith("NOT READY (13 → 18)")
     assert _report().verdict.startswith("READY (13 → 18)")
+
+
+def test_every_knowledge_base_entry_is_a_rule_or_has_a_reason() -> None:
+    import re
+    from pathlib import Path
+
+    from pgshift.checks.rules import NOT_RULES
+
+    kb = Path(__file__).resolve().parents[3] / "shared" / "knowledge" / "incompatibilities.md"
+    if not kb.is_file():
+        pytest.skip("the shared knowledge base is not beside the repository")
+    ids = set(re.findall(r"^\| ([a-z0-9][a-z0-9 .()-]*?) \|", kb.read_text(encoding="utf-8"), re.M))
+    ids -= {"id", "code"}
+    assert len(ids) >= 60
+    assert sorted(ids - set(BY_ID) - set(NOT_RULES)) == []

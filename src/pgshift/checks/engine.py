@@ -38,8 +38,10 @@ def _client_advice(
     superuser: bool,
     work_dir: Path,
 ) -> ClientAdvice:
+    # A wrong --pg-bin is the user's error (exit 4); no client fitting is a finding (a blocker).
+    discovery = discover(pg_bins)
     try:
-        choice: ClientChoice = select_client(discover(pg_bins), source_version, target_version)
+        choice: ClientChoice = select_client(discovery, source_version, target_version)
     except PgshiftError as exc:
         return ClientAdvice(
             None, None, None, reason=exc.message, error=exc.message + (f" ({exc.hint})" if exc.hint else "")
