@@ -218,3 +218,50 @@ def test_tablespaces_are_created_at_the_mapped_location_or_ignored(fresh_server:
     assert [d.status for d in plain.databases] == ["done"]
     assert rows(other, "postgres", "SELECT count(*) FROM pg_tablespace WHERE spcname = 'fast'") == [(0,)]
     assert rows(other, "app", "SELECT reltablespace FROM pg_class WHERE relname = 't'") == [(0,)]
+
+
+def test_accepted_removed_setting_is_skipped_with_a_warning(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(15), fresh_server(16)
+    source.execute("CREATE DATABASE app")
+    source.execute("ALTER DATABASE app SET force_parallel_mode = off")  # renamed debug_parallel_query in 16
+    source.execute("ALTER DATABASE app SET work_mem = '5MB'")
+    source.execute("CREATE TABLE t AS SELECT 1 AS x", "app")
+    refused = None
+    try:
+        run_migration(options(source, target, tmp_path / "a"))
+    except Exception as exc:  # the check's blocker stops the run before the target is touched
+        refused = exc
+    assert refused is not None and "removed-guc-settings" in str(refused)
+    assert rows(target, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'app'") == [(0,)]
+    events = Collector()
+    result = run_migration(
+        options(source, target, tmp_path / "b", accept=("removed-guc-settings",), verify=False), sink=events
+    )
+    assert [d.status for d in result.databases] == ["done"]
+    assert any("force_parallel_mode" in w and "not applied" in w for w in result.warnings)
+    settings = rows(
+        target,
+        "postgres",
+        "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE d.datname = 'app'",
+    )
+    assert settings == [(["work_mem=5MB"],)]
+
+
+def test_differences_found_by_verify_fail_the_run_and_keep_the_dumps(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 10) AS x", "app")
+
+    def meddle(event: Any) -> None:
+        # Between the restore and the verification, a row arrives on the source.
+        if getattr(event, "step", None) == "verify" and type(event).__name__ == "StepStarted":
+            source.execute("INSERT INTO t VALUES (11)", "app")
+
+    result = run_migration(options(source, target, tmp_path), sink=meddle)
+    assert not result.ok
+    assert result.verify is not None and any(d.object.endswith("public.t") for d in result.verify.differences)
+    assert "difference" in result.verify_note
+    journal = (tmp_path / "run" / "journal.json").read_text()
+    assert '"status": "verify-failed"' in journal
+    assert list((tmp_path / "run" / "dumps").glob("*/toc.dat"))

@@ -41,6 +41,9 @@ class Action:
     about: str
     statement: Statement
     role_created: str | None = None  # a CREATE ROLE: recorded in the journal once it succeeded
+    # A setting (ALTER DATABASE/ROLE … SET): when the target no longer knows the parameter (an
+    # accepted removed-guc-settings blocker), it is skipped with a warning instead of failing.
+    setting: bool = False
 
 
 def role_actions(facts: Facts) -> list[Action]:
@@ -65,7 +68,7 @@ def role_actions(facts: Facts) -> list[Action]:
             out.append(Action(f"role {role.name}", ddl.comment_on_role(role.name, role.comment)))
         for database, setting in role.settings:
             if database is None:
-                out.append(Action(f"role {role.name}", ddl.alter_role_set(role.name, setting)))
+                out.append(Action(f"role {role.name}", ddl.alter_role_set(role.name, setting), setting=True))
     return out
 
 
@@ -140,7 +143,7 @@ def database_actions(
     if db.comment:
         out.append(Action(about, ddl.comment_on_database(dbp.target, db.comment)))
     for setting in db.settings:
-        out.append(Action(about, ddl.alter_database_set(dbp.target, setting)))
+        out.append(Action(about, ddl.alter_database_set(dbp.target, setting), setting=True))
     if not options.no_privileges and not db.acl_is_default:
         target_owner = owner or facts.target.user
         out.append(Action(about, ddl.revoke_all_on("database", dbp.target, None)))
@@ -166,7 +169,9 @@ def role_database_actions(facts: Facts, dbp: DatabasePlan, created: set[str]) ->
             continue
         for database, setting in role.settings:
             if database == dbp.source:
-                out.append(Action(f"role {role.name}", ddl.alter_role_set(role.name, setting, dbp.target)))
+                out.append(
+                    Action(f"role {role.name}", ddl.alter_role_set(role.name, setting, dbp.target), setting=True)
+                )
     return out
 
 
@@ -349,6 +354,12 @@ def explain_statement(about: str, statement: Statement, exc: psycopg.Error) -> S
     )
 
 
+_UNKNOWN_SETTING = (
+    psycopg.errors.UndefinedObject,  # unrecognized configuration parameter
+    psycopg.errors.InvalidParameterValue,
+    psycopg.errors.CantChangeRuntimeParam,
+)
+
 # --- running -------------------------------------------------------------------------------------
 
 
@@ -412,6 +423,10 @@ class Run:
         except psycopg.Error as exc:
             if self.cancel.is_set():
                 raise Interrupted("interrupted") from None
+            if action.setting and isinstance(exc, _UNKNOWN_SETTING):
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.warn(f"{action.about}: setting not applied on the target ({first}): {action.statement.display()}")
+                return False
             raise explain_statement(action.about, action.statement, exc) from None
         return True
 
