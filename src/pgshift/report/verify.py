@@ -117,7 +117,9 @@ def render_markdown(report: VerifyReport) -> str:
             lines.append("")
     if report.expected:
         lines += ["## Expected differences", ""]
-        lines.append(md_table(("rule", "count", "why"), expected_by_rule(report.expected)))
+        lines.append(
+            md_table(("rule", "count", "why"), [(r, n, why) for r, why, n in expected_by_rule(report.expected)])
+        )
         lines.append("")
     if report.databases:
         lines += ["## Compared", "", md_table(_TOTAL_HEADERS, _totals_rows(report)), ""]
@@ -151,7 +153,9 @@ def render_html(report: VerifyReport) -> str:
             )
     if report.expected:
         parts.append("<h2>Expected differences</h2>")
-        parts.append(_html_table(("rule", "count", "why"), expected_by_rule(report.expected)))
+        parts.append(
+            _html_table(("rule", "count", "why"), [(r, n, why) for r, why, n in expected_by_rule(report.expected)])
+        )
     if report.databases:
         parts.append("<h2>Compared</h2>")
         parts.append(_html_table(_TOTAL_HEADERS, _totals_rows(report)))
