@@ -217,3 +217,14 @@ def test_unreadable_table_is_an_error_not_a_verdict(pair: Pair, db: str) -> None
         verify_servers(src, tgt, databases=[(db, db)], options=VerifyOptions(compare_globals=False, jobs=2))
     assert info.value.exit_code == ExitCode.FAILED
     assert "permission denied" in info.value.message and info.value.hint
+
+
+def test_large_object_owner_and_grant(pair: Pair, db: str) -> None:
+    with pair.target.connect(db) as conn:
+        row = conn.execute("SELECT min(oid) FROM pg_largeobject_metadata").fetchone()
+        assert row is not None
+        conn.execute(f"ALTER LARGE OBJECT {row[0]} OWNER TO planted_reader".encode())
+        conn.execute(f"GRANT SELECT ON LARGE OBJECT {row[0]} TO planted_group".encode())
+    report = pair.verify(db)
+    assert sorted(messages(report)) == ["large object owners differ", "large object privileges differ"]
+    assert pair.verify(db, compare_owners=False, compare_privileges=False).equal

@@ -294,15 +294,31 @@ class LargeObjects:
     count: int
     total_bytes: int | None  # None when the role may not read them
     digest: str | None = None  # with checksums: over every object's oid and content
+    owners_digest: str = ""  # over every object's oid and owner
+    acl_digest: str = ""  # over every object's oid and ACL
 
     def as_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "total_bytes": self.total_bytes, "digest": self.digest}
+        return {
+            "count": self.count,
+            "total_bytes": self.total_bytes,
+            "digest": self.digest,
+            "owners_digest": self.owners_digest,
+            "acl_digest": self.acl_digest,
+        }
 
 
 def large_objects(conn: Connection, *, with_digest: bool = False) -> LargeObjects:
     """Count and total size of the large objects (and a digest of their contents on request)."""
-    row = fetch_one(conn, "SELECT count(*) AS n FROM pg_largeobject_metadata")
+    row = fetch_one(
+        conn,
+        "SELECT count(*) AS n,"
+        " COALESCE(md5(string_agg(oid::text || ' ' || pg_get_userbyid(lomowner), ',' ORDER BY oid)), '') AS owners,"
+        " COALESCE(md5(string_agg(oid::text || ' ' || COALESCE(lomacl::text, '-'), ',' ORDER BY oid)), '') AS acl"
+        " FROM pg_largeobject_metadata",
+    )
     count = int(row["n"]) if row else 0
+    owners = row["owners"] if row else ""
+    acl = row["acl"] if row else ""
     if count == 0:
         return LargeObjects(0, 0, "" if with_digest else None)
     readable = fetch_one(conn, "SELECT has_table_privilege('pg_catalog.pg_largeobject', 'SELECT') AS ok")
@@ -326,4 +342,4 @@ def large_objects(conn: Connection, *, with_digest: bool = False) -> LargeObject
             " FROM pg_largeobject_metadata",
         )
         digest = drow["d"] if drow else None
-    return LargeObjects(count, total, digest)
+    return LargeObjects(count, total, digest, owners, acl)

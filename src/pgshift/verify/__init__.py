@@ -209,7 +209,9 @@ def verify_servers(
                     totals_kw["sequences"] = seqs[1]
                     lo_s = rows.large_objects(sdb, with_digest=options.checksums)
                     lo_t = rows.large_objects(tdb, with_digest=options.checksums)
-                    candidates += _compare_large_objects(s_name, lo_s, lo_t)
+                    candidates += _compare_large_objects(
+                        s_name, lo_s, lo_t, owners=options.compare_owners, privileges=options.compare_privileges
+                    )
                     totals_kw["large_objects_source"] = lo_s.count
                     totals_kw["large_objects_target"] = lo_t.count
             outcome = None
@@ -305,9 +307,19 @@ def _compare_sequences(database: str, sdb: Connection, tdb: Connection, flt: Fil
     return out, len(src.keys() & tgt.keys())
 
 
-def _compare_large_objects(database: str, src: rows.LargeObjects, tgt: rows.LargeObjects) -> list[Candidate]:
+def _compare_large_objects(
+    database: str, src: rows.LargeObjects, tgt: rows.LargeObjects, *, owners: bool, privileges: bool
+) -> list[Candidate]:
     out: list[Candidate] = []
     obj = "large objects"
+    if src.count == tgt.count and owners and src.owners_digest != tgt.owners_digest:
+        out.append(
+            Candidate(Difference("large objects", database, obj, "changed", None, None, "large object owners differ"))
+        )
+    if src.count == tgt.count and privileges and src.acl_digest != tgt.acl_digest:
+        out.append(
+            Candidate(Difference("privileges", database, obj, "changed", None, None, "large object privileges differ"))
+        )
     if src.count != tgt.count:
         out.append(
             Candidate(
