@@ -14,8 +14,9 @@ Counts: two throwaway servers get the same generated database (``--tables`` tabl
 and prints medians and their ratio (the goal: verify ≤ 1.5 × baseline).
 
 Inventory: ``--inventory-tables`` tables (each with a primary key, so also as many indexes and
-constraints) on both servers; it times ``read_inventory`` on one side and a catalog-only
-``verify_servers`` of the two.
+constraints) on both servers; it times ``read_inventory`` on one side, a catalog-only
+``verify_servers`` of the two, and a full one (with the exact count of every table).
+``--checksums`` also times one ``verify --checksums`` of the generated data.
 
 Figures go to stdout and bench/results/verify_counts.json. Not a test: timings depend on the machine.
 """
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--inventory-tables", type=int, default=10_000)
+    parser.add_argument("--checksums", action="store_true", help="also time one verify --checksums")
     parser.add_argument("--source-major", type=int, default=16)
     parser.add_argument("--target-major", type=int, default=17)
     args = parser.parse_args()
@@ -116,6 +118,19 @@ def main() -> None:
                 took, report = _verify_rows(source, target, args.jobs)
                 par.append(took)
             assert report is not None and report.equal, [d.message for d in report.differences] if report else None
+            if args.checksums:
+                options = VerifyOptions(jobs=args.jobs, compare_globals=False, compare_schema=False, checksums=True)
+                started = time.monotonic()
+                checked = verify_servers(
+                    source.endpoint("source"), target.endpoint("target"), databases=[(DB, DB)], options=options
+                )
+                result["checksums_seconds"] = round(time.monotonic() - started, 3)
+                result["checksummed_ranges"] = sum(d.checksummed_ranges for d in checked.databases)
+                assert checked.equal
+                print(
+                    f"checksums: verify --checksums -j {args.jobs} (counts + digests of every row, both sides) "
+                    f"{result['checksums_seconds']}s, {result['checksummed_ranges']} ranges"
+                )
             result["counts"] = {
                 "rows_per_side": report.rows_source,
                 "sequential_seconds": [round(x, 3) for x in seq],
@@ -135,7 +150,7 @@ def main() -> None:
             for s in (source, target):
                 _many_tables(s, args.inventory_tables)
             result["inventory_build_seconds"] = round(time.monotonic() - t0, 1)
-            reads, verifies = [], []
+            reads, verifies, fulls = [], [], []
             objects = 0
             for _ in range(args.runs):
                 started = time.monotonic()
@@ -151,6 +166,15 @@ def main() -> None:
                     options=VerifyOptions(compare_rows=False, compare_globals=False),
                 )
                 verifies.append(time.monotonic() - started)
+                started = time.monotonic()
+                full = verify_servers(
+                    source.endpoint("source"),
+                    target.endpoint("target"),
+                    databases=[(INV_DB, INV_DB)],
+                    options=VerifyOptions(compare_globals=False, jobs=args.jobs),
+                )
+                fulls.append(time.monotonic() - started)
+                assert full.equal and full.tables_compared == args.inventory_tables
             result["inventory"] = {
                 "tables": args.inventory_tables,
                 "objects": objects,
@@ -158,6 +182,8 @@ def main() -> None:
                 "read_inventory_median": round(statistics.median(reads), 3),
                 "verify_catalogs_seconds": [round(x, 3) for x in verifies],
                 "verify_catalogs_median": round(statistics.median(verifies), 3),
+                "verify_with_counts_seconds": [round(x, 3) for x in fulls],
+                "verify_with_counts_median": round(statistics.median(fulls), 3),
                 "expected_differences": len(report.expected),
                 "differences": len(report.differences),
             }
@@ -165,7 +191,8 @@ def main() -> None:
             print(
                 f"inventory: {args.inventory_tables:,} tables = {objects:,} objects; read_inventory median "
                 f"{i['read_inventory_median']}s; verify (catalogs, both sides) median {i['verify_catalogs_median']}s; "
-                f"{i['differences']} differences, {i['expected_differences']} expected"
+                f"{i['differences']} differences, {i['expected_differences']} expected; with row counts of every "
+                f"table median {i['verify_with_counts_median']}s"
             )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
