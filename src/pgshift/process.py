@@ -292,6 +292,13 @@ def docker_client() -> Any:
         client.ping()
     except DockerException as exc:
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if "PermissionError" in str(exc) or "Permission denied" in str(exc):
+            raise ToolchainError(
+                f"the Docker daemon at {where} does not let this user in (permission denied)",
+                hint="add the user to the docker group (sudo usermod -aG docker $USER, then log in again), "
+                "or install a local client with 'pgshift toolchain install N'",
+                detail=str(exc),
+            ) from exc
         raise ToolchainError(
             f"no Docker daemon is reachable at {where}",
             hint="start the Docker daemon (or set DOCKER_HOST), or install a local client with "
