@@ -170,3 +170,21 @@ def test_multirange_owner_left_behind_before_17() -> None:
         "type (multirange)", "app", "fr_multirange", owner="postgres", flags=frozenset({"multirange", "range-owner:x"})
     )
     assert rule_of(changed(s, t2, "owner", "o", "postgres"), ctx(14, 15)) is None
+
+
+def test_memberships_compare_options_not_grantors() -> None:
+    from pgshift.catalog.cluster import Membership
+    from pgshift.verify.compare import compare_memberships
+
+    src = [Membership("staff", "alice", "postgres", True, None, None)]
+    # 16+: the same membership granted twice (two grantors), one of them WITH ADMIN OPTION.
+    tgt = [
+        Membership("staff", "alice", "bob", False, True, True),
+        Membership("staff", "alice", "postgres", True, True, True),
+    ]
+    assert compare_memberships(src, tgt, both_16=False) == []
+    lost = [Membership("staff", "alice", "postgres", False, True, True)]
+    (cand,) = compare_memberships(src, lost, both_16=False)
+    assert (cand.difference.kind, cand.difference.source, cand.difference.target) == ("changed", "admin", "no admin")
+    (gone,) = compare_memberships(src, [], both_16=False)
+    assert gone.difference.message == "alice is no longer a member of staff"

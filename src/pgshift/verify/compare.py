@@ -121,22 +121,23 @@ def _settings_text(items: Iterable[tuple[str, str]]) -> str:
 def compare_memberships(source: list[Membership], target: list[Membership], *, both_16: bool) -> list[Candidate]:
     """Role memberships; grantors are not compared (16 records them differently)."""
 
-    def key(m: Membership) -> tuple[str, str]:
-        return (m.role, m.member)
+    def collect(items: list[Membership]) -> dict[tuple[str, str], str]:
+        # 16+ may record one membership several times (one per grantor): an option holds when
+        # any of the grants gives it.
+        grants: dict[tuple[str, str], list[Membership]] = {}
+        for m in items:
+            grants.setdefault((m.role, m.member), []).append(m)
+        out: dict[tuple[str, str], str] = {}
+        for k, ms in grants.items():
+            opts = ["admin" if any(m.admin_option for m in ms) else "no admin"]
+            if both_16:
+                opts.append("inherit" if any(m.inherit_option for m in ms) else "no inherit")
+                opts.append("set" if any(m.set_option for m in ms) else "no set")
+            out[k] = ", ".join(opts)
+        return out
 
-    def options(m: Membership) -> str:
-        opts = ["admin" if m.admin_option else "no admin"]
-        if both_16:
-            opts.append("inherit" if m.inherit_option else "no inherit")
-            opts.append("set" if m.set_option else "no set")
-        return ", ".join(opts)
-
-    src: dict[tuple[str, str], str] = {}
-    tgt: dict[tuple[str, str], str] = {}
-    for m in source:
-        src[key(m)] = max(src.get(key(m), ""), options(m))
-    for m in target:
-        tgt[key(m)] = max(tgt.get(key(m), ""), options(m))
+    src = collect(source)
+    tgt = collect(target)
     out: list[Candidate] = []
     for k in sorted(src.keys() | tgt.keys()):
         obj = f"membership of {k[1]} in {k[0]}"
