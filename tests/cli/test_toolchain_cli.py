@@ -253,3 +253,34 @@ def test_install_and_remove_in_a_fresh_cache(tmp_path: Path) -> None:
     assert twice.returncode == 4
     assert "PostgreSQL 16 is not installed in pgshift's cache" in twice.stderr
     _no_traceback(twice)
+
+
+@pytest.mark.docker
+def test_docker_image_command_builds_once_and_reports_json() -> None:
+    from pgshift.errors import ToolchainError
+    from pgshift.process import docker_client
+
+    try:
+        docker_client()
+    except ToolchainError as exc:
+        pytest.skip(f"no Docker daemon reachable: {exc.message}")
+    first = pgshift("toolchain", "docker-image", "17")
+    assert first.returncode == 0, first.stderr
+    assert "pgshift/postgres:17 (PostgreSQL 17." in first.stdout
+    again = pgshift("toolchain", "docker-image", "17", "--json")
+    assert again.returncode == 0, again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["kind"] == "toolchain-docker-image"
+    assert doc["image"]["tag"] == "pgshift/postgres:17"
+    assert doc["image"]["built"] is False
+    assert "pg_dump" in doc["image"]["programs"]
+    chosen = pgshift("toolchain", "select", "11", "17", "--docker", "--json")
+    assert chosen.returncode == 0, chosen.stderr
+    assert json.loads(chosen.stdout)["choice"]["docker_image"] == "pgshift/postgres:17"
+
+
+def test_docker_image_command_without_a_daemon_exits_4() -> None:
+    result = pgshift("toolchain", "docker-image", "17", env={"DOCKER_HOST": "unix:///nonexistent"})
+    assert result.returncode == 4
+    assert "no Docker daemon is reachable at unix:///nonexistent" in result.stderr
+    _no_traceback(result)
