@@ -23,8 +23,9 @@ from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
 from pgshift.version import NEWEST_KNOWN_MAJOR, OLDEST_SUPPORTED_SOURCE, PgVersion
 
-# Catalog text arrives as UTF-8 whatever the database encoding (SQL_ASCII sessions would return bytes).
-_OPTIONS = SAFE_OPTIONS + " -c client_encoding=UTF8"
+# Catalog text arrives as UTF-8 whatever the database encoding (SQL_ASCII sessions would return bytes),
+# and every check session is read-only: a rule that tried to write would fail, not write.
+_OPTIONS = SAFE_OPTIONS + " -c client_encoding=UTF8 -c default_transaction_read_only=on"
 
 
 def _client_advice(
