@@ -165,3 +165,13 @@ def test_password_never_appears_in_report(fresh_server: Any) -> None:
     done = pgshift("check", server.conninfo(), "--target-version", "17", "--json")
     assert done.returncode in (0, 1), done.stderr
     assert "S3cret-pw-for-check" not in done.stdout + done.stderr
+
+
+def test_verbose_console_shows_inventory_and_manual_commands(oids_server: Any) -> None:
+    done = pgshift("check", oids_server.conninfo(), "--target-version", "18", "-d", "app", "-v")
+    out = done.stdout
+    assert "Source databases" in out and "hstore" not in out
+    assert "manual migration" in out
+    assert "--globals-only" in out and "--format=directory" in out and "--analyze-in-stages" in out
+    # the manual commands never carry a password
+    assert "password=" not in out
