@@ -221,6 +221,9 @@ def start(
             raise
         with server.connect() as conn:
             server.version = PgVersion.from_num(conn.info.server_version)
+        if major is not None and server.version.major != major:  # an image without pgshift's labels
+            server.stop()
+            raise ToolchainError(f"the image {image} runs PostgreSQL {server.version}, not {major}")
         return server
     assert last_error is not None
     raise last_error
