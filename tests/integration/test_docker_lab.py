@@ -130,7 +130,7 @@ def test_no_container_outlives_its_owner(image17: ImageInfo, how: signal.Signals
             owner.stdout.close()
     if how == signal.SIGKILL:
         # Nothing runs in a killed process: the next start (or this sweep) removes its container.
-        assert _container_exists(container_id)
+        # (Another worker's start may sweep it first, so its presence here is not asserted.)
         remove_stale(docker_client())
     assert not _container_exists(container_id)
     leftovers = docker_client().containers.list(all=True, filters={"label": LABEL_LAB, "id": container_id})
