@@ -177,7 +177,7 @@ def test_stale_lab_container_of_a_dead_process_is_removed(image17: ImageInfo) ->
         client=client,
     )
     try:
-        assert remove_stale(client) >= 1
+        remove_stale(client)  # (another worker's start may have swept it already)
         remaining = {c.id for c in client.containers.list(all=True, filters={"label": LABEL_LAB})}
         assert container.id not in remaining
         assert mine.id in remaining
