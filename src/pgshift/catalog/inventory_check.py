@@ -146,7 +146,8 @@ class TargetInventory:
     setting_names: frozenset[str]
     connections_in_use: int
     display: str = ""
-    collation_versions: Mapping[str, str] = field(default_factory=dict)
+    collation_versions: Mapping[str, str] = field(default_factory=dict)  # collation name -> library version
+    locale_versions: Mapping[str, str] = field(default_factory=dict)  # libc locale -> library version
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -343,15 +344,14 @@ def target_inventory(conn: Connection, display: str = "") -> TargetInventory:
     info = server_info(conn)
     coll = fetch_all(conn, "SELECT collname, collcollate, collprovider::text AS provider FROM pg_collation")
     locales = {"C", "POSIX"} | {r["collcollate"] for r in coll if r["provider"] == "c" and r["collcollate"]}
-    versions = {
-        r["collname"]: r["v"]
-        for r in fetch_all(
-            conn,
-            "SELECT collname, pg_collation_actual_version(oid) AS v FROM pg_collation "
-            "WHERE collprovider <> 'd' AND collname !~ '^(C|POSIX|ucs_basic)$' AND collname !~ '^pg_'",
-        )
-        if r["v"]
-    }
+    # pg_collation_actual_version reports libc versions from 13 on (NULL before).
+    rows = fetch_all(
+        conn,
+        "SELECT collname, collcollate, collprovider::text AS provider, pg_collation_actual_version(oid) AS v "
+        "FROM pg_collation WHERE collprovider <> 'd' AND collname !~ '^(C|POSIX|ucs_basic)$' AND collname !~ '^pg_'",
+    )
+    versions = {r["collname"]: r["v"] for r in rows if r["v"]}
+    locale_versions = {r["collcollate"]: r["v"] for r in rows if r["v"] and r["provider"] == "c" and r["collcollate"]}
     in_use = fetch_one(conn, "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend'")
     return TargetInventory(
         server=info,
@@ -366,6 +366,7 @@ def target_inventory(conn: Connection, display: str = "") -> TargetInventory:
         connections_in_use=int(in_use["n"]) if in_use else 0,
         display=display,
         collation_versions=versions,
+        locale_versions=locale_versions,
     )
 
 

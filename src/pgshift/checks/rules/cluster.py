@@ -98,14 +98,31 @@ USER_COLLATION_LOCALES = Rule(
 
 def _collation_drift(ctx: Context) -> Iterator[Hit]:
     assert ctx.target is not None
-    # Versions of the source's libc/ICU collations by name (13+ reports libc versions).
+    # Only the collations this database uses: its default (by locale) and those of user columns
+    # and indexes. pg_collation_actual_version reports libc versions from 13 on (NULL before).
     rows = fetch_all(
         ctx.conn,
-        "SELECT collname, pg_collation_actual_version(oid) AS v FROM pg_collation WHERE collprovider <> 'd' "
-        "AND collname !~ '^(C|POSIX|ucs_basic)$' AND collname !~ '^pg_'",
+        """
+        SELECT 'collation ' || c.collname AS object, c.collname AS key, false AS by_locale,
+               pg_collation_actual_version(c.oid) AS v
+        FROM pg_collation c
+        WHERE c.collprovider <> 'd' AND c.collname !~ '^(C|POSIX|ucs_basic)$'
+          AND (c.oid IN (SELECT a.attcollation FROM pg_attribute a WHERE a.attrelid >= 16384 AND a.attnum > 0)
+               OR c.oid IN (SELECT unnest(i.indcollation::oid[]) FROM pg_index i WHERE i.indexrelid >= 16384))
+        UNION ALL
+        SELECT 'database ' || d.datname || ' (' || d.datcollate || ')', d.datcollate, true,
+               (SELECT pg_collation_actual_version(c.oid) FROM pg_collation c
+                WHERE c.collprovider = 'c' AND c.collcollate = d.datcollate LIMIT 1)
+        FROM pg_database d WHERE d.datname = current_database()
+        """,
     )
-    for name, tv, sv in drifted({r["collname"]: r["v"] for r in rows if r["v"]}, ctx.target.collation_versions):
-        yield Hit(name, f"collation {name} is version {sv} on the source and {tv} on the target")
+    for by_locale, target_versions in ((False, ctx.target.collation_versions), (True, ctx.target.locale_versions)):
+        mine = {r["key"]: r for r in rows if r["by_locale"] is by_locale and r["v"]}
+        for key, tv, sv in drifted({k: r["v"] for k, r in mine.items()}, target_versions):
+            obj = mine[key]["object"]
+            yield Hit(
+                obj, f"{obj}: the collation library is version {sv} on the source and {tv} on the target", ctx.database
+            )
 
 
 def drifted(source: Mapping[str, str], target: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -119,7 +136,6 @@ COLLATION_VERSION_DRIFT = Rule(
     severity=Severity.WARNING,
     changed_in="glibc / ICU upgrades (PostgreSQL 15 records database collation versions)",
     needs_target=True,
-    scope=Scope.CLUSTER,
     what_happens="Indexes are rebuilt on the target, so nothing is corrupted, but sort order and equality can "
     "change; unique indexes under nondeterministic collations can fail to build.",
     remediation="Test queries whose results depend on ordering; use --load-via-partition-root for hash partitions "
