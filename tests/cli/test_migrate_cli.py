@@ -164,7 +164,9 @@ def test_a_failing_restore_statement_names_the_object_and_the_fix_then_resume_fi
     source.execute("CREATE TABLE t AS SELECT generate_series(1, 100) AS a; ALTER TABLE t OWNER TO app_owner", "app")
     workdir = tmp_path / "run"
     done = pgshift("migrate", source.conninfo(), target.conninfo(), "--no-globals", "--workdir", str(workdir))
-    assert_clean_failure(done, 5, 'role "app_owner" does not exist', "ALTER TABLE public.t OWNER TO app_owner")
+    assert_clean_failure(
+        done, 5, "failed on TABLE t (owner app_owner)", 'role "app_owner" does not exist', "ALTER TABLE public.t OWNER"
+    )
     assert "--no-owner --no-privileges" in done.stderr and f"--resume {workdir}" in done.stderr
     assert json.loads((workdir / "journal.json").read_text())["status"] == "failed"
     target.execute("CREATE ROLE app_owner")

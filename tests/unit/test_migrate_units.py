@@ -193,6 +193,7 @@ def test_restore_errors_name_the_statement_and_the_advice() -> None:
     watcher = RestoreWatcher(lambda: items.append(1), lambda _line: None)
     for line in (
         "pg_restore: processing item 215 TABLE t",
+        "pg_restore: from TOC entry 215; 1259 16390 TABLE t alice",
         'pg_restore: error: could not execute query: ERROR:  role "alice" does not exist',
         "Command was: ALTER TABLE public.t OWNER TO alice;",
     ):
@@ -200,7 +201,9 @@ def test_restore_errors_name_the_statement_and_the_advice() -> None:
     errors = watcher.done()
     assert items == [1]
     assert errors == [('role "alice" does not exist', "ALTER TABLE public.t OWNER TO alice;")]
-    failure = explain_restore("sales", errors, "")
+    assert watcher.object_of(errors[0]) == "TABLE t (owner alice)"
+    failure = explain_restore("sales", errors, "", watcher.object_of(errors[0]))
+    assert failure.message.startswith("restoring database 'sales' failed on TABLE t (owner alice): role")
     assert "ALTER TABLE public.t OWNER TO alice" in failure.message
     assert failure.hint is not None and "--no-owner --no-privileges" in failure.hint
     assert "install" in restore_advice('extension "postgis" is not available')

@@ -263,42 +263,65 @@ class RestoreErrors:
         return [e for e in self.errors if _TIMEOUT not in e[0]]
 
 
+_TOC_ENTRY = re.compile(r"^pg_restore: from TOC entry \d+; \d+ \d+ (?P<entry>.+)$")
+
+
+def toc_object(entry: str) -> str:
+    """'TABLE u gone' (kind, name, owner) -> 'TABLE u (owner gone)'."""
+    parts = entry.rsplit(" ", 1)
+    if len(parts) == 2 and parts[1] != "-":
+        return f"{parts[0]} (owner {parts[1]})"
+    return parts[0]
+
+
 class RestoreWatcher:
-    """Follows pg_restore's stderr: progress items and error blocks."""
+    """Follows pg_restore's stderr: progress items and error blocks with the object they concern."""
 
     def __init__(self, on_item: Callable[[], None], log: Callable[[str], None]) -> None:
-        self.errors: list[tuple[str, str]] = []
+        self.errors: list[tuple[str, str]] = []  # (message, statement)
+        self.objects: list[str] = []  # the TOC entry each error concerned ("" when unknown)
         self._pending: str | None = None
+        self._toc = ""
         self._on_item = on_item
         self._log = log
 
     def __call__(self, line: str) -> None:
+        self._log(line)
         if line.startswith(("pg_restore: processing item", "pg_restore: finished item")):
             self._on_item()
-            self._log(line)
             return
-        if line.startswith(("pg_restore: creating", "pg_restore: processing data", "pg_restore: launching")):
-            self._log(line)
+        toc = _TOC_ENTRY.match(line)
+        if toc:
+            self._toc = toc_object(toc["entry"])
             return
         m = _ERROR.match(line)
         if m:
             self._flush()
             self._pending = m["msg"].replace("ERROR:  ", "")
-            self._log(line)
             return
         if self._pending is not None and line.startswith("Command was:"):
-            self.errors.append((self._pending, line.removeprefix("Command was:").strip()))
-            self._pending = None
-        self._log(line)
+            self._add(line.removeprefix("Command was:").strip())
+
+    def _add(self, command: str) -> None:
+        assert self._pending is not None
+        self.errors.append((self._pending, command))
+        self.objects.append(self._toc)
+        self._pending = None
+        self._toc = ""
 
     def _flush(self) -> None:
         if self._pending is not None:
-            self.errors.append((self._pending, ""))
-            self._pending = None
+            self._add("")
 
     def done(self) -> list[tuple[str, str]]:
         self._flush()
         return self.errors
+
+    def object_of(self, error: tuple[str, str]) -> str:
+        for (msg, cmd), obj in zip(self.errors, self.objects, strict=True):
+            if (msg, cmd) == error:
+                return obj
+        return ""
 
 
 def restore_advice(message: str) -> str:
@@ -327,7 +350,7 @@ def restore_advice(message: str) -> str:
     return "see the log in the work directory; fix the cause, then resume with pgshift migrate --resume WORKDIR"
 
 
-def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str) -> StepFailed:
+def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str, obj: str = "") -> StepFailed:
     if not errors:
         return StepFailed(
             f"pg_restore failed for database {dbname!r}",
@@ -338,7 +361,10 @@ def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str) -
     message, command = errors[0]
     detail = "\n".join(f"{m}\n  while running: {c}" if c else m for m, c in errors[1:6]) or None
     return StepFailed(
-        f"restoring database {dbname!r} failed: {message}" + (f" (while running: {command[:200]})" if command else ""),
+        f"restoring database {dbname!r} failed"
+        + (f" on {obj}" if obj else "")
+        + f": {message}"
+        + (f" (while running: {command[:200]})" if command else ""),
         detail=detail,
         hint=restore_advice(message),
         program="pg_restore",
@@ -636,7 +662,9 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
     relevant = [e for e in errors if not (tolerant and _TIMEOUT in e[0])]
     if not done.ok and (not tolerant or relevant or not errors):
         run.check_cancel()
-        raise explain_restore(dbp.target, relevant, "\n".join(done.stderr_tail))
+        raise explain_restore(
+            dbp.target, relevant, "\n".join(done.stderr_tail), watcher.object_of(relevant[0]) if relevant else ""
+        )
     if tolerant and errors:
         run.log.write("info", f"{len(errors)} expected transaction_timeout error(s) of a newer pg_restore ignored")
     # Extensions the dump did not carry (schema filters) still belong to the database.
