@@ -148,6 +148,7 @@ def test_usage_errors_exit_64() -> None:
     assert pgshift("check", "host=x", "--target-version", "seventeen").returncode == 64
     assert pgshift("check", "--no-such-option").returncode == 64
     assert pgshift("check").returncode == 64
+    assert pgshift("check", "host=x", "--target-version", "9.6").returncode == 64
 
 
 def test_list_rules_prints_every_rule() -> None:

@@ -21,7 +21,7 @@ from pgshift.errors import PgshiftError, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
-from pgshift.version import NEWEST_KNOWN_MAJOR, OLDEST_SUPPORTED_SOURCE, PgVersion
+from pgshift.version import NEWEST_KNOWN_MAJOR, OLDEST_SUPPORTED_SOURCE, PgVersion, major_label, major_order
 
 # Catalog text arrives as UTF-8 whatever the database encoding (SQL_ASCII sessions would return bytes),
 # and every check session is read-only: a rule that tried to write would fail, not write.
@@ -187,6 +187,11 @@ def run(
     started = time.monotonic()
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if target_version is not None and major_order(target_version) < major_order(OLDEST_SUPPORTED_SOURCE):
+        raise UsageError(
+            f"--target-version {major_label(target_version)} is older than any major pgshift supports",
+            hint=f"give a major of {OLDEST_SUPPORTED_SOURCE} or newer",
+        )
     work_dir = work_dir or (paths.state_dir() / "work")
     sink(StepStarted("connecting to the source", step="check:connect"))
     src = resolve(source)
