@@ -213,6 +213,11 @@ def run(
                 tconn = stack.enter_context(session(tgt, options=_OPTIONS))
                 target_inv = inv.target_inventory(tconn, tgt.display())
                 tmajor = target_inv.server.version.major
+                if major_order(tmajor) < major_order(OLDEST_SUPPORTED_SOURCE):
+                    raise UsageError(
+                        f"the target is PostgreSQL {target_inv.server.version}; pgshift moves databases to "
+                        f"{OLDEST_SUPPORTED_SOURCE} or newer"
+                    )
                 if target_version is not None and target_version != tmajor:
                     sink(
                         Message(
