@@ -331,3 +331,18 @@ def test_clients_in_docker_move_a_database(fresh_server: Any, tmp_path: Path) ->
     assert counts(target, "app") == {"public.t": 33}
     log = (workdir / "migrate.log").read_text()
     assert f"docker run --network host {image.tag} pg_restore" in log and "docker-Secret-7" not in log
+
+
+def test_quiet_and_markdown_outputs(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(17), fresh_server(18)
+    source.execute("CREATE DATABASE one")
+    source.execute("CREATE DATABASE two")
+    quiet = pgshift(
+        "migrate", source.conninfo(), target.conninfo(), "-d", "one", "--quiet", "--workdir", str(tmp_path / "q")
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.strip().splitlines() == [f"done: 1 database(s); log {tmp_path / 'q' / 'migrate.log'}"]
+    md = pgshift("migrate", source.conninfo(), target.conninfo(), "-d", "two", "--format", "markdown")
+    assert md.returncode == 0, md.stderr
+    assert md.stdout.startswith("# pgshift migrate: done")
+    assert "| two | two | done |" in md.stdout and "Verify: source and target are equal" in md.stdout

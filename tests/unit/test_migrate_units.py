@@ -208,3 +208,21 @@ def test_restore_errors_name_the_statement_and_the_advice() -> None:
     assert failure.hint is not None and "--no-owner --no-privileges" in failure.hint
     assert "install" in restore_advice('extension "postgis" is not available')
     assert "--no-tablespaces" in restore_advice('tablespace "fast" does not exist')
+
+
+def test_dump_failures_name_pg_dumps_own_error_and_a_fix() -> None:
+    from pgshift.errors import StepFailed
+    from pgshift.migrate.steps import explain_dump
+
+    failed = StepFailed(
+        "pg_dump failed with exit code 1",
+        detail="pg_dump: reading extensions\npg_dump: error: query failed: ERROR:  out of shared memory\n"
+        'HINT:  You might need to increase "max_locks_per_transaction".',
+        returncode=1,
+    )
+    explained = explain_dump("sales", failed)
+    assert (
+        explained.message == "dumping database 'sales' on the source failed: query failed: ERROR:  out of shared memory"
+    )
+    assert explained.hint is not None and "max_locks_per_transaction" in explained.hint
+    assert explained.exit_code == 5

@@ -371,6 +371,32 @@ def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str, o
     )
 
 
+def explain_dump(dbname: str, exc: StepFailed) -> StepFailed:
+    lines = (exc.detail or "").splitlines()
+    errors = [line.removeprefix("pg_dump: error: ") for line in lines if line.startswith("pg_dump: error:")]
+    reason = errors[-1] if errors else (lines[-1] if lines else exc.message)
+    return StepFailed(
+        f"dumping database {dbname!r} on the source failed: {reason}",
+        detail=exc.detail,
+        hint=dump_advice(reason),
+        program="pg_dump",
+        returncode=exc.returncode,
+    )
+
+
+def dump_advice(message: str) -> str:
+    low = message.lower()
+    if "permission denied" in low:
+        return "connect to the source as a superuser, or grant the role pg_read_all_data (14+)"
+    if "out of shared memory" in low or "max_locks_per_transaction" in low:
+        return "raise max_locks_per_transaction on the source (restart needed), or move fewer tables at once"
+    if "lock" in low and ("timeout" in low or "could not obtain" in low):
+        return "a session holds a conflicting lock on the source: end it (or wait), then resume"
+    if "connection" in low or "could not connect" in low:
+        return "check that the source accepts this many connections and is reachable, then resume"
+    return "see the log in the work directory; fix the cause, then resume"
+
+
 def explain_statement(about: str, statement: Statement, exc: psycopg.Error) -> StepFailed:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return StepFailed(
@@ -639,7 +665,10 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
                 count[0] += 1
                 run.sink(StepProgress("dump", step=sid, completed=float(count[0]), total=float(max(dbp.tables, 1))))
 
-        run.program("pg_dump", dump_args(facts, dbp, dump_dir), facts.source, on_line=dump_line)
+        try:
+            run.program("pg_dump", dump_args(facts, dbp, dump_dir), facts.source, on_line=dump_line)
+        except StepFailed as exc:
+            raise explain_dump(dbp.source, exc) from None
         make_private_tree(dump_dir)
         journal.db_update(src, state="dumped", dump_complete=True, dump_bytes=dir_size(dump_dir))
         finished("dump", sid, t0)
