@@ -356,6 +356,9 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
         t0 = time.monotonic()
         sink(StepStarted(f"verify {len(pairs)} database(s)", step="verify"))
         outcome["verify"], outcome["verify_note"] = _verify(run, pairs)
+        journal.record(
+            "verify", "equal" if verified(facts, outcome["verify"]) else "differences", note=outcome["verify_note"]
+        )
         phases["verify"] = round(time.monotonic() - t0, 3)
         sink(
             StepFinished(

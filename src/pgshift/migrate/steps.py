@@ -536,6 +536,7 @@ def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
     started = time.monotonic()
     run.sink(StepStarted("globals: roles, memberships, tablespaces", step="globals"))
     journal.globals_update(state="running")
+    journal.record("globals", "running")
     record = run.workdir / "globals.sql"
     fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.close(fd)
@@ -586,6 +587,7 @@ def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
                         if grant.grantee is None or grant.grantee in facts.target_roles | created:
                             run.apply(conn, Action(f"tablespace {ts.name}", ddl.grant_on("tablespace", ts.name, grant)))
     journal.globals_update(state="done", memberships=len(grants), tablespaces=made_ts)
+    journal.record("globals", "done")
     run.sink(StepFinished("globals", step="globals", seconds=time.monotonic() - started))
     return sorted(created), existing, len(grants), made_ts
 
@@ -720,8 +722,8 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
 
 def _toc_entries(run: Run, dump_dir: Path) -> int:
     toc = dump_dir / "toc.dat"
-    if not toc.exists():
-        return 1
+    if not toc.exists() or run.facts.client.docker_image is not None:
+        return 1  # a container start per listing is not worth a progress bar
     done = run_client(
         run.facts.client,
         "pg_restore",
