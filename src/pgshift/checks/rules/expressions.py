@@ -340,6 +340,7 @@ LC_COLLATE_GUC = Rule(
     title="Code reading the removed lc_collate / lc_ctype settings",
     severity=Severity.WARNING,
     changed_in="PostgreSQL 16",
+    source_max=15,
     target_min=16,
     what_happens="The lc_collate and lc_ctype parameters were removed in 16: views and functions reading them "
     "restore but fail when used ('unrecognized configuration parameter').",
