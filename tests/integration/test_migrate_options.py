@@ -168,8 +168,12 @@ def test_postgres_database_moves_only_when_asked(fresh_server: Any, tmp_path: Pa
     source, target = fresh_server(16), fresh_server(18)
     source.execute("CREATE TABLE in_postgres AS SELECT generate_series(1, 3) AS x")
     source.execute("CREATE DATABASE app")
+    source.execute("CREATE DATABASE other")
     plan = plan_migration(options(source, target, tmp_path))
-    assert [d.source for d in plan.databases] == ["app"]
+    assert [d.source for d in plan.databases] == ["app", "other"]
+    assert [
+        d.source for d in plan_migration(options(source, target, tmp_path, exclude_databases=("other",))).databases
+    ] == ["app"]
     result = run_migration(options(source, target, tmp_path, databases=("postgres",)))
     assert result.ok, result.verify_note
     assert rows(target, "postgres", "SELECT count(*) FROM in_postgres") == [(3,)]
