@@ -73,7 +73,7 @@ class TableRef:
     name: str
     relkind: str  # "r" table or partition, "m" materialized view
     populated: bool
-    pages: int  # relpages, to start with the largest tables
+    pages: int  # size in 8 kB pages (pg_relation_size), to start with the largest tables
     columns: tuple[Column, ...]
     key: tuple[Column, ...]  # primary key columns, in key order; empty without one
 
@@ -95,7 +95,8 @@ def list_tables(conn: Connection) -> list[TableRef]:
     """Tables, partitions and materialized views that hold rows (largest first)."""
     query: LiteralString = (
         """
-        SELECT n.nspname, c.relname, c.relkind::text AS relkind, c.relispopulated, c.relpages,
+        SELECT n.nspname, c.relname, c.relkind::text AS relkind, c.relispopulated,
+               pg_relation_size(c.oid) / 8192 AS pages,
                ARRAY(SELECT a.attname || E'\\x1f'
                             || format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL)
                             || E'\\x1f' || COALESCE(format_type(NULLIF(bt.typelem, 0), NULL), '')
@@ -114,7 +115,7 @@ def list_tables(conn: Connection) -> list[TableRef]:
         + """
           AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_class'::regclass
                           AND dep.objid = c.oid AND dep.deptype = 'e')
-        ORDER BY c.relpages DESC, n.nspname, c.relname
+        ORDER BY pages DESC, n.nspname, c.relname
         """
     )
     out = []
@@ -130,7 +131,7 @@ def list_tables(conn: Connection) -> list[TableRef]:
                 name=r["relname"],
                 relkind=r["relkind"],
                 populated=bool(r["relispopulated"]),
-                pages=int(r["relpages"] or 0),
+                pages=int(r["pages"] or 0),
                 columns=tuple(columns),
                 key=tuple(by_name[k] for k in r["key"]),
             )
@@ -153,6 +154,19 @@ def _table(table: TableRef) -> sql.Composable:
 def count_rows(conn: Connection, table: TableRef) -> int:
     rows = _execute(conn, sql.SQL("SELECT count(*) AS n FROM {}").format(_table(table)))
     return int(rows[0]["n"])
+
+
+def count_rows_many(conn: Connection, tables: Sequence[TableRef]) -> list[int]:
+    """Exact counts of several (small) tables in one round trip, in the order given."""
+    if len(tables) == 1:
+        return [count_rows(conn, tables[0])]
+    parts = [
+        sql.SQL("SELECT {i} AS i, count(*) AS n FROM {t}").format(i=sql.Literal(i), t=_table(t))
+        for i, t in enumerate(tables)
+    ]
+    rows = _execute(conn, sql.SQL(" UNION ALL ").join(parts))
+    by_index = {int(r["i"]): int(r["n"]) for r in rows}
+    return [by_index[i] for i in range(len(tables))]
 
 
 def prepare_checksum_session(conn: Connection) -> None:
