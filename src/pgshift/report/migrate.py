@@ -83,7 +83,9 @@ def render_result(result: MigrationResult, console: Console) -> None:
     )
     console.print(f"client: {escape(result.client)}")
     table = Table(title_justify="left")
-    for col in ("source", "target", "status", "size", "dump", "create", "dump", "restore", "analyze"):
+    for col in ("source", "target"):
+        table.add_column(col, overflow="fold")
+    for col in ("status", "size", "dump size", "seconds*"):
         table.add_column(col)
     for d in result.databases:
         s = d.seconds
@@ -93,12 +95,10 @@ def render_result(result: MigrationResult, console: Console) -> None:
             d.status + (" (earlier attempt)" if d.resumed else ""),
             human_size(d.size_bytes),
             human_size(d.dump_bytes) if d.dump_bytes is not None else "",
-            _seconds(s.get("create")),
-            _seconds(s.get("dump")),
-            _seconds(s.get("restore")),
-            _seconds(s.get("analyze")),
+            " / ".join(f"{s[p]:.1f}" if p in s else "-" for p in ("create", "dump", "restore", "analyze")),
         )
     console.print(table)
+    console.print("[dim]* seconds of create / dump / restore / analyze[/]")
     if result.globals is not None and not result.globals.skipped:
         g = result.globals
         console.print(
