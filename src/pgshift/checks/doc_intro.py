@@ -59,7 +59,7 @@ target             PostgreSQL 18.6 as postgres (superuser)
 databases checked  postgres, shop
 to move            15.5 MB on disk; 16.0 kB of table data, 16.0 kB of indexes (rebuilt)
 connections        --jobs 2: source 4 (free 57), target 3 (free 56)
-work directory     /srv/pgshift-work: dump needs up to 2.0 MB, 72.6 GB free
+work directory     /srv/pgshift-work: dump needs up to 2.0 MB, 74.2 GB free
 client programs    PostgreSQL 18.6 from /var/cache/pgshift/pg/18/bin: same major as the target
 Blockers (3)
 ┏━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
@@ -121,11 +121,11 @@ target             PostgreSQL 16 (planned; no target server given)
 databases checked  shop
 to move            7.8 MB on disk; 16.0 kB of table data, 16.0 kB of indexes (rebuilt)
 connections        --jobs 2: source 4 (free 57), target 3
-work directory     /srv/pgshift-work: dump needs up to 1.0 MB, 74.6 GB free
+work directory     /srv/pgshift-work: dump needs up to 1.0 MB, 74.5 GB free
 client programs    PostgreSQL 16.15 from /var/cache/pgshift/pg/16/bin: same major as the target
 …
-Not run (9 target-side checks): target-database-exists, target-privileges, encoding-mismatch, catalog-refs, extension-availability, superuser-only-objects, locale-availability, collation-locale-availability, collation-version-drift
-needs the target server (offline check for 16); give TARGET to run it
+Not run (9):
+  target-database-exists, target-privileges, encoding-mismatch, catalog-refs, extension-availability, superuser-only-objects, locale-availability, collation-locale-availability, collation-version-drift — needs the target server (offline check for 16); give TARGET to run it
 NOT READY (13 → 16): 3 blocker(s) must be fixed first
 ```
 
@@ -239,7 +239,7 @@ example above:
     "target_connections_needed": 3,
     "target_connections_available": 56,
     "work_dir": "/srv/pgshift-work",
-    "work_dir_free_bytes": 81242836992,
+    "work_dir_free_bytes": 79856058368,
     "dump_bytes_estimate": 1064960,
     "work_dir_fits": true
   }

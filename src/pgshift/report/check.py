@@ -110,11 +110,12 @@ def render_console(report: CheckReport, console: Console, *, verbose: bool = Fal
         if shown < total:
             console.print(f"[dim]… {total - shown} more; use --verbose or --format json/markdown/html[/]")
     if report.skipped:
-        console.print(
-            f"[bold]Not run[/] ({len(report.skipped)} target-side checks): "
-            + escape(", ".join(s.rule_id for s in report.skipped))
-        )
-        console.print(f"[dim]{escape(report.skipped[0].reason)}[/]")
+        by_reason: dict[str, list[str]] = {}
+        for skip in report.skipped:
+            by_reason.setdefault(skip.reason, []).append(skip.rule_id)
+        console.print(f"[bold]Not run[/] ({len(report.skipped)}):")
+        for reason, ids in by_reason.items():
+            console.print(f"  {escape(', '.join(ids))} [dim]— {escape(reason)}[/]")
     for w in report.client.warnings:
         console.print(f"[yellow]client:[/] {escape(w)}")
     if verbose:
