@@ -117,3 +117,13 @@ def test_bad_rename_is_a_usage_error(pair: Pair) -> None:
     src, tgt = pair.uris()
     done = pgshift("verify", src, tgt, "--rename", "app")
     assert done.returncode == 64 and "OLD=NEW" in done.stderr
+
+
+def test_rows_only_still_sees_a_missing_table(pair: Pair) -> None:
+    copy_database(pair.source, pair.target, "app", "app_rows")
+    pair.target.execute("DROP TABLE t", "app_rows")
+    src, tgt = pair.uris()
+    done = pgshift("verify", src, tgt, "-d", "app", "--rename", "app=app_rows", "--no-schema", "--no-globals")
+    assert done.returncode == 1
+    assert "table public.t is missing on the target" in done.stdout
+    assert pgshift("verify", src, tgt, "--no-rows", "--no-schema").returncode == 64

@@ -80,6 +80,9 @@ def verify(
     no_owners: Annotated[bool, typer.Option("--no-owners", help="Do not compare owners.")] = False,
     no_privileges: Annotated[bool, typer.Option("--no-privileges", help="Do not compare privileges (ACLs).")] = False,
     no_rows: Annotated[bool, typer.Option("--no-rows", help="Do not count rows (catalogs only).")] = False,
+    no_schema: Annotated[
+        bool, typer.Option("--no-schema", help="Do not compare objects (rows, sequences, large objects only).")
+    ] = False,
     chunk_rows: Annotated[
         int, typer.Option("--chunk-rows", help="Rows per checksummed key range.", min=1)
     ] = VerifyOptions.checksum_chunk_rows,
@@ -92,6 +95,8 @@ def verify(
     fmt = pick_format(fmt, as_json)
     if jobs < 1:
         raise UsageError("--jobs must be at least 1", hint="give -j 1 or more")
+    if no_rows and no_schema:
+        raise UsageError("--no-rows and --no-schema leave nothing to compare in the databases", hint="drop one")
     renames = _renames(rename or [])
     pairs = [(d, renames.get(d, d)) for d in database] if database else None
     options = VerifyOptions(
@@ -101,6 +106,7 @@ def verify(
         compare_owners=not no_owners,
         compare_privileges=not no_privileges,
         compare_rows=not no_rows,
+        compare_schema=not no_schema,
         schemas=tuple(schema or ()),
         exclude_schemas=tuple(exclude_schema or ()),
         tables=tuple(table or ()),
