@@ -621,3 +621,25 @@ def test_check_sessions_are_read_only(servers: Any) -> None:
         assert row == {"ro": "on"}
         with pytest.raises(Exception, match="read-only transaction"):
             conn.execute("CREATE TABLE chk_must_not_exist (a int)")
+
+
+def test_estimates_count_table_data_large_objects_and_connections(servers: Any) -> None:
+    server = servers.get(16)
+    db = _u("chk_est")
+    server.execute(f"CREATE DATABASE {db}")
+    server.execute(
+        "CREATE TABLE big (id int PRIMARY KEY, pad text);"
+        "INSERT INTO big SELECT g, repeat(md5(g::text), 10) FROM generate_series(1, 20000) g;"
+        "SELECT lo_from_bytea(0, convert_to(repeat('x', 300000), 'UTF8'))",
+        db,
+    )
+    report = run_check(server.endpoint("source", db), None, target_version=17, databases=[db], jobs=3)
+    est = report.estimates
+    [inv] = report.source.checked
+    assert inv.large_objects == 1 and inv.large_object_bytes > 0
+    assert inv.object_counts["tables"] == 1 and inv.object_counts["indexes"] == 1
+    assert inv.largest_tables[0].name == "public.big"
+    assert est.table_data_bytes >= 20000 * 320 + inv.large_object_bytes  # heap rows plus LO pages
+    assert est.index_bytes > 0 and est.dump_bytes_estimate >= est.table_data_bytes
+    assert (est.jobs, est.source_connections_needed, est.target_connections_needed) == (3, 5, 4)
+    assert est.work_dir_fits is True and est.work_dir_free_bytes

@@ -54,6 +54,7 @@ class DatabaseInventory:
     table_data_bytes: int
     index_bytes: int
     large_objects: int
+    large_object_bytes: int
     unlogged_tables: tuple[str, ...]
     foreign_servers: tuple[str, ...]
     user_mappings: tuple[str, ...]
@@ -72,6 +73,7 @@ class DatabaseInventory:
             "table_data_bytes": self.table_data_bytes,
             "index_bytes": self.index_bytes,
             "large_objects": self.large_objects,
+            "large_object_bytes": self.large_object_bytes,
             "unlogged_tables": list(self.unlogged_tables),
             "foreign_servers": list(self.foreign_servers),
             "user_mappings": list(self.user_mappings),
@@ -268,6 +270,7 @@ _COUNTS: LiteralString = (
       (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS triggers,
       (SELECT count(*) FROM pg_policy) AS policies,
       (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects,
+      pg_table_size('pg_catalog.pg_largeobject') AS large_object_bytes,
       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'm', 'f', 'S', 'v') AND """
     + USER_NAMESPACES
@@ -329,6 +332,7 @@ def database_inventory(conn: Connection, name: str, *, top: int = 10) -> Databas
         table_data_bytes=int(counts["table_bytes"]),
         index_bytes=int(counts["index_bytes"]),
         large_objects=int(counts["large_objects"]),
+        large_object_bytes=int(counts["large_object_bytes"]),
         unlogged_tables=unlogged,
         foreign_servers=servers,
         user_mappings=mappings,

@@ -109,7 +109,7 @@ class Estimates:
     """What a move costs: bytes, connections, work-directory space."""
 
     databases_bytes: int  # sum of pg_database_size of the checked databases
-    table_data_bytes: int  # heap + TOAST of user tables (what a dump carries, before compression)
+    table_data_bytes: int  # heap + TOAST of user tables and large objects (what a dump carries, uncompressed)
     index_bytes: int  # rebuilt on the target, not copied
     jobs: int
     source_connections_needed: int

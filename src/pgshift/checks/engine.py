@@ -115,7 +115,7 @@ def _estimates(
 ) -> Estimates:
     checked = {d.name for d in source.checked}
     db_bytes = sum(d.size_bytes or 0 for d in source.databases if d.name in checked)
-    table_bytes = sum(d.table_data_bytes for d in source.checked)
+    table_bytes = sum(d.table_data_bytes + d.large_object_bytes for d in source.checked)
     index_bytes = sum(d.index_bytes for d in source.checked)
 
     def available(server: ServerInfo, in_use: int | None) -> int | None:
