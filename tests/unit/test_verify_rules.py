@@ -188,3 +188,13 @@ def test_memberships_compare_options_not_grantors() -> None:
     assert (cand.difference.kind, cand.difference.source, cand.difference.target) == ("changed", "admin", "no admin")
     (gone,) = compare_memberships(src, [], both_16=False)
     assert gone.difference.message == "alice is no longer a member of staff"
+
+
+def test_public_schema_acl_of_15_only_replaces_the_old_default() -> None:
+    new = "pg_database_owner=UC/pg_database_owner, =U/pg_database_owner"
+    s = DbObject("schema", None, "public", owner="postgres", acl=("postgres=UC/postgres", "=UC/postgres"))
+    t = DbObject("schema", None, "public", owner="pg_database_owner", acl=tuple(new.split(", ")))
+    assert rule_of(changed(s, t, "acl", "postgres=UC/postgres, =UC/postgres", new), ctx(14, 15)) == "public-schema-15"
+    # A hardened source (no PUBLIC access) that arrives with USAGE for PUBLIC is a real difference.
+    hardened = DbObject("schema", None, "public", owner="postgres", acl=("postgres=UC/postgres",))
+    assert rule_of(changed(hardened, t, "acl", "postgres=UC/postgres", new), ctx(14, 15)) is None

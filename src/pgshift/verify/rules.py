@@ -128,8 +128,13 @@ def _public_schema_15(c: Candidate, ctx: Context) -> bool:
         return False
     if c.attribute == "owner":
         return c.difference.target == "pg_database_owner"
-    if c.attribute == "acl":
-        return c.difference.target == "pg_database_owner=UC/pg_database_owner, =U/pg_database_owner"
+    if c.attribute == "acl" and c.source is not None and c.source.acl is not None:
+        # Only the old default becomes the new default; a hardened source ACL must arrive as it was.
+        owner = c.source.owner
+        old_default = {f"{owner}=UC/{owner}", "=UC/" + str(owner)}
+        return set(c.source.acl) == old_default and c.difference.target == (
+            "pg_database_owner=UC/pg_database_owner, =U/pg_database_owner"
+        )
     return False
 
 
