@@ -39,9 +39,11 @@ def _explain(exc: psycopg.OperationalError, where: str, secrets: Sequence[str]) 
         hint = "check the sslmode and certificate settings of the connection string"
     else:
         hint = None
-    return ConnectionFailed(
-        f"cannot connect to the {where}: {text.splitlines()[0] if text else 'unknown error'}", hint=hint, detail=text
-    )
+    # psycopg prefixes libpq's text with "connection failed: "; the first line is the message,
+    # the rest (libpq's own advice, other hosts tried) the detail.
+    lines = [line.strip() for line in text.removeprefix("connection failed:").strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "unknown error"
+    return ConnectionFailed(f"cannot connect to the {where}: {first}", hint=hint, detail="\n".join(lines[1:]) or None)
 
 
 def connect(
