@@ -29,6 +29,7 @@ CREATE TABLE app.item (id integer PRIMARY KEY, name text NOT NULL UNIQUE, mood a
                        price numeric(10, 2), ratio real, score double precision, scores float8[],
                        seen timestamptz, spent interval, cash money, raw bytea, doc jsonb, span app.floatrange);
 CREATE INDEX item_lower_name ON app.item (lower(name));
+CREATE STATISTICS app.item_stats (dependencies) ON mood, qty FROM app.item;
 INSERT INTO app.item
 SELECT g, 'item ' || g, (ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::app.mood, g, g * 1.25, g / 3.0, g / 7.0,
        ARRAY[g / 3.0, 0.1, NULL], '2024-03-01 12:00+01'::timestamptz + g * interval '37 minutes',
@@ -224,6 +225,7 @@ def test_inventory_sees_every_kind(fresh_server: Any) -> None:
         "default privileges",
         "schema",
         "extension",
+        "statistics object",
     ):
         assert counts.get(kind), kind
     assert objs[("type (enum)", "app", "mood")].attrs["labels"] == "sad, ok, happy"

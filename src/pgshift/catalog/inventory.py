@@ -409,6 +409,33 @@ def _policies(conn: Connection, version: PgVersion) -> list[DbObject]:
     ]
 
 
+def _statistics(conn: Connection, version: PgVersion) -> list[DbObject]:
+    if version.num < 100000:  # 10 added extended statistics (CREATE STATISTICS)
+        return []
+    query: LiteralString = (
+        """
+        SELECT n.nspname, s.stxname, c.relname, pg_get_userbyid(s.stxowner) AS owner,
+               pg_get_statisticsobjdef(s.oid) AS definition, obj_description(s.oid, 'pg_statistic_ext') AS comment
+        FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace JOIN pg_class c ON c.oid = s.stxrelid
+        WHERE """
+        + _USER_NSP
+        + " AND "
+        + _not_extension_member("pg_statistic_ext", "s.oid")
+    )
+    return [
+        DbObject(
+            "statistics object",
+            r["nspname"],
+            r["stxname"],
+            r["owner"],
+            None,
+            r["comment"],
+            {"table": r["relname"], "definition": r["definition"]},
+        )
+        for r in fetch_all(conn, query)
+    ]
+
+
 # --- routines, types, collations, text search -----------------------------------------------
 
 
@@ -803,6 +830,7 @@ READERS: tuple[tuple[str, Callable[[Connection, PgVersion], list[DbObject]]], ..
     ("triggers", _triggers),
     ("rules", _rules),
     ("policies", _policies),
+    ("statistics", _statistics),
     ("routines", _routines),
     ("types", _types),
     ("collations", _collations),

@@ -211,7 +211,7 @@ def table_of(obj: DbObject) -> str | None:
     """The table an object belongs to (itself for relations), for -t/-T filters."""
     if "relation" in obj.flags:
         return obj.name
-    if obj.kind == "index":
+    if obj.kind in ("index", "statistics object"):
         return obj.attrs.get("table")
     if obj.kind in ("trigger", "rule", "policy") or (obj.kind.startswith("constraint") and "on:table" in obj.flags):
         return obj.name.split(".", 1)[0]
