@@ -148,13 +148,12 @@ def test_equal_servers_report_equal(
     fresh_server: Any, src_major: int, tgt_major: int, corpus: tuple[str, ...], rules: set[str]
 ) -> None:
     source, target = fresh_server(src_major), fresh_server(tgt_major)
-    for name in corpus:
-        load_corpus(source, name, f"corpus_{name}")
+    corpus_dbs = load_corpus(source, corpus)
     source.execute("CREATE DATABASE kinds")
     source.execute(kinds_sql(src_major), "kinds")
     fixture = build(source)
     copy_globals(source, target)
-    for db in (*(f"corpus_{n}" for n in corpus), "kinds", *fixture.database_names):
+    for db in (*corpus_dbs, "kinds", *fixture.database_names):
         copy_database(source, target, db)
 
     sink = Collector()
@@ -165,7 +164,7 @@ def test_equal_servers_report_equal(
     assert report.equal, _explain(report)
     assert report.exit_code == 0 and report.differences == ()
     compared = {t.source: t for t in report.databases}
-    assert set(compared) == {"postgres", "kinds", *(f"corpus_{n}" for n in corpus), *fixture.database_names}
+    assert set(compared) == {"postgres", "kinds", *corpus_dbs, *fixture.database_names}
     if "pagila" in corpus:
         assert compared["corpus_pagila"].rows_source == 49_636 == compared["corpus_pagila"].rows_target
     kinds = compared["kinds"]

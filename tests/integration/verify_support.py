@@ -7,30 +7,23 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from pgshift.lab import LabServer
-from pgshift.process import Command, run
+from pgshift.lab import LabServer, corpus
 from pgshift.toolchain.clients import run_client
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
-
-CORPUS = Path("/work/shared/corpus")
-PSQL18 = "/var/cache/pgshift/pg/18/bin/psql"
+from tests.fixtures import corpus as fixture_corpus
+from tests.fixtures.corpus import shared_corpus_dir
 
 
 def client_for(source: LabServer, target: LabServer) -> ClientChoice:
     return select_client(discover(), source.version, target.version)
 
 
-def psql(server: LabServer, dbname: str, *args: str, choice: ClientChoice | None = None) -> str:
-    program = choice.program("psql") if choice else PSQL18
-    done = run(Command((program, "-X", "-q", "-d", server.conninfo(dbname), *args), env=server.psql_env()))
-    return done.stdout
-
-
-def load_corpus(server: LabServer, name: str, dbname: str) -> None:
-    server.execute(f"CREATE DATABASE {dbname}")
-    env = {**server.psql_env(), "PSQL": PSQL18}
-    run(Command(("sh", str(CORPUS / name / "load.sh"), server.conninfo(dbname)), env=env), timeout=300)
+def load_corpus(server: LabServer, names: tuple[str, ...]) -> list[str]:
+    """Corpus samples in databases ``corpus_<name>`` (the shared-only ones when the shared corpus
+    is beside the repository); returns the databases loaded."""
+    wanted = tuple(n for n in names if corpus.SAMPLES[n].packaged or shared_corpus_dir() is not None)
+    return sorted(fixture_corpus.load_corpus(server, "corpus", wanted))
 
 
 def copy_globals(source: LabServer, target: LabServer) -> None:
