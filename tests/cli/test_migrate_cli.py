@@ -3,6 +3,7 @@ exit code and no traceback, and leave either an untouched target or a resumable 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -346,3 +347,61 @@ def test_quiet_and_markdown_outputs(fresh_server: Any, tmp_path: Path) -> None:
     assert md.returncode == 0, md.stderr
     assert md.stdout.startswith("# pgshift migrate: done")
     assert "| two | two | done |" in md.stdout and "Verify: source and target are equal" in md.stdout
+
+
+def test_killed_during_the_dump_resumes_into_a_fresh_dump_directory(fresh_server: Any, tmp_path: Path) -> None:
+    """pgshift is SIGKILLed while its pg_dump waits for a lock; the orphaned pg_dump may still write
+    into its directory, so the resume dumps into one of its own."""
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS x", "app")
+    workdir = tmp_path / "run"
+    with source.connect("app", autocommit=False) as holder:
+        holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pgshift",
+                "migrate",
+                source.conninfo(),
+                target.conninfo(),
+                "--workdir",
+                str(workdir),
+                "--no-check",  # check's inventory would wait for the lock too (until lock_timeout)
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        state = ""
+        while time.monotonic() < deadline and state != "dumping":
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                state = json.loads((workdir / "journal.json").read_text())["databases"]["app"]["state"]
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.kill()
+        proc.communicate(timeout=60)
+        first = json.loads((workdir / "journal.json").read_text())["databases"]["app"]
+        assert first["state"] == "dumping" and first["dump_dir"] == "01-app"
+        holder.rollback()  # the orphaned pg_dump goes on now
+    resumed = pgshift("migrate", "--resume", str(workdir), "--json", "--keep-dumps")
+    assert resumed.returncode == 0, resumed.stderr
+    entry = json.loads((workdir / "journal.json").read_text())["databases"]["app"]
+    assert entry["state"] == "done" and entry["dump_dir"] == "01-app-attempt2"
+    assert (workdir / "dumps" / "01-app-attempt2" / "toc.dat").is_file()
+    assert counts(target, "app") == {"public.t": 1000}
+
+
+def test_a_locked_source_table_stops_the_preflight_with_a_clear_message(fresh_server: Any) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT 1 AS x", "app")
+    with source.connect("app", autocommit=False) as holder:
+        holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        done = pgshift("migrate", source.conninfo(), target.conninfo())
+        holder.rollback()
+    assert_clean_failure(done, 5, "could not read the servers", "lock timeout", "exclusive lock")
+    assert databases(target) == {"postgres"}

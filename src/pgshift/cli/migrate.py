@@ -174,6 +174,8 @@ def migrate(
             changes["if_exists"] = if_exists
         if jobs != 2:
             changes["jobs"] = jobs
+        if keep_dumps:
+            changes["keep_dumps"] = True
         options = load_resume_options(resume, source=src, target=tgt, changes=changes)
     else:
         if not source or not target:

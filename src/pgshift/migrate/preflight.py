@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
 from pgshift.catalog import cluster, ddl
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, ServerInfo, TablespaceInfo
 from pgshift.catalog.session import Connection, resolve, session
 from pgshift.conninfo import ResolvedEndpoint
-from pgshift.errors import PreflightRefused
+from pgshift.errors import PreflightRefused, StepFailed
 from pgshift.events import EventSink, Level, Message
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import (
@@ -147,14 +149,17 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
         return
     from pgshift.checks import Severity, run_check
 
-    report = run_check(
-        options.source,
-        options.target,
-        databases=names,
-        jobs=options.jobs,
-        pg_bins=options.pg_bins,
-        sink=sink,
-    )
+    try:
+        report = run_check(
+            options.source,
+            options.target,
+            databases=names,
+            jobs=options.jobs,
+            pg_bins=options.pg_bins,
+            sink=sink,
+        )
+    except psycopg.Error as exc:
+        raise _query_failed("pgshift check's inventory", exc) from None
     refused: list[tuple[Any, str]] = []
     accepted: list[tuple[Any, str]] = []
     warned: list[str] = []
@@ -384,8 +389,27 @@ def _globals_plan(facts: Facts, sconn: Connection, tconn: Connection, journal: J
     facts.globals_plan = GlobalsPlan(tuple(roles), len(facts.memberships), tuple(spaces), passwords)
 
 
+def _query_failed(what: str, exc: psycopg.Error) -> StepFailed:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        hint = (
+            "a session holds an exclusive lock on a table (or the catalog) of a server: let it finish, then run "
+            "again; --no-check skips check's inventory"
+        )
+    else:
+        hint = "run again; if it persists, run with --debug and report it"
+    return StepFailed(f"the preflight could not read the servers ({what}): {text}", hint=hint)
+
+
 def preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None = None) -> Facts:
     """Connect, read and decide. Raises PreflightRefused/ConnectionFailed/ToolchainError; touches nothing."""
+    try:
+        return _preflight(options, sink, journal)
+    except psycopg.Error as exc:
+        raise _query_failed("catalog queries", exc) from None
+
+
+def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None) -> Facts:
     sink(Message("connecting to the source and the target", level=Level.DEBUG))
     source = resolve(options.source)
     target = resolve(options.target)

@@ -655,7 +655,13 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
     # --- dump -----------------------------------------------------------------------------------
     if not entry.get("dump_complete"):
         sid, t0 = phase("dump", f"dump ({_size(dbp.size_bytes)})", total=float(max(dbp.tables, 1)))
-        journal.db_update(src, state="dumping")
+        attempt = int(journal.data.get("attempts", 1))
+        if entry.get("dump_started") and attempt > 1:
+            # A pg_dump of an earlier attempt may still be writing there (pgshift was SIGKILLed and its
+            # child lives on): dump into a directory of this attempt instead.
+            shutil.rmtree(dump_dir, ignore_errors=True)
+            dump_dir = dump_dir.with_name(f"{re.sub(r'-attempt[0-9]+$', '', dump_dir.name)}-attempt{attempt}")
+        journal.db_update(src, state="dumping", dump_started=True, dump_dir=dump_dir.name)
         shutil.rmtree(dump_dir, ignore_errors=True)
         dump_dir.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(dump_dir.parent, 0o700)
