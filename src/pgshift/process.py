@@ -118,8 +118,31 @@ def terminate_group(pgid: int, *, grace: float = 5.0) -> None:
 
 
 def terminate_all() -> None:
+    """Stop every running child: local process groups, then client containers (``run_in_container``)."""
     for pgid in running_groups():
         terminate_group(pgid)
+    _kill_containers()
+
+
+# Ids of client containers being waited for, so that terminate_all (called from the main thread
+# on Ctrl-C/SIGTERM while workers wait) can stop them; their waits then return at once.
+_containers: set[str] = set()
+
+
+def _kill_containers() -> None:
+    with _running_lock:
+        ids = list(_containers)
+    if not ids:
+        return
+    try:
+        import docker
+
+        api = docker.from_env(timeout=30).api  # a client of its own: the workers' are busy waiting
+    except Exception:  # best effort while stopping
+        return
+    for container_id in ids:
+        with contextlib.suppress(Exception):
+            api.kill(container_id)
 
 
 def _pump(stream: IO[bytes], tail: deque[str], secrets: tuple[str, ...], on_line: LineCallback | None) -> None:
@@ -382,6 +405,8 @@ def run_in_container(
             container.remove(force=True, v=True)
         raise
     stderr_tail: deque[str] = deque(maxlen=tail_lines)
+    with _running_lock:
+        _containers.add(container.id)
     try:
         result = container.wait()
         returncode = int(result.get("StatusCode", 1))
@@ -395,6 +420,8 @@ def run_in_container(
         container.kill()
         raise Interrupted(f"interrupted while {command.argv[0]} was running in Docker") from None
     finally:
+        with _running_lock:
+            _containers.discard(container.id)
         with contextlib.suppress(DockerException):
             container.remove(force=True, v=True)
     completed = Completed(

@@ -183,3 +183,40 @@ def test_stale_lab_container_of_a_dead_process_is_removed(image17: ImageInfo) ->
         assert mine.id in remaining
     finally:
         mine.remove(force=True, v=True)
+
+
+def test_terminate_all_stops_a_client_container_a_worker_is_waiting_for(image17: ImageInfo) -> None:
+    import threading
+    import time
+
+    from pgshift.errors import StepFailed
+    from pgshift.process import terminate_all
+
+    outcome: dict[str, Any] = {}
+    created: list[Any] = []
+
+    def worker() -> None:
+        try:
+            # Busy forever: the image has no sleep program, only sh.
+            run_in_container(
+                ContainerCommand(image=image17.tag, argv=("sh", "-c", "while :; do :; done")),
+                on_container=created.append,
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not created and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert created
+    time.sleep(1.0)  # let it start and reach its wait
+    assert thread.is_alive()
+    started = time.monotonic()
+    terminate_all()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 30
+    assert isinstance(outcome.get("error"), StepFailed)
+    assert created[0].id not in {c.id for c in docker_client().containers.list(all=True)}
