@@ -405,3 +405,22 @@ def test_a_locked_source_table_stops_the_preflight_with_a_clear_message(fresh_se
         holder.rollback()
     assert_clean_failure(done, 5, "could not read the servers", "lock timeout", "exclusive lock")
     assert databases(target) == {"postgres"}
+
+
+def test_a_tablespace_the_target_cannot_create_fails_with_the_fix_and_a_resumable_journal(
+    fresh_server: Any, tmp_path: Path
+) -> None:
+    from tests.integration.test_migrate_options import _server_dir
+
+    source, target = fresh_server(16), fresh_server(17)
+    location = _server_dir(tmp_path / "ts")
+    source.execute(f"CREATE TABLESPACE fast LOCATION '{location}'")
+    source.execute("CREATE DATABASE app")
+    workdir = tmp_path / "run"
+    done = pgshift(
+        "migrate", source.conninfo(), target.conninfo(), "--workdir", str(workdir),
+        "--tablespace-map", f"fast={tmp_path}/missing/dir",
+    )  # fmt: skip
+    assert_clean_failure(done, 5, "tablespace fast", "--tablespace-map", f"--resume {workdir}")
+    assert json.loads((workdir / "journal.json").read_text())["status"] == "failed"
+    assert databases(target) == {"postgres"}

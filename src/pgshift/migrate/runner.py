@@ -18,6 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psycopg
+
 from pgshift.catalog import ddl
 from pgshift.catalog.session import fetch_all, session
 from pgshift.conninfo import Endpoint
@@ -284,6 +286,14 @@ def verified(facts: Facts, report: VerifyReport | None) -> bool:
     return report.equal or len(report.differences) == len(by_design(facts, report))
 
 
+def _query_error(what: str, exc: psycopg.Error) -> StepFailed:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StepFailed(
+        f"{what}: a query failed: {text}",
+        hint="see the log in the work directory; fix the cause, then resume",
+    )
+
+
 def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) -> dict[str, Any]:
     facts, journal, sink = run.facts, run.journal, run.sink
     phases: dict[str, float] = {}
@@ -301,7 +311,12 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
                 tuple(g.get("tablespaces", [])),
             )
         else:
-            created, existing, memberships, spaces = steps.run_globals(run)
+            try:
+                created, existing, memberships, spaces = steps.run_globals(run)
+            except psycopg.Error as exc:
+                if run.cancel.is_set():
+                    raise Interrupted("interrupted") from None
+                raise _query_error("the globals", exc) from None
             outcome["globals"] = GlobalsResult(tuple(created), tuple(existing), memberships, tuple(spaces))
         phases["globals"] = round(time.monotonic() - t0, 3)
     else:
@@ -322,6 +337,12 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
         except PgshiftError as exc:
             journal.db_update(dbp.source, error=exc.message)
             raise
+        except psycopg.Error as exc:
+            if run.cancel.is_set():
+                raise Interrupted("interrupted") from None
+            failure = _query_error(f"database {dbp.source!r}", exc)
+            journal.db_update(dbp.source, error=failure.message)
+            raise failure from None
         with lock:
             done_bytes[0] += float(dbp.size_bytes or 0)
             sink(StepProgress("migrate", step="migrate", completed=done_bytes[0], total=total))
@@ -465,6 +486,14 @@ def _execute(
             future = executor.submit(_body, run, plan, dump_dirs)
             try:
                 outcome = _wait(future)
+            except PgshiftError as exc:
+                # The globals failed (databases report their failures in the outcome).
+                journal.set_status("failed")
+                log.write("error", exc.message + (f"\n{exc.detail}" if exc.detail else ""))
+                exc.hint = (exc.hint + "; then " if exc.hint else "fix the cause, then ") + (
+                    f"continue with: pgshift migrate --resume {workdir}"
+                )
+                raise
             except (KeyboardInterrupt, _Signalled) as exc:
                 signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
                 run.cancel.set()
