@@ -216,18 +216,38 @@ def _key_values(table: TableRef) -> sql.Composable:
 KeyValue = tuple[str, ...]
 
 
-def range_boundaries(conn: Connection, table: TableRef, chunk_rows: int) -> list[KeyValue]:
-    """Keys that start each chunk of ``chunk_rows`` rows, in key order (empty for an empty table)."""
+def _range_where(table: TableRef, lower: KeyValue | None, upper: KeyValue | None) -> tuple[sql.Composable, list[str]]:
+    conds: list[sql.Composable] = []
+    params: list[str] = []
+    if lower is not None:
+        conds.append(sql.SQL("{} >= {}").format(_key_row(table), _key_values(table)))
+        params.extend(lower)
+    if upper is not None:
+        conds.append(sql.SQL("{} < {}").format(_key_row(table), _key_values(table)))
+        params.extend(upper)
+    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+    return where, params
+
+
+def range_boundaries(
+    conn: Connection,
+    table: TableRef,
+    chunk_rows: int,
+    lower: KeyValue | None = None,
+    upper: KeyValue | None = None,
+) -> list[KeyValue]:
+    """Keys that start each chunk of ``chunk_rows`` rows in [lower, upper), in key order."""
     texts = sql.SQL(", ").join(
         sql.SQL("{}::text AS {}").format(sql.Identifier(c.name), sql.Identifier(f"k{i}"))
         for i, c in enumerate(table.key)
     )
     keys = sql.SQL(", ").join(sql.Identifier(c.name) for c in table.key)
+    where, params = _range_where(table, lower, upper)
     query = sql.SQL(
-        "SELECT {texts} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS rn FROM {table}) s"
-        " WHERE (rn - 1) % {chunk} = 0 ORDER BY rn"
-    ).format(texts=texts, keys=keys, table=_table(table), chunk=sql.Literal(chunk_rows))
-    return [tuple(r[f"k{i}"] for i in range(len(table.key))) for r in _execute(conn, query)]
+        "SELECT {texts} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS rn FROM {table} {where}) s"
+        " WHERE mod(rn - 1, {chunk}) = 0 ORDER BY rn"
+    ).format(texts=texts, keys=keys, table=_table(table), where=where, chunk=sql.Literal(chunk_rows))
+    return [tuple(r[f"k{i}"] for i in range(len(table.key))) for r in _execute(conn, query, params)]
 
 
 @dataclass(frozen=True)
@@ -246,15 +266,7 @@ def _digest(row: dict[str, Any]) -> Digest:
 
 def digest_range(conn: Connection, table: TableRef, lower: KeyValue | None, upper: KeyValue | None) -> Digest:
     """Digest of the rows whose key is in [lower, upper) (an open end when None)."""
-    conds: list[sql.Composable] = []
-    params: list[str] = []
-    if lower is not None:
-        conds.append(sql.SQL("{} >= {}").format(_key_row(table), _key_values(table)))
-        params.extend(lower)
-    if upper is not None:
-        conds.append(sql.SQL("{} < {}").format(_key_row(table), _key_values(table)))
-        params.extend(upper)
-    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+    where, params = _range_where(table, lower, upper)
     return _digest(_execute(conn, _row_digest_query(table, where), params)[0])
 
 

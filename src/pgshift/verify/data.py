@@ -132,6 +132,12 @@ def _bounds_label(key: tuple[str, str], _index: int) -> str:
     return f"cutting key ranges of {key[0]}.{key[1]}"
 
 
+def _sub_bounds(
+    table: TableRef, chunk_rows: int, lower: KeyValue | None, upper: KeyValue | None, conn: Connection
+) -> list[KeyValue]:
+    return rowcat.range_boundaries(conn, table, chunk_rows, lower, upper)
+
+
 def _digest_all(table: TableRef, conn: Connection) -> Digest:
     return rowcat.digest_table(conn, table)
 
@@ -150,18 +156,63 @@ class RowOutcome:
     checksummed_ranges: int = 0
 
 
-def _range_label(bounds: list[KeyValue], index: int, key_names: Sequence[str]) -> str:
+def _range_label(lower: KeyValue | None, upper: KeyValue | None, key_names: Sequence[str]) -> str:
     def show(value: KeyValue) -> str:
         return value[0] if len(value) == 1 else "(" + ", ".join(value) + ")"
 
     key = key_names[0] if len(key_names) == 1 else "(" + ", ".join(key_names) + ")"
-    if len(bounds) <= 1:
+    if lower is None and upper is None:
         return "all rows"
-    if index == 0:
-        return f"{key} < {show(bounds[1])}"
-    if index == len(bounds) - 1:
-        return f"{key} >= {show(bounds[index])}"
-    return f"{show(bounds[index])} <= {key} < {show(bounds[index + 1])}"
+    if lower is None:
+        assert upper is not None
+        return f"{key} < {show(upper)}"
+    if upper is None:
+        return f"{key} >= {show(lower)}"
+    return f"{show(lower)} <= {key} < {show(upper)}"
+
+
+# A mismatched key range of more than REFINE_ROWS rows is cut again into about REFINE_PARTS
+# parts, at most REFINE_DEPTH times, so that the report names a narrow range.
+REFINE_ROWS = 1000
+REFINE_PARTS = 20
+REFINE_DEPTH = 3
+MAX_RANGES_SHOWN = 10
+
+Range = tuple[KeyValue | None, KeyValue | None]
+
+
+def _refine(
+    s: TableRef, t: TableRef, ranges: list[tuple[Range, int]], sp: SidePool, tp: SidePool, sink: EventSink, step: str
+) -> list[Range]:
+    """Narrow mismatched ranges (with their source row counts) down to small ones."""
+    for _depth in range(REFINE_DEPTH):
+        wide = [(r, n) for r, n in ranges if n > REFINE_ROWS]
+        if not wide:
+            break
+        narrow = [(r, n) for r, n in ranges if n <= REFINE_ROWS]
+        narrow += wide[MAX_RANGES_SHOWN:]  # beyond what the report shows: kept as they are
+        for (lo, hi), n in wide[:MAX_RANGES_SHOWN]:
+            chunk = max(REFINE_ROWS // 10, -(-n // REFINE_PARTS))
+            bounds = _wait(
+                [sp.submit(partial(_sub_bounds, s, chunk, lo, hi))],
+                sink,
+                step,
+                "narrowing a mismatch",
+                lambda _i: f"cutting key ranges of {s.qualified}",
+            )[0]
+            cuts: list[KeyValue | None] = [lo, *bounds[1:], hi]
+            subs = [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
+            futures = []
+            for a, b in subs:
+                futures.append(sp.submit(partial(_digest_range, s, a, b)))
+                futures.append(tp.submit(partial(_digest_range, t, a, b)))
+            digests = _wait(futures, sink, step, "narrowing a mismatch", lambda _i: f"checksumming {s.qualified}")
+            for i, sub in enumerate(subs):
+                sd, td = digests[2 * i], digests[2 * i + 1]
+                if sd != td:
+                    narrow.append((sub, max(sd.rows, td.rows)))
+        ranges = narrow
+    return [r for r, _n in ranges]
 
 
 def compare_rows(
@@ -285,7 +336,7 @@ def _checksums(
         jobs.append((s, t, bounds.get((s.schema, s.name))))
     futures: list[Future[Digest]] = []
     labels: list[str] = []
-    index: list[tuple[int, int]] = []  # (job, range)
+    index: list[tuple[int, Range, TableRef]] = []  # (job, range, target table in source column order)
     for j, (s, t, b) in enumerate(jobs):
         # Both sides digest the columns in the source's order.
         t_cols = {c.name: c for c in t.columns}
@@ -297,37 +348,38 @@ def _checksums(
             ranges = [(None if r == 0 else b[r], b[r + 1] if r + 1 < len(b) else None) for r in range(len(b))]
         else:
             ranges = [(None, None)]
-        for r, (lo, hi) in enumerate(ranges):
+        for lo, hi in ranges:
             for pool, table, role in ((sp, s, "source"), (tp, t_ordered, "target")):
                 if lo is None and hi is None:
                     futures.append(pool.submit(partial(_digest_all, table)))
                 else:
                     futures.append(pool.submit(partial(_digest_range, table, lo, hi)))
                 labels.append(f"checksumming {table.qualified} on the {role}")
-            index.append((j, r))
+            index.append((j, (lo, hi), t_ordered))
     sink(StepStarted(title, step, total=len(futures), unit="ranges"))
     digests = _wait(futures, sink, step, title, lambda i: labels[i])
-    mismatched: dict[int, list[str]] = {}
-    for n, (j, r) in enumerate(index):
+    mismatched: dict[int, list[tuple[Range, int]]] = {}
+    targets: dict[int, TableRef] = {}
+    for n, (j, rng, t_ordered) in enumerate(index):
         sd, td = digests[2 * n], digests[2 * n + 1]
         out.checksummed_ranges += 1
         if sd != td:
-            s, _t, b = jobs[j]
-            mismatched.setdefault(j, []).append(_range_label(b or [], r, [c.name for c in s.key]))
+            mismatched.setdefault(j, []).append((rng, max(sd.rows, td.rows)))
+            targets[j] = t_ordered
     out.checksummed_tables += len(jobs)
-    for j, ranges_text in sorted(mismatched.items()):
+    for j, found in sorted(mismatched.items()):
         s = jobs[j][0]
+        if s.rangeable and s.key == jobs[j][1].key:
+            narrowed = _refine(s, targets[j], found, sp, tp, sink, step)
+        else:
+            narrowed = [r for r, _n in found]
+        names = [c.name for c in s.key]
+        texts = [_range_label(lo, hi, names) for lo, hi in narrowed] if s.rangeable else ["all rows"]
         obj = f"{'materialized view' if s.relkind == 'm' else 'table'} {s.qualified}"
-        where = "; ".join(ranges_text[:10]) + (f"; … {len(ranges_text) - 10} more" if len(ranges_text) > 10 else "")
+        where = "; ".join(texts[:MAX_RANGES_SHOWN]) + (
+            f"; … {len(texts) - MAX_RANGES_SHOWN} more" if len(texts) > MAX_RANGES_SHOWN else ""
+        )
         out.differences.append(
-            Difference(
-                "checksums",
-                database,
-                obj,
-                "content",
-                None,
-                None,
-                f"{obj}: content differs in {where}",
-            )
+            Difference("checksums", database, obj, "content", None, None, f"{obj}: content differs in {where}")
         )
     sink(StepFinished(title, step, seconds=time.monotonic() - started))
