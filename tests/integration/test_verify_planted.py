@@ -248,3 +248,4 @@ def test_a_mismatch_is_narrowed_to_a_small_key_range(pair: Pair) -> None:
     assert found, report.differences[0].message
     low, high = int(found[1]), int(found[2])
     assert low <= 12345 < high and high - low <= 1000
+    assert (low, high) == (12301, 12401)  # 30,000 rows → parts of 1,500 → parts of 100 (docs/verify.md)
