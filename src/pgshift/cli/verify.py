@@ -52,7 +52,9 @@ def verify(
     target: Annotated[str, typer.Argument(help="Target connection string (URI or key=value).")],
     database: Annotated[
         list[str] | None,
-        typer.Option("--database", "-d", help="Verify only this source database (repeatable). Default: all."),
+        typer.Option(
+            "--database", "-d", metavar="NAME", help="Verify only this source database (repeatable). Default: all."
+        ),
     ] = None,
     rename: Annotated[
         list[str] | None,
