@@ -242,13 +242,16 @@ def test_inventory_sees_every_kind(fresh_server: Any) -> None:
 
 
 def test_float_columns_checksum_equal_from_11_to_18(fresh_server: Any) -> None:
-    """11 prints floats with 15 digits, 18 with the shortest exact form: digests still agree,
-    and a change in the 17th significant digit is still seen."""
+    """11 prints floats with 15 digits, 18 with the shortest exact form: digests still agree (plain,
+    array, composite, geometric), and a change in the 17th significant digit of a plain column is
+    still seen."""
     source, target = fresh_server(11), fresh_server(18)
     source.execute("CREATE DATABASE floats")
     source.execute(
-        "CREATE TABLE f (id int PRIMARY KEY, r real, d float8, a float8[]);"
-        "INSERT INTO f SELECT g, g / 3.0, g / 7.0 + 1e-13, ARRAY[g / 11.0] FROM generate_series(1, 500) g",
+        "CREATE TYPE xy AS (x float8, y real);"
+        "CREATE TABLE f (id int PRIMARY KEY, r real, d float8, a float8[], p point, c xy, b box);"
+        "INSERT INTO f SELECT g, g / 3.0, g / 7.0 + 1e-13, ARRAY[g / 11.0], point(g / 3.0, g / 7.0),"
+        " ROW(g / 3.0, g / 9.0)::xy, box(point(0, 0), point(g / 3.0, 1)) FROM generate_series(1, 500) g",
         "floats",
     )
     copy_database(source, target, "floats")

@@ -8,11 +8,13 @@ each column's output with the differences between majors taken out:
 
 * float4/float8 (and arrays and ranges of them) are digested from their binary send form,
   because the text form changed in 12 (shortest exact output) and depends on
-  ``extra_float_digits``; floats nested in composite, geometric or JSON values are not (see
-  docs/verify.md);
-* the session fixes every setting that changes the text of a value: ``TimeZone=UTC``,
-  ``DateStyle=ISO, YMD``, ``IntervalStyle=postgres``, ``bytea_output=hex``,
-  ``extra_float_digits=3`` and ``lc_monetary=C``;
+  ``extra_float_digits``;
+* floats nested in composite or geometric values are printed with ``extra_float_digits=0``:
+  every major prints that as ``%.15g`` (12+ keeps the old output for values <= 0), so both
+  sides agree to 15 significant digits;
+* the session fixes every other setting that changes the text of a value: ``TimeZone=UTC``,
+  ``DateStyle=ISO, YMD``, ``IntervalStyle=postgres``, ``bytea_output=hex`` and
+  ``lc_monetary=C``;
 * the text is converted to UTF8 before hashing, so a LATIN1 source and a UTF8 target agree.
 
 A range's digest is the count of its rows plus two sums of 64-bit slices of the row digests.
@@ -38,7 +40,7 @@ CHECKSUM_SETTINGS: tuple[tuple[LiteralString, LiteralString], ...] = (
     ("DateStyle", "ISO, YMD"),
     ("IntervalStyle", "postgres"),
     ("bytea_output", "hex"),
-    ("extra_float_digits", "3"),
+    ("extra_float_digits", "0"),
     ("lc_monetary", "C"),
 )
 
@@ -99,7 +101,8 @@ def list_tables(conn: Connection) -> list[TableRef]:
                pg_relation_size(c.oid) / 8192 AS pages,
                ARRAY(SELECT a.attname || E'\\x1f'
                             || format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL)
-                            || E'\\x1f' || COALESCE(format_type(NULLIF(bt.typelem, 0), NULL), '')
+                            || E'\\x1f'
+                            || COALESCE(CASE WHEN bt.typlen = -1 THEN format_type(NULLIF(bt.typelem, 0), NULL) END, '')
                             || E'\\x1f' || COALESCE((SELECT format_type(r.rngsubtype, NULL) FROM pg_range r
                                                      WHERE r.rngtypid = bt.oid), '')
                      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
