@@ -424,3 +424,11 @@ def test_a_tablespace_the_target_cannot_create_fails_with_the_fix_and_a_resumabl
     assert_clean_failure(done, 5, "tablespace fast", "--tablespace-map", f"--resume {workdir}")
     assert json.loads((workdir / "journal.json").read_text())["status"] == "failed"
     assert databases(target) == {"postgres"}
+    # The fix the hint names, given with --resume, applies to the rest of the run.
+    good = _server_dir(tmp_path / "ts-target")
+    resumed = pgshift("migrate", "--resume", str(workdir), "--tablespace-map", f"fast={good}", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["globals"]["tablespaces"] == ["fast"]
+    with target.connect() as conn:
+        row = conn.execute("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'fast'").fetchone()
+    assert row == (str(good),)

@@ -174,8 +174,25 @@ def migrate(
             changes["if_exists"] = if_exists
         if jobs != 2:
             changes["jobs"] = jobs
-        if keep_dumps:
-            changes["keep_dumps"] = True
+        # Options given again with --resume apply to what is left (e.g. the fix a failure asked for).
+        given: dict[str, Any] = {
+            "keep_dumps": keep_dumps or None,
+            "tablespace_map": parse_pairs(tablespace_map or (), "--tablespace-map") or None,
+            "no_tablespaces": no_tablespaces or None,
+            "no_owner": no_owner or None,
+            "no_privileges": no_privileges or None,
+            "no_role_passwords": no_role_passwords or None,
+            "globals": False if no_globals else None,
+            "accept": tuple(accept) if accept else None,
+            "check": False if no_check else None,
+            "analyze": False if not analyze else None,
+            "verify": False if not verify else None,
+            "checksums": checksums or None,
+            "pg_bins": tuple(pg_bin) if pg_bin else None,
+            "docker": docker or None,
+            "docker_image": docker_image,
+        }
+        changes.update({k: v for k, v in given.items() if v is not None})
         options = load_resume_options(resume, source=src, target=tgt, changes=changes)
     else:
         if not source or not target:

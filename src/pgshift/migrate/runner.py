@@ -448,7 +448,12 @@ def run_migration(
                 },
             )
         else:
-            journal.set_status("running", attempts=int(journal.data.get("attempts", 1)) + 1)
+            # Options given again with --resume stay for later attempts too.
+            journal.set_status(
+                "running",
+                attempts=int(journal.data.get("attempts", 1)) + 1,
+                options={**options.as_dict(), "workdir": str(workdir)},
+            )
         for dbp in plan.databases:
             if dbp.moves or dbp.action == "done":
                 journal.add_database(dbp.source, dbp.target, dump_dirs[dbp.source].name)
