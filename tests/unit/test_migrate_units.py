@@ -10,9 +10,10 @@ import pytest
 
 from pgshift.catalog import ddl
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo
+from pgshift.cli.common import parse_pairs
 from pgshift.conninfo import Endpoint
 from pgshift.errors import PreflightRefused, UsageError
-from pgshift.migrate import MigrateOptions, parse_pairs
+from pgshift.migrate import MigrateOptions
 from pgshift.migrate.steps import RestoreWatcher, explain_restore, restore_advice
 from pgshift.migrate.workdir import Journal, WorkdirLock, make_private
 from pgshift.version import PgVersion

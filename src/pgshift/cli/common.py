@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -23,7 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pgshift.errors import ExitCode, PgshiftError
+from pgshift.errors import ExitCode, PgshiftError, UsageError
 from pgshift.events import Event, EventSink, Level, Message, StepFinished, StepProgress, StepStarted
 
 
@@ -59,8 +59,40 @@ PgBinOption = Annotated[
     list[Path] | None,
     typer.Option("--pg-bin", metavar="DIR", help="A directory of PostgreSQL programs to use (repeatable)."),
 ]
+# pg_dump's object filters, shared by every command that selects objects.
+SchemaOption = Annotated[
+    list[str] | None, typer.Option("--schema", "-n", metavar="PATTERN", help="Only these schemas (pg_dump -n).")
+]
+ExcludeSchemaOption = Annotated[
+    list[str] | None,
+    typer.Option("--exclude-schema", "-N", metavar="PATTERN", help="Not these schemas (pg_dump -N)."),
+]
+TableOption = Annotated[
+    list[str] | None, typer.Option("--table", "-t", metavar="PATTERN", help="Only these tables (pg_dump -t).")
+]
+ExcludeTableOption = Annotated[
+    list[str] | None,
+    typer.Option("--exclude-table", "-T", metavar="PATTERN", help="Not these tables (pg_dump -T)."),
+]
+RenameOption = Annotated[
+    list[str] | None,
+    typer.Option("--rename", metavar="OLD=NEW", help="The source database OLD is called NEW on the target."),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors and the result only.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Print every step and child program line.")]
+
+
+def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
+    """``OLD=NEW`` arguments (``--rename``, ``--tablespace-map``) as a mapping."""
+    out: dict[str, str] = {}
+    for item in items:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise UsageError(f"{option} expects OLD=NEW, not {item!r}", hint=f"e.g. {option} sales=sales_2026")
+        if old in out:
+            raise UsageError(f"{option} names {old!r} twice")
+        out[old] = new
+    return out
 
 
 def stdout_console() -> Console:

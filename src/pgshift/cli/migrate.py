@@ -9,13 +9,19 @@ from typing import Annotated, Any
 import typer
 
 from pgshift.cli.common import (
+    ExcludeSchemaOption,
+    ExcludeTableOption,
     FormatOption,
     JsonOption,
     OutputFormat,
     PgBinOption,
     QuietOption,
+    RenameOption,
+    SchemaOption,
+    TableOption,
     VerboseOption,
     finish,
+    parse_pairs,
     pick_format,
     print_json,
     progress_sink,
@@ -25,7 +31,7 @@ from pgshift.cli.common import (
 )
 from pgshift.conninfo import Endpoint
 from pgshift.errors import ExitCode, PgshiftError, UsageError
-from pgshift.migrate import MigrateOptions, load_resume_options, parse_pairs, plan_migration, run_migration
+from pgshift.migrate import MigrateOptions, load_resume_options, plan_migration, run_migration
 from pgshift.migrate.options import IF_EXISTS_CHOICES
 from pgshift.report.migrate import PLAN_KIND, RESULT_KIND, render_markdown, render_plan, render_result
 
@@ -68,9 +74,7 @@ def migrate(
     exclude_database: Annotated[
         list[str] | None, typer.Option("--exclude-database", "-D", help="Do not move this database (repeatable).")
     ] = None,
-    rename: Annotated[
-        list[str] | None, typer.Option("--rename", metavar="OLD=NEW", help="Create the source database OLD as NEW.")
-    ] = None,
+    rename: RenameOption = None,
     if_exists: Annotated[
         str,
         typer.Option(
@@ -116,20 +120,10 @@ def migrate(
     no_tablespaces: Annotated[
         bool, typer.Option("--no-tablespaces", help="Ignore tablespaces: everything goes to the default.")
     ] = False,
-    schema: Annotated[
-        list[str] | None, typer.Option("--schema", "-n", metavar="PATTERN", help="Only these schemas (pg_dump -n).")
-    ] = None,
-    exclude_schema: Annotated[
-        list[str] | None,
-        typer.Option("--exclude-schema", "-N", metavar="PATTERN", help="Not these schemas (pg_dump -N)."),
-    ] = None,
-    table: Annotated[
-        list[str] | None, typer.Option("--table", "-t", metavar="PATTERN", help="Only these tables (pg_dump -t).")
-    ] = None,
-    exclude_table: Annotated[
-        list[str] | None,
-        typer.Option("--exclude-table", "-T", metavar="PATTERN", help="Not these tables (pg_dump -T)."),
-    ] = None,
+    schema: SchemaOption = None,
+    exclude_schema: ExcludeSchemaOption = None,
+    table: TableOption = None,
+    exclude_table: ExcludeTableOption = None,
     no_owner: Annotated[
         bool, typer.Option("--no-owner", "-O", help="Objects belong to the target's connecting role.")
     ] = False,

@@ -11,12 +11,18 @@ import typer
 from rich.console import Console
 
 from pgshift.cli.common import (
+    ExcludeSchemaOption,
+    ExcludeTableOption,
     FormatOption,
     JsonOption,
     OutputFormat,
     QuietOption,
+    RenameOption,
+    SchemaOption,
+    TableOption,
     VerboseOption,
     finish,
+    parse_pairs,
     pick_format,
     progress_sink,
     stdout_console,
@@ -37,16 +43,6 @@ def register(app: typer.Typer) -> None:
     )(verify)
 
 
-def _renames(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        old, sep, new = item.partition("=")
-        if not sep or not old or not new:
-            raise UsageError(f"--rename {item!r} is not OLD=NEW", hint="write --rename sales=sales_v2")
-        out[old] = new
-    return out
-
-
 def verify(
     source: Annotated[str, typer.Argument(help="Source connection string (URI or key=value).")],
     target: Annotated[str, typer.Argument(help="Target connection string (URI or key=value).")],
@@ -56,31 +52,20 @@ def verify(
             "--database", "-d", metavar="NAME", help="Verify only this source database (repeatable). Default: all."
         ),
     ] = None,
-    rename: Annotated[
-        list[str] | None,
-        typer.Option("--rename", metavar="OLD=NEW", help="The source database OLD is called NEW on the target."),
-    ] = None,
+    rename: RenameOption = None,
     checksums: Annotated[
         bool, typer.Option("--checksums", help="Also compare a digest of every table's content (reads all data).")
     ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Connections per server for counts and checksums.")] = 2,
-    schema: Annotated[
-        list[str] | None, typer.Option("--schema", "-n", metavar="PATTERN", help="Only these schemas (pg_dump -n).")
-    ] = None,
-    exclude_schema: Annotated[
-        list[str] | None,
-        typer.Option("--exclude-schema", "-N", metavar="PATTERN", help="Not these schemas (pg_dump -N)."),
-    ] = None,
-    table: Annotated[
-        list[str] | None, typer.Option("--table", "-t", metavar="PATTERN", help="Only these tables (pg_dump -t).")
-    ] = None,
-    exclude_table: Annotated[
-        list[str] | None,
-        typer.Option("--exclude-table", "-T", metavar="PATTERN", help="Not these tables (pg_dump -T)."),
-    ] = None,
+    schema: SchemaOption = None,
+    exclude_schema: ExcludeSchemaOption = None,
+    table: TableOption = None,
+    exclude_table: ExcludeTableOption = None,
     no_globals: Annotated[bool, typer.Option("--no-globals", help="Do not compare roles and memberships.")] = False,
-    no_owners: Annotated[bool, typer.Option("--no-owners", help="Do not compare owners.")] = False,
-    no_privileges: Annotated[bool, typer.Option("--no-privileges", help="Do not compare privileges (ACLs).")] = False,
+    no_owners: Annotated[bool, typer.Option("--no-owner", "-O", help="Do not compare owners.")] = False,
+    no_privileges: Annotated[
+        bool, typer.Option("--no-privileges", "--no-acl", "-x", help="Do not compare privileges (ACLs).")
+    ] = False,
     no_rows: Annotated[bool, typer.Option("--no-rows", help="Do not count rows (catalogs only).")] = False,
     no_schema: Annotated[
         bool, typer.Option("--no-schema", help="Do not compare objects (rows, sequences, large objects only).")
@@ -99,7 +84,7 @@ def verify(
         raise UsageError("--jobs must be at least 1", hint="give -j 1 or more")
     if no_rows and no_schema:
         raise UsageError("--no-rows and --no-schema leave nothing to compare in the databases", hint="drop one")
-    renames = _renames(rename or [])
+    renames = parse_pairs(rename or [], "--rename")
     pairs = [(d, renames.get(d, d)) for d in database] if database else None
     options = VerifyOptions(
         checksums=checksums,

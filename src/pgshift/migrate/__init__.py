@@ -12,7 +12,7 @@ differences returns a result with ``ok=False`` (the CLI exits 5).
 
 from __future__ import annotations
 
-from pgshift.migrate.options import IfExists, MigrateOptions, parse_pairs
+from pgshift.migrate.options import IfExists, MigrateOptions
 from pgshift.migrate.plan import (
     PHASES,
     DatabasePlan,
@@ -41,7 +41,6 @@ __all__ = [
     "RolePlan",
     "ServerSummary",
     "load_resume_options",
-    "parse_pairs",
     "plan_migration",
     "run_migration",
 ]

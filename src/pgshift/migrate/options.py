@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -146,16 +146,3 @@ class MigrateOptions:
         }
         values.update(changes)
         return cls(**values)
-
-
-def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
-    """``OLD=NEW`` arguments (``--rename``, ``--tablespace-map``) as a mapping."""
-    out: dict[str, str] = {}
-    for item in items:
-        old, sep, new = item.partition("=")
-        if not sep or not old or not new:
-            raise UsageError(f"{option} expects OLD=NEW, not {item!r}", hint=f"e.g. {option} sales=sales_2026")
-        if old in out:
-            raise UsageError(f"{option} names {old!r} twice")
-        out[old] = new
-    return out
