@@ -327,8 +327,10 @@ def test_clients_in_docker_move_a_database(fresh_server: Any, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert image.tag in doc["client"] and doc["ok"]
-    # The target's postgres has a password, the source's has none: left alone by design, reported.
-    assert "left alone by design" in doc["verify_note"]
+    # The target's postgres has a password, the source's has none: the target's own role, reported.
+    assert any(e["rule"] == "target-own-role" and e["object"] == "role postgres" for e in doc["verify"]["expected"]), (
+        doc["verify"]["expected"]
+    )
     assert counts(target, "app") == {"public.t": 33}
     log = (workdir / "migrate.log").read_text()
     assert f"docker run --network host {image.tag} pg_restore" in log and "docker-Secret-7" not in log

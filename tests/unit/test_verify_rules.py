@@ -198,3 +198,27 @@ def test_public_schema_acl_of_15_only_replaces_the_old_default() -> None:
     # A hardened source (no PUBLIC access) that arrives with USAGE for PUBLIC is a real difference.
     hardened = DbObject("schema", None, "public", owner="postgres", acl=("postgres=UC/postgres",))
     assert rule_of(changed(hardened, t, "acl", "postgres=UC/postgres", new), ctx(14, 15)) is None
+
+
+def role_diff(kind: str, obj: str, *roles: str) -> Candidate:
+    s, t = ("exists", None) if kind == "missing" else (None, "exists") if kind == "extra" else ("a", "b")
+    return Candidate(Difference("globals", None, obj, kind, s, t, obj), roles=roles)
+
+
+def test_the_targets_own_roles_keep_their_attributes_on_any_pair() -> None:
+    own = Context(PgVersion.from_major(16), PgVersion.from_major(16), {}, frozenset({"postgres", "admin"}))
+    assert rule_of(role_diff("changed", "role postgres", "postgres"), own) == "target-own-role"
+    assert rule_of(role_diff("changed", "membership of admin in grp", "admin", "grp"), own) == "target-own-role"
+    missing_grant = role_diff("missing", "membership of admin in grp", "admin", "grp")
+    assert rule_of(Candidate(missing_grant.difference, attribute="membership", roles=("admin", "grp")), own) == (
+        "target-own-role"
+    )
+    # Another role's changed password is real, and so is any role missing on the target.
+    assert rule_of(role_diff("changed", "role alice", "alice"), own) is None
+    assert rule_of(role_diff("missing", "role admin", "admin"), own) is None
+
+
+def test_roles_only_on_the_target_hold_nothing_of_the_source() -> None:
+    any_pair = ctx(17, 17)
+    assert rule_of(role_diff("extra", "role rds_admin", "rds_admin"), any_pair) == "role-only-on-target"
+    assert rule_of(role_diff("missing", "role alice", "alice"), any_pair) is None

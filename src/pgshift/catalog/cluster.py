@@ -231,6 +231,13 @@ class RoleInfo:
         }
 
 
+def bootstrap_superuser(conn: Connection) -> str:
+    """The role initdb created (OID 10): it belongs to the server, not to what moves."""
+    row = fetch_one(conn, "SELECT rolname FROM pg_roles WHERE oid = 10")
+    assert row is not None
+    return str(row["rolname"])
+
+
 def can_read_authid(conn: Connection) -> bool:
     row = fetch_one(conn, "SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS ok")
     return bool(row and row["ok"])

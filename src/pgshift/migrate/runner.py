@@ -40,7 +40,7 @@ from pgshift.migrate.workdir import (
     make_private,
 )
 from pgshift.process import REDACTED, terminate_all
-from pgshift.verify import Difference, VerifyOptions, VerifyReport, verify_servers
+from pgshift.verify import VerifyOptions, VerifyReport, verify_servers
 
 FINISHED_STATES = frozenset({"analyzed", "done"})
 
@@ -236,9 +236,10 @@ def _verify(run: steps.Run, pairs: list[tuple[str, str]]) -> tuple[VerifyReport,
         exclude_schemas=options.exclude_schemas,
         tables=options.tables,
         exclude_tables=options.exclude_tables,
+        roles_left_alone=tuple(sorted(_left_alone(run.facts))),
     )
     report = verify_servers(run.facts.source, run.facts.target, databases=pairs, options=vopts, sink=run.sink)
-    return report, report_summary(report, by_design(run.facts, report))
+    return report, report_summary(report)
 
 
 def _left_alone(facts: Facts) -> set[str]:
@@ -249,41 +250,16 @@ def _left_alone(facts: Facts) -> set[str]:
     return roles
 
 
-def by_design(facts: Facts, report: VerifyReport) -> list[Difference]:
-    """Differences that follow from migrate's rules on roles (reported, not a failure): the target's
-    connecting role and bootstrap superuser, roles that already existed, attributes the target role
-    may not grant, and roles or memberships that exist only on the target."""
-    affected = _left_alone(facts)
-    out = []
-    for diff in report.differences:
-        if diff.category != "globals":
-            continue
-        if diff.object.startswith("role "):
-            if diff.object.removeprefix("role ") in affected or diff.kind == "extra":
-                out.append(diff)
-        elif diff.object.startswith("membership of "):
-            rest = diff.object.removeprefix("membership of ")
-            if diff.kind == "extra" or any(rest.startswith(f"{r} in ") or rest.endswith(f" in {r}") for r in affected):
-                out.append(diff)
-    return out
-
-
-def report_summary(report: VerifyReport, expected: list[Difference]) -> str:
+def report_summary(report: VerifyReport) -> str:
     if report.equal:
+        if report.expected:
+            return f"source and target are equal ({len(report.expected)} expected difference(s), each named)"
         return "source and target are equal"
-    unexpected = len(report.differences) - len(expected)
-    if not unexpected:
-        return (
-            f"source and target are equal except {len(expected)} difference(s) in roles left alone by design: "
-            + "; ".join(d.message for d in expected[:5])
-        )
-    return f"{unexpected} difference(s) between source and target"
+    return f"{len(report.differences)} difference(s) between source and target"
 
 
-def verified(facts: Facts, report: VerifyReport | None) -> bool:
-    if report is None:
-        return True
-    return report.equal or len(report.differences) == len(by_design(facts, report))
+def verified(report: VerifyReport | None) -> bool:
+    return report is None or report.equal
 
 
 def _query_error(what: str, exc: psycopg.Error) -> StepFailed:
@@ -377,16 +353,14 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
         t0 = time.monotonic()
         sink(StepStarted(f"verify {len(pairs)} database(s)", step="verify"))
         outcome["verify"], outcome["verify_note"] = _verify(run, pairs)
-        journal.record(
-            "verify", "equal" if verified(facts, outcome["verify"]) else "differences", note=outcome["verify_note"]
-        )
+        journal.record("verify", "equal" if verified(outcome["verify"]) else "differences", note=outcome["verify_note"])
         phases["verify"] = round(time.monotonic() - t0, 3)
         sink(
             StepFinished(
                 "verify",
                 step="verify",
                 seconds=phases["verify"],
-                ok=verified(facts, outcome["verify"]),
+                ok=verified(outcome["verify"]),
             )
         )
     return outcome
@@ -528,7 +502,7 @@ def _execute(
             )
             raise first
         verify = outcome.get("verify")
-        equal = verified(facts, verify)
+        equal = verified(verify)
         if equal:
             for src, entry in journal.data["databases"].items():
                 if entry.get("state") in FINISHED_STATES:

@@ -137,6 +137,9 @@ def verify_servers(
         _prepare(src_conn)
         _prepare(tgt_conn)
         src_version, tgt_version = server_version(src_conn), server_version(tgt_conn)
+        target_own = frozenset(
+            {cluster.bootstrap_superuser(tgt_conn), str(tgt_conn.info.user), *options.roles_left_alone}
+        )
         sink(
             Message(
                 f"verifying {_display(source)} (PostgreSQL {src_version}) against "
@@ -243,7 +246,7 @@ def verify_servers(
                     **totals_kw,
                 )
             )
-    ctx = Context(src_version, tgt_version, ext_defaults)
+    ctx = Context(src_version, tgt_version, ext_defaults, target_own)
     real, expected = classify(candidates, ctx)
     order = {c: i for i, c in enumerate(CATEGORIES)}
     real.sort(key=lambda d: (order.get(d.category, 99), d.database or "", d.object, d.message))

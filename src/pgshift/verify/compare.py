@@ -56,17 +56,28 @@ def compare_roles(
     renames = renames or {}
     for name in sorted(src.keys() | tgt.keys()):
         obj = f"role {name}"
+        who = (name,)
         s, t = src.get(name), tgt.get(name)
         if t is None:
-            out.append(_cand("globals", None, obj, "missing", "exists", None, f"role {name} is missing on the target"))
+            out.append(
+                _cand(
+                    "globals", None, obj, "missing", "exists", None, f"role {name} is missing on the target", roles=who
+                )
+            )
             continue
         if s is None:
-            out.append(_cand("globals", None, obj, "extra", None, "exists", f"role {name} exists only on the target"))
+            out.append(
+                _cand(
+                    "globals", None, obj, "extra", None, "exists", f"role {name} exists only on the target", roles=who
+                )
+            )
             continue
         for fld in _ROLE_FIELDS:
             sv, tv = _text(getattr(s, fld)), _text(getattr(t, fld))
             if sv != tv:
-                out.append(_cand("globals", None, obj, "changed", sv, tv, f"role {name}: {fld} differs", fld))
+                out.append(
+                    _cand("globals", None, obj, "changed", sv, tv, f"role {name}: {fld} differs", fld, roles=who)
+                )
         s_set = sorted((renames.get(db, db) if db else "", v) for db, v in s.settings)
         t_set = sorted((db or "", v) for db, v in t.settings)
         if s_set != t_set:
@@ -80,6 +91,7 @@ def compare_roles(
                     _settings_text(t_set),
                     f"role {name}: settings differ",
                     "settings",
+                    roles=who,
                 )
             )
         if source_passwords is not None and target_passwords is not None:
@@ -95,6 +107,7 @@ def compare_roles(
                         t.password_type or "no password",
                         f"role {name}: the password hash did not arrive intact",
                         "password",
+                        roles=who,
                     )
                 )
         elif s.password_type is not None and t.password_type is None:
@@ -108,6 +121,7 @@ def compare_roles(
                     "no password",
                     f"role {name}: the password is missing on the target",
                     "password",
+                    roles=who,
                 )
             )
     return out
@@ -141,15 +155,48 @@ def compare_memberships(source: list[Membership], target: list[Membership], *, b
     out: list[Candidate] = []
     for k in sorted(src.keys() | tgt.keys()):
         obj = f"membership of {k[1]} in {k[0]}"
+        who = (k[1], k[0])
         if k not in tgt:
-            out.append(_cand("globals", None, obj, "missing", src[k], None, f"{k[1]} is no longer a member of {k[0]}"))
+            out.append(
+                _cand(
+                    "globals",
+                    None,
+                    obj,
+                    "missing",
+                    src[k],
+                    None,
+                    f"{k[1]} is no longer a member of {k[0]}",
+                    attribute="membership",
+                    roles=who,
+                )
+            )
         elif k not in src:
             out.append(
-                _cand("globals", None, obj, "extra", None, tgt[k], f"{k[1]} is a member of {k[0]} only on target")
+                _cand(
+                    "globals",
+                    None,
+                    obj,
+                    "extra",
+                    None,
+                    tgt[k],
+                    f"{k[1]} is a member of {k[0]} only on target",
+                    attribute="membership",
+                    roles=who,
+                )
             )
         elif src[k] != tgt[k]:
             out.append(
-                _cand("globals", None, obj, "changed", src[k], tgt[k], f"membership options of {k[1]} in {k[0]}")
+                _cand(
+                    "globals",
+                    None,
+                    obj,
+                    "changed",
+                    src[k],
+                    tgt[k],
+                    f"membership options of {k[1]} in {k[0]}",
+                    attribute="membership",
+                    roles=who,
+                )
             )
     return out
 
@@ -333,5 +380,9 @@ def _cand(
     target: str | None,
     message: str,
     attribute: str | None = None,
+    *,
+    roles: tuple[str, ...] = (),
 ) -> Candidate:
-    return Candidate(Difference(category, database, obj, kind, source, target, message), attribute=attribute)
+    return Candidate(
+        Difference(category, database, obj, kind, source, target, message), attribute=attribute, roles=roles
+    )

@@ -24,6 +24,10 @@ class VerifyOptions:
     tables: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ()
     checksum_chunk_rows: int = 100_000  # rows per digested key range
+    # Roles whose target-side state is the target's own (migrate passes the roles that existed
+    # before it ran, or whose attributes it had to reduce); the target's bootstrap superuser and
+    # connecting role are always such roles.
+    roles_left_alone: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -22,6 +22,9 @@ class Context:
     target_version: PgVersion
     # Extension name -> the default version the target server installs.
     target_extension_defaults: Mapping[str, str | None] = field(default_factory=dict)
+    # Roles whose state on the target is the target's own: its bootstrap superuser, the connecting
+    # role, and VerifyOptions.roles_left_alone (roles that existed before a migration).
+    target_own_roles: frozenset[str] = frozenset()
 
     def crosses(self, num: int) -> bool:
         """True when the source is older than ``num`` (a server_version_num) and the target is not."""
@@ -36,6 +39,7 @@ class Candidate:
     source: DbObject | None = None
     target: DbObject | None = None
     attribute: str | None = None  # the attribute that differs ("acl", "owner", "arguments" …)
+    roles: tuple[str, ...] = ()  # the roles a globals difference concerns (role, or member and group)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,21 @@ def _public_schema_15(c: Candidate, ctx: Context) -> bool:
     return False
 
 
+def _target_own_role(c: Candidate, ctx: Context) -> bool:
+    # A migration never recreates or alters these roles (migrate's globals rules), so their
+    # attributes, password, settings and memberships on the target are the target's, including
+    # memberships it did not grant them. A role that is missing on the target is never explained.
+    if c.difference.category != "globals" or not any(r in ctx.target_own_roles for r in c.roles):
+        return False
+    return c.difference.kind != "missing" or c.attribute == "membership"
+
+
+def _role_only_on_target(c: Candidate, ctx: Context) -> bool:
+    # Roles (and their memberships) that exist only on the target hold nothing of the source:
+    # managed services and other applications create their own.
+    return c.difference.category == "globals" and c.difference.kind == "extra"
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "not-null-constraints-18",
@@ -178,6 +197,16 @@ RULES: tuple[Rule, ...] = (
         "extension-default-version",
         "the extension is at the default version the target installs (upgraded on purpose)",
         _extension_default,
+    ),
+    Rule(
+        "target-own-role",
+        "the target's bootstrap superuser, connecting role and pre-existing roles keep their own attributes",
+        _target_own_role,
+    ),
+    Rule(
+        "role-only-on-target",
+        "a role that exists only on the target holds nothing of the source",
+        _role_only_on_target,
     ),
     Rule(
         "public-schema-15",
