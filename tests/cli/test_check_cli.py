@@ -176,3 +176,20 @@ def test_verbose_console_shows_inventory_and_manual_commands(oids_server: Any) -
     assert "--globals-only" in out and "--format=directory" in out and "--analyze-in-stages" in out
     # the manual commands never carry a password
     assert "password=" not in out
+
+
+def test_a_table_locked_by_another_session_is_a_clear_error_not_a_traceback(servers: Any) -> None:
+    server = servers.get(16)
+    server.execute("DROP DATABASE IF EXISTS chk_locked")
+    server.execute("CREATE DATABASE chk_locked")
+    server.execute("CREATE TABLE busy (i int)", dbname="chk_locked")
+    holder = server.connect("chk_locked", autocommit=False)
+    try:
+        holder.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        done = pgshift("check", server.conninfo("chk_locked"), "--target-version", "18", "-d", "chk_locked")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert done.returncode == 5, done.stderr
+    assert "lock timeout" in done.stderr and "hint:" in done.stderr
+    assert "Traceback" not in done.stderr

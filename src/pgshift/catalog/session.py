@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import ConnectionFailed
+from pgshift.errors import ConnectionFailed, StepFailed
 from pgshift.process import redact
 from pgshift.version import PgVersion
 
@@ -44,6 +44,27 @@ def _explain(exc: psycopg.OperationalError, where: str, secrets: Sequence[str]) 
     lines = [line.strip() for line in text.removeprefix("connection failed:").strip().splitlines() if line.strip()]
     first = lines[0] if lines else "unknown error"
     return ConnectionFailed(f"cannot connect to the {where}: {first}", hint=hint, detail="\n".join(lines[1:]) or None)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def query_failed(what: str, exc: psycopg.Error, *, hint: str | None = None) -> StepFailed:
+    """A catalog query that failed, as an error naming what pgshift was doing and the likely fix."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        default = (
+            "another session holds an exclusive lock on a table or catalog pgshift reads (it waits "
+            "lock_timeout = 10 s): let that session finish, then run again"
+        )
+    elif isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        default = "connect as a superuser, or as a role that may read every table, sequence and large object"
+    elif isinstance(exc, psycopg.OperationalError):
+        default = "the connection was lost: check the server, then run again"
+    else:
+        default = "run again with --debug and report it if it persists"
+    return StepFailed(f"{what}: a query failed: {first_line(exc)}", hint=hint or default)
 
 
 def connect(

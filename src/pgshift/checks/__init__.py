@@ -215,18 +215,24 @@ def run_check(
     excluded, postgres included). Without ``target``, ``target_version`` (default: the newest
     known major) names the planned major and the target-side rules are reported as skipped.
     """
+    import psycopg
+
+    from pgshift.catalog.session import query_failed
     from pgshift.checks.engine import run
 
-    return run(
-        source,
-        target,
-        target_version=target_version,
-        databases=databases,
-        jobs=jobs,
-        pg_bins=pg_bins,
-        sink=sink,
-        work_dir=work_dir,
-    )
+    try:
+        return run(
+            source,
+            target,
+            target_version=target_version,
+            databases=databases,
+            jobs=jobs,
+            pg_bins=pg_bins,
+            sink=sink,
+            work_dir=work_dir,
+        )
+    except psycopg.Error as exc:
+        raise query_failed("check could not read the servers", exc) from None
 
 
 __all__ = [

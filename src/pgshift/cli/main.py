@@ -6,9 +6,11 @@ import os
 import sys
 from typing import Annotated
 
+import psycopg
 import typer
 
 from pgshift import __version__
+from pgshift.catalog.session import query_failed
 from pgshift.cli import check, demo, migrate, toolchain, verify
 from pgshift.cli.common import Finished, render_error, stderr_console
 from pgshift.errors import ExitCode, PgshiftError
@@ -72,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
 
             traceback.print_exc()
         code = exc.exit_code
+    except psycopg.Error as exc:  # a query no room turned into a PgshiftError: still no traceback
+        if debug:
+            raise
+        render_error(query_failed("pgshift could not finish", exc), verbose=debug)
+        code = ExitCode.FAILED
     except KeyboardInterrupt:
         stderr_console().print("[red]interrupted[/]")
         code = ExitCode.INTERRUPTED

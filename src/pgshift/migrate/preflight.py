@@ -9,9 +9,9 @@ import psycopg
 
 from pgshift.catalog import cluster, ddl
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, ServerInfo, TablespaceInfo
-from pgshift.catalog.session import Connection, resolve, session
+from pgshift.catalog.session import Connection, query_failed, resolve, session
 from pgshift.conninfo import ResolvedEndpoint
-from pgshift.errors import PreflightRefused, StepFailed
+from pgshift.errors import PreflightRefused
 from pgshift.events import EventSink, Level, Message
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import (
@@ -159,7 +159,13 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             sink=sink,
         )
     except psycopg.Error as exc:
-        raise _query_failed("pgshift check's inventory", exc) from None
+        raise query_failed(
+            "the preflight could not run pgshift check's inventory",
+            exc,
+            hint="let the session holding the lock finish, then run again; --no-check skips check's inventory"
+            if isinstance(exc, psycopg.errors.LockNotAvailable)
+            else None,
+        ) from None
     refused: list[tuple[Any, str]] = []
     accepted: list[tuple[Any, str]] = []
     warned: list[str] = []
@@ -389,24 +395,18 @@ def _globals_plan(facts: Facts, sconn: Connection, tconn: Connection, journal: J
     facts.globals_plan = GlobalsPlan(tuple(roles), len(facts.memberships), tuple(spaces), passwords)
 
 
-def _query_failed(what: str, exc: psycopg.Error) -> StepFailed:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
-        hint = (
-            "a session holds an exclusive lock on a table (or the catalog) of a server: let it finish, then run "
-            "again; --no-check skips check's inventory"
-        )
-    else:
-        hint = "run again; if it persists, run with --debug and report it"
-    return StepFailed(f"the preflight could not read the servers ({what}): {text}", hint=hint)
-
-
 def preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None = None) -> Facts:
     """Connect, read and decide. Raises PreflightRefused/ConnectionFailed/ToolchainError; touches nothing."""
     try:
         return _preflight(options, sink, journal)
     except psycopg.Error as exc:
-        raise _query_failed("catalog queries", exc) from None
+        raise query_failed(
+            "the preflight could not read the servers",
+            exc,
+            hint="let the session holding the lock finish, then run again; --no-check skips check's inventory"
+            if isinstance(exc, psycopg.errors.LockNotAvailable)
+            else None,
+        ) from None
 
 
 def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None) -> Facts:

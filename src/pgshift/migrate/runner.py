@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from pgshift.catalog import ddl
-from pgshift.catalog.session import fetch_all, session
+from pgshift.catalog.session import fetch_all, query_failed, session
 from pgshift.conninfo import Endpoint
 from pgshift.errors import Interrupted, PgshiftError, PreflightRefused, StepFailed
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
@@ -262,12 +262,7 @@ def verified(report: VerifyReport | None) -> bool:
     return report is None or report.equal
 
 
-def _query_error(what: str, exc: psycopg.Error) -> StepFailed:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return StepFailed(
-        f"{what}: a query failed: {text}",
-        hint="see the log in the work directory; fix the cause, then resume",
-    )
+_RESUME_HINT = "see the log in the work directory; fix the cause, then resume"
 
 
 def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) -> dict[str, Any]:
@@ -292,7 +287,7 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
             except psycopg.Error as exc:
                 if run.cancel.is_set():
                     raise Interrupted("interrupted") from None
-                raise _query_error("the globals", exc) from None
+                raise query_failed("the globals", exc, hint=_RESUME_HINT) from None
             outcome["globals"] = GlobalsResult(tuple(created), tuple(existing), memberships, tuple(spaces))
         phases["globals"] = round(time.monotonic() - t0, 3)
     else:
@@ -316,7 +311,7 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
         except psycopg.Error as exc:
             if run.cancel.is_set():
                 raise Interrupted("interrupted") from None
-            failure = _query_error(f"database {dbp.source!r}", exc)
+            failure = query_failed(f"database {dbp.source!r}", exc, hint=_RESUME_HINT)
             journal.db_update(dbp.source, error=failure.message)
             raise failure from None
         with lock:

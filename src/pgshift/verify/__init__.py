@@ -18,9 +18,9 @@ from contextlib import contextmanager
 import psycopg
 
 from pgshift.catalog import cluster, inventory, rows
-from pgshift.catalog.session import Connection, server_version, session
+from pgshift.catalog.session import Connection, query_failed, server_version, session
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import ConnectionFailed, StepFailed, UsageError
+from pgshift.errors import ConnectionFailed, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepStarted, discard
 from pgshift.verify.compare import (
     compare_database,
@@ -271,10 +271,7 @@ def _failing(database: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        raise StepFailed(
-            f"verifying database {database} failed: {str(exc).strip().splitlines()[0]}",
-            hint="verify as a superuser, or as a role that may read every table, sequence and large object",
-        ) from None
+        raise query_failed(f"verifying database {database} failed", exc) from None
 
 
 def _missing_tables(database: str, src: list[rows.TableRef], tgt: list[rows.TableRef]) -> list[Candidate]:
