@@ -368,6 +368,11 @@ def list_tablespaces(conn: Connection) -> list[TablespaceInfo]:
     return [TablespaceInfo(r["spcname"], r["owner"], r["location"], tuple(r["options"]), tuple(r["acl"])) for r in rows]
 
 
+def tablespace_names(conn: Connection) -> set[str]:
+    """Every tablespace name, pg_default and pg_global included."""
+    return {r["spcname"] for r in fetch_all(conn, "SELECT spcname FROM pg_tablespace")}
+
+
 @dataclass(frozen=True)
 class ExtensionInfo:
     name: str

@@ -20,8 +20,8 @@ from typing import Any
 
 import psycopg
 
-from pgshift.catalog import ddl
-from pgshift.catalog.session import fetch_all, query_failed, session
+from pgshift.catalog import cluster, ddl
+from pgshift.catalog.session import query_failed, session
 from pgshift.conninfo import Endpoint
 from pgshift.errors import Interrupted, PgshiftError, PreflightRefused, StepFailed
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
@@ -50,7 +50,7 @@ FINISHED_STATES = frozenset({"analyzed", "done"})
 
 def _target_tablespaces(facts: Facts) -> set[str]:
     with session(facts.target) as conn:
-        return {r["spcname"] for r in fetch_all(conn, "SELECT spcname FROM pg_tablespace")}
+        return cluster.tablespace_names(conn)
 
 
 def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path]) -> list[PlannedStep]:

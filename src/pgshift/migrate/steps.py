@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
-from pgshift.catalog import ddl
+from pgshift.catalog import cluster, ddl
 from pgshift.catalog.ddl import Grant, Statement
 from pgshift.catalog.session import Connection, connect
 from pgshift.conninfo import ResolvedEndpoint
@@ -567,7 +566,7 @@ def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
             run.apply(conn, action)
         if skipped:
             run.sink(Message(f"{len(skipped)} membership(s) not granted: " + "; ".join(skipped[:5]), level=Level.INFO))
-        existing_ts = {r["spcname"] for r in _fetch_tablespaces(conn)}
+        existing_ts = cluster.tablespace_names(conn)
         made_ts = []
         for action in tablespace_actions(facts, existing_ts):
             try:
@@ -590,12 +589,6 @@ def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
     journal.record("globals", "done")
     run.sink(StepFinished("globals", step="globals", seconds=time.monotonic() - started))
     return sorted(created), existing, len(grants), made_ts
-
-
-def _fetch_tablespaces(conn: Connection) -> list[dict[str, Any]]:
-    from pgshift.catalog.session import fetch_all
-
-    return fetch_all(conn, "SELECT spcname FROM pg_tablespace")
 
 
 def _tablespace_grants(run: Run, name: str) -> list[Grant]:
@@ -641,7 +634,7 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
                     ddl.terminate_sessions(conn, dbp.target)
                 run.apply(conn, Action(f"database {dbp.target}", ddl.drop_database(dbp.target, facts.target_version)))
                 reuse_existing = False
-            ts_names = {r["spcname"] for r in _fetch_tablespaces(conn)}
+            ts_names = cluster.tablespace_names(conn)
             grants = [] if options.no_privileges else source_database_grants(facts, src)
             actions, warnings = database_actions(
                 facts, dbp, grants, create=not reuse_existing, target_tablespaces=ts_names
@@ -706,8 +699,6 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
         run.log.write("info", f"{len(errors)} expected transaction_timeout error(s) of a newer pg_restore ignored")
     # Extensions the dump did not carry (schema filters) still belong to the database.
     with run.target_session(dbp.target) as conn:
-        from pgshift.catalog import cluster
-
         installed = {e.name for e in cluster.list_extensions(conn)}
         for ext in dbp.extensions:
             if ext.name not in installed and ddl.schema_exists(conn, ext.schema) and ext.target_version is not None:
