@@ -434,3 +434,18 @@ def test_a_tablespace_the_target_cannot_create_fails_with_the_fix_and_a_resumabl
     with target.connect() as conn:
         row = conn.execute("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'fast'").fetchone()
     assert row == (str(good),)
+
+
+def test_source_and_target_the_same_server_is_refused_even_with_if_exists_drop(
+    fresh_server: Any, tmp_path: Path
+) -> None:
+    server = fresh_server(17)
+    server.execute("CREATE DATABASE precious")
+    server.execute("CREATE TABLE t (i int); INSERT INTO t VALUES (1), (2)", dbname="precious")
+    # The same server under two spellings: a URI over TCP and key=value through its socket.
+    other_spelling = f"host={server.socket_dir} port={server.port} user=postgres dbname=postgres"
+    done = pgshift(
+        "migrate", server.uri(), other_spelling, "--if-exists", "drop", "--yes", "--workdir", str(tmp_path / "w")
+    )
+    assert_clean_failure(done, 2, "the same server")
+    assert counts(server, "precious") == {"public.t": 2}

@@ -43,6 +43,15 @@ class ServerInfo:
     settings: dict[str, str]
     # Managed services (RDS, Cloud SQL, Azure) grant their admin role membership in such a role.
     member_of: tuple[str, ...] = ()
+    # Together these tell one running server from another, whatever host names point at it:
+    # initdb's system identifier (None when pg_control_system() is not granted) and the start time.
+    system_identifier: str | None = None
+    started_at: str = ""
+
+    def same_server_as(self, other: ServerInfo) -> bool:
+        if self.system_identifier is None or other.system_identifier is None:
+            return False
+        return (self.system_identifier, self.started_at) == (other.system_identifier, other.started_at)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +65,8 @@ class ServerInfo:
             "in_recovery": self.in_recovery,
             "settings": self.settings,
             "member_of": list(self.member_of),
+            "system_identifier": self.system_identifier,
+            "started_at": self.started_at,
         }
 
 
@@ -67,7 +78,11 @@ def server_info(conn: Connection) -> ServerInfo:
         SELECT version() AS version_text, current_user AS current_user, r.rolsuper, r.rolcreatedb,
                r.rolcreaterole, pg_is_in_recovery() AS in_recovery,
                ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-                     WHERE m.member = r.oid ORDER BY 1) AS member_of
+                     WHERE m.member = r.oid ORDER BY 1) AS member_of,
+               -- pg_control_system() exists since 9.6; some managed services revoke it.
+               CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+                    THEN (SELECT system_identifier::text FROM pg_control_system()) END AS system_identifier,
+               pg_postmaster_start_time()::text AS started_at
         FROM pg_roles r WHERE r.rolname = current_user
         """,
     )
@@ -90,6 +105,8 @@ def server_info(conn: Connection) -> ServerInfo:
         in_recovery=bool(row["in_recovery"]),
         settings=settings,
         member_of=tuple(row["member_of"]),
+        system_identifier=row["system_identifier"],
+        started_at=row["started_at"],
     )
 
 

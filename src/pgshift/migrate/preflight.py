@@ -417,6 +417,14 @@ def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None
         source_info = cluster.server_info(sconn)
         target_info = cluster.server_info(tconn)
         warnings: list[str] = []
+        if source_info.same_server_as(target_info):
+            # Not only pointless: with --if-exists drop the target's DROP DATABASE would destroy
+            # the source before it is dumped.
+            raise PreflightRefused(
+                f"the source and the target are the same server ({source.display()} and {target.display()})",
+                hint="name another server as TARGET; to copy a database within one server use "
+                "CREATE DATABASE new TEMPLATE old",
+            )
         direction = check_direction(source_info.version, target_info.version, allow_downgrade=options.allow_downgrade)
         if not direction.allowed:
             raise PreflightRefused(
