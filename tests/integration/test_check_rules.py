@@ -532,7 +532,13 @@ def test_every_rule_has_a_case_or_a_reason() -> None:
     # Rules whose hazard cannot be planted on one machine are covered by unit tests of their
     # detectors (client choice failing, full disk, locales/collation versions that differ between hosts).
     unit_only = {"client-dump-newer-server", "work-dir-space"}
-    own_server = {"max-locks-for-dump", "password-encryption-default", "vacuum-defer-cleanup-age-etc", "tablespaces"}
+    own_server = {
+        "max-locks-for-dump",
+        "password-encryption-default",
+        "vacuum-defer-cleanup-age-etc",
+        "tablespaces",
+        "source-is-target",
+    }
     missing = {r.id for r in ALL_RULES} - covered - unit_only - own_server
     assert not missing
 
@@ -594,6 +600,17 @@ def test_tablespaces_are_named_with_their_path_unless_the_target_has_them(fresh_
     source.execute(f"CREATE TABLESPACE chk_ts LOCATION '{location}'")
     hits = _rule_hits(run_check(source.endpoint("source"), target.endpoint("target")), "tablespaces")
     assert [f.object for f in hits] == ["chk_ts"] and str(location) in hits[0].message
+
+
+def test_source_is_target_names_one_server_under_two_spellings(servers: Any) -> None:
+    from pgshift.conninfo import Endpoint
+
+    server, other = servers.get(17), servers.get(18)
+    through_socket = Endpoint.parse(f"host={server.socket_dir} port={server.port} user=postgres", "target")
+    same = run_check(server.endpoint("source"), through_socket, databases=["postgres"])
+    assert [(f.object, f.severity.value) for f in _rule_hits(same, "source-is-target")] == [("target", "blocker")]
+    two = run_check(server.endpoint("source"), other.endpoint("target"), databases=["postgres"])
+    assert _rule_hits(two, "source-is-target") == []
 
 
 @pytest.mark.parametrize("major", [10, 11, 12, 13, 14, 15, 16, 17, 18])

@@ -75,6 +75,27 @@ TARGET_OLDER_THAN_SOURCE = Rule(
 )
 
 
+def _same_server(ctx: Context) -> Iterator[Hit]:
+    assert ctx.target is not None
+    if ctx.source.server.same_server_as(ctx.target.server):
+        yield Hit("target", "the source and the target are the same running server")
+
+
+SOURCE_IS_TARGET = Rule(
+    id="source-is-target",
+    title="Source and target are the same server",
+    severity=Severity.BLOCKER,
+    changed_in="-",
+    scope=Scope.CLUSTER,
+    needs_target=True,
+    what_happens="Two connection strings name one running server (same system identifier and start time): "
+    "replacing a target database would drop the source. pgshift migrate refuses it.",
+    remediation="Name another server as the target; to copy a database within one server use "
+    "CREATE DATABASE new TEMPLATE old.",
+    detect=_same_server,
+)
+
+
 def _existing_databases(ctx: Context) -> Iterator[Hit]:
     assert ctx.target is not None
     for db in ctx.source.checked:
@@ -213,6 +234,7 @@ RULES = (
     CLIENT_DUMP_NEWER_SERVER,
     CLIENT_NEWER_RESTORE_OLDER_TARGET,
     TARGET_OLDER_THAN_SOURCE,
+    SOURCE_IS_TARGET,
     TARGET_DATABASE_EXISTS,
     TARGET_PRIVILEGES,
     CONNECTIONS_FOR_JOBS,
