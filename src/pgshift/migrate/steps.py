@@ -663,8 +663,10 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
         def dump_line(line: str) -> None:
             run.log.write("pg_dump", line)
             if line.startswith("pg_dump: dumping contents of table"):
+                # A table counts as done once the next one starts: counting starts would show a
+                # one-table database as finished (and its clock stopped) for the whole dump.
                 count[0] += 1
-                run.sink(StepProgress("dump", step=sid, completed=float(count[0]), total=float(max(dbp.tables, 1))))
+                run.sink(StepProgress("dump", step=sid, completed=float(count[0] - 1), total=float(max(dbp.tables, 1))))
 
         try:
             run.program("pg_dump", dump_args(facts, dbp, dump_dir), facts.source, on_line=dump_line)
