@@ -35,6 +35,7 @@ from pgshift.errors import PgshiftError, StepFailed, ToolchainError
 from pgshift.events import EventSink, discard
 from pgshift.lab.binaries import server_binaries
 from pgshift.process import Command, base_env, run, spawn
+from pgshift.toolchain.discover import SERVER_PROGRAMS, Installation, inspect_dir
 from pgshift.version import PgVersion
 
 # Throwaway servers trade durability for speed.
@@ -321,12 +322,21 @@ def start(
     initdb_args: tuple[str, ...] = (),
     sink: EventSink = discard,
     start_timeout: float = 60.0,
+    bin_dir: Path | None = None,
 ) -> LabServer:
     """Start a throwaway server of ``major``; the caller must ``stop()`` it (or use ``lab_server``).
 
-    ``password`` turns on scram-sha-256 for TCP connections (the socket stays trust).
+    ``password`` turns on scram-sha-256 for TCP connections (the socket stays trust). ``bin_dir``
+    runs another installation of that major (a distribution's build, with ICU for example)
+    instead of pgshift's cached binaries.
     """
-    installation = server_binaries(major, sink=sink)
+    if bin_dir is None:
+        installation = server_binaries(major, sink=sink)
+    else:
+        found = inspect_dir(bin_dir, "lab")
+        if not isinstance(found, Installation) or found.major != major or not found.has(*SERVER_PROGRAMS):
+            raise ToolchainError(f"{bin_dir} holds no PostgreSQL {major} server (initdb, pg_ctl, postgres)")
+        installation = found
     _install_guards()
     root_parent = paths.lab_root()
     root_parent.mkdir(parents=True, exist_ok=True)
