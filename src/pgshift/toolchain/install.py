@@ -178,15 +178,21 @@ def _owned_by_installer(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
     return member.replace(uid=os.getuid(), gid=os.getgid(), uname="", gname="", deep=False)
 
 
-def _inside(dest: Path, path: str) -> bool:
-    return Path(os.path.normpath(dest / path)).is_relative_to(dest)
+def _resolves_inside(dest: str, path: str) -> bool:
+    # As the "data" filter: resolve the symlinks already extracted, so that a chain of links that
+    # each look harmless (lib/up -> .., then lib/out -> up/..) cannot lead out of ``dest``.
+    target = os.path.realpath(os.path.join(dest, path))
+    return os.path.commonpath([target, dest]) == dest
 
 
 def extract_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
     """Extract one member under ``dest``, owned by the installer, refusing what escapes ``dest``.
 
     Python 3.11.4+ has extraction filters; older 3.11 releases (Debian 12 ships 3.11.2) do not,
-    so the main checks of the "data" filter are made here before a plain extract.
+    so the checks of the "data" filter are made here before a plain extract: no path, symlink or
+    hard link resolving outside ``dest`` (symlinks extracted before are followed), no absolute
+    link targets, no device files or FIFOs, no setuid/setgid/sticky bits or group/other write.
+    ``tests/unit/test_toolchain_extract.py`` runs both ways with the filters removed.
     """
     if hasattr(tarfile, "data_filter"):
         try:
@@ -196,20 +202,23 @@ def extract_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> 
                 f"the archive holds an unsafe entry: {member.name}", hint="report this archive"
             ) from exc
         return
-    dest = Path(os.path.abspath(dest))
+    root = os.path.realpath(dest)
     member.name = member.name.lstrip("/")  # as the filters do
+    links_out = member.issym() or member.islnk()
     unsafe = (
-        not _inside(dest, member.name)
-        or member.isdev()
-        or (member.issym() and os.path.isabs(member.linkname))
-        or (member.issym() and not _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname)))
-        or (member.islnk() and not _inside(dest, member.linkname))
+        not _resolves_inside(root, member.name)
+        or not (member.isreg() or member.isdir() or links_out)
+        or (links_out and os.path.isabs(member.linkname))
+        or (member.issym() and not _resolves_inside(root, os.path.join(os.path.dirname(member.name), member.linkname)))
+        or (member.islnk() and not _resolves_inside(root, member.linkname))
     )
     if unsafe:
         raise ToolchainError(f"the archive holds an unsafe entry: {member.name}", hint="report this archive")
-    member.mode &= 0o755  # no setuid/setgid/sticky, no group/other write (as the "tar" filter)
+    member.mode &= 0o755  # no setuid/setgid/sticky, no group/other write (as the "data" filter)
+    if member.isreg():
+        member.mode |= 0o600
     member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
-    tf.extract(member, dest)
+    tf.extract(member, root)
 
 
 @contextlib.contextmanager
