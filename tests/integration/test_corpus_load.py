@@ -1,7 +1,8 @@
-"""Every packaged sample loads with the row counts the corpus README lists, through pgshift's loader."""
+"""Every packaged sample loads with the expected row counts, through pgshift's loader, and is the upstream file."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 import pytest
@@ -11,14 +12,7 @@ from pgshift.events import Collector, StepFinished
 from pgshift.lab import corpus
 from tests.conftest import ServerPool
 from tests.fixtures.compare import snapshot
-from tests.fixtures.corpus import (
-    EXPECTED_ROWS,
-    EXPECTED_UNPOPULATED,
-    PACKAGED,
-    load_corpus,
-    require_shared_corpus,
-    shared_corpus_dir,
-)
+from tests.fixtures.corpus import EXPECTED_ROWS, EXPECTED_UNPOPULATED, PACKAGED, load_corpus
 from tests.fixtures.rich import cleanup, ident
 
 
@@ -86,24 +80,31 @@ def test_loading_into_an_existing_database_with_create_is_refused(servers: Serve
         cleanup(server, dbname)
 
 
-def test_world_is_not_packaged_but_loads_from_the_shared_corpus(servers: ServerPool) -> None:
+def test_world_is_not_packaged_and_loading_it_is_refused(servers: ServerPool) -> None:
+    assert "world" not in PACKAGED and not corpus.SAMPLES["world"].packaged
+    server = servers.get(18)
     with pytest.raises(UsageError, match="not packaged"):
-        corpus.load(servers.get(18), "world", "never_created", create=True)
-    shared = require_shared_corpus()
-    server = servers.get(12)
-    dbname = _dbname("world")
-    try:
-        corpus.load(server, "world", dbname, create=True, corpus_dir=shared)
-        assert snapshot(server, dbname).row_counts == EXPECTED_ROWS["world"]
-    finally:
-        cleanup(server, dbname)
+        corpus.load(server, "world", "never_created", create=True)
+    with server.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'never_created'").fetchone() == (0,)
 
 
-def test_packaged_files_are_the_shared_corpus_files_byte_for_byte() -> None:
-    shared = require_shared_corpus()
-    for name in PACKAGED:
-        for file in corpus.SAMPLES[name].files:
-            assert (corpus.packaged_dir() / name / file.name).read_bytes() == (shared / name / file.name).read_bytes()
+def _sha256sums() -> dict[str, str]:
+    """The committed SHA256SUMS of the packaged corpus: {relative path: digest}."""
+    lines = (corpus.packaged_dir() / "SHA256SUMS").read_text(encoding="ascii").splitlines()
+    return {path: digest for digest, path in (line.split(maxsplit=1) for line in lines if line.strip())}
+
+
+def test_packaged_files_match_the_committed_checksums_of_the_upstream_files() -> None:
+    # SHA256SUMS holds the digests of the upstream files (equal to the shared corpus's, see the
+    # corpus README): a packaged file edited by hand, or a sample file missing from it, fails here.
+    sums = _sha256sums()
+    data_files = {f"{name}/{file.name}" for name in PACKAGED for file in corpus.SAMPLES[name].files}
+    assert set(sums) == data_files
+    for path, digest in sums.items():
+        name, _, filename = path.partition("/")
+        data = (corpus.packaged_dir() / name / filename).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, f"{path} is not the upstream file"
 
 
 @pytest.mark.parametrize("major", [10, 16])
@@ -113,8 +114,6 @@ def test_load_corpus_helper_loads_every_sample_the_major_can_hold(servers: Serve
     try:
         loaded = load_corpus(server, prefix)
         expected = {n for n in PACKAGED if not (n == "pagila" and major < 11)}
-        if shared_corpus_dir() is not None:
-            expected.add("world")
         assert set(loaded.values()) == expected
         for dbname, name in loaded.items():
             assert snapshot(server, dbname).row_counts == EXPECTED_ROWS[name]

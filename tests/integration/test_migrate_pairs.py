@@ -9,24 +9,19 @@ from typing import Any
 import pytest
 
 from pgshift.events import Collector
-from pgshift.lab import corpus
 from pgshift.migrate import MigrateOptions, run_migration
 from tests.fixtures.compare import diff, diff_globals, snapshot, snapshot_globals
-from tests.fixtures.corpus import EXPECTED_ROWS, require_shared_corpus
+from tests.fixtures.corpus import load_corpus
 from tests.fixtures.rich import build
 
 PAIRS = [(10, 18), (11, 17), (12, 16), (13, 17), (14, 18), (15, 18), (16, 17), (17, 18), (16, 16)]
 
 
 def _load_corpus(server: Any, major: int) -> list[str]:
-    shared = require_shared_corpus()
-    names = []
-    for name in EXPECTED_ROWS:
-        if name == "pagila" and major < 11:
-            continue  # pagila needs primary keys on partitioned tables (11+), see the corpus README
-        corpus.load(server, name, f"corpus_{name}", create=True, corpus_dir=shared)
-        names.append(f"corpus_{name}")
-    return names
+    """Every sample packaged with pgshift that the major can hold (pagila needs 11+), as corpus_<name>."""
+    loaded = load_corpus(server, "corpus")
+    assert len(loaded) == (3 if major < 11 else 4)
+    return sorted(loaded)
 
 
 @pytest.mark.parametrize(("source_major", "target_major"), PAIRS, ids=[f"{a}to{b}" for a, b in PAIRS])
