@@ -11,6 +11,7 @@ A ``Statement`` carries its display form with secrets (password hashes) redacted
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, LiteralString
@@ -198,6 +199,46 @@ def connection_usage(conn: Connection) -> ConnectionUsage:
 
 def database_names(conn: Connection) -> set[str]:
     return {r["datname"] for r in fetch_all(conn, "SELECT datname FROM pg_database")}
+
+
+# A database pgshift is still filling carries this comment until its last step replaces it with the
+# source's own comment, so that any later run, on any machine, can tell it from a user's database.
+IN_PROGRESS_MARK = "pgshift: migration in progress, not complete (run {run_id}, work directory {workdir})"
+_MARK_RUN = re.compile(
+    r"^pgshift: migration in progress, not complete \(run (?P<run>[0-9a-f]+), work directory (?P<dir>.*)\)$"
+)
+
+
+@dataclass(frozen=True)
+class InProgressMark:
+    """The mark of a half-done database on the target: which run left it, and where its journal is."""
+
+    run_id: str
+    workdir: str
+
+
+def in_progress_marks(conn: Connection) -> dict[str, InProgressMark]:
+    """Databases on this server that a pgshift migration created and has not finished."""
+    rows = fetch_all(
+        conn,
+        "SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database "
+        "WHERE shobj_description(oid, 'pg_database') LIKE 'pgshift: %'",
+    )
+    out = {}
+    for r in rows:
+        m = _MARK_RUN.match(r["comment"] or "")
+        if m:
+            out[r["datname"]] = InProgressMark(m["run"], m["dir"])
+    return out
+
+
+def mark_in_progress(name: str, run_id: str, workdir: str) -> Statement:
+    text = IN_PROGRESS_MARK.format(run_id=run_id, workdir=workdir)
+    return Statement(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(text)))
+
+
+def clear_comment_on_database(name: str) -> Statement:
+    return Statement(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(name)))
 
 
 def database_is_empty(conn: Connection) -> bool:
@@ -462,12 +503,12 @@ def drop_database(name: str, target: PgVersion) -> Statement:
     return Statement(query, no_transaction=True)
 
 
-def terminate_sessions(conn: Connection, dbname: str) -> None:
+def terminate_sessions(dbname: str) -> Statement:
     """End other sessions on ``dbname`` (before DROP DATABASE on servers without WITH (FORCE))."""
-    fetch_all(
-        conn,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-        (dbname,),
+    return Statement(
+        sql.SQL(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()"
+        ).format(sql.Literal(dbname))
     )
 
 

@@ -214,6 +214,9 @@ def _database_plans(
     rls_blocked: dict[str, tuple[str, ...]] = {}
     can_bypass = facts.source_info.is_superuser
     existing: list[str] = []
+    foreign: list[str] = []
+    half_done: list[tuple[str, ddl.InProgressMark]] = []
+    marks = ddl.in_progress_marks(tconn)
     for db in chosen:
         target_name = options.target_name(db.name)
         entry = journal.database(db.name) if journal is not None else None
@@ -234,10 +237,33 @@ def _database_plans(
             rls_blocked[db.name] = content.rls_tables
         action: DatabaseAction
         reason: str
+        mark = marks.get(target_name)
         if entry is not None and entry.get("state") in FINISHED:
             action, reason = "done", "finished in an earlier attempt of this run"
         elif entry is not None and entry.get("state") in HALF_DONE and entry.get("created_by_run"):
-            action, reason = "redo", f"left half-done ({entry['state']}); dropped and done again"
+            assert journal is not None
+            if target_name not in facts.target_db_names:
+                action, reason = "migrate", f"left half-done ({entry['state']}) and gone from the target; created again"
+            elif mark is not None and mark.run_id == journal.run_id:
+                action, reason = "redo", f"left half-done ({entry['state']}) by this run; dropped and done again"
+            elif entry.get("state") == "creating" and mark is None and _target_db_empty(facts, target_name):
+                # Killed between CREATE DATABASE and its mark: empty, so nothing can be lost.
+                action, reason = "redo", "created by this run just before it stopped (empty); dropped and done again"
+            else:
+                foreign.append(
+                    f"database {target_name!r} on the target is not the one this run left half-done (it carries "
+                    + (f"the mark of another run, {mark.run_id} in {mark.workdir}" if mark else "no mark of this run")
+                    + ")"
+                )
+                action, reason = "skip", "not this run's database"
+        elif mark is not None and not options.data_only:
+            if options.if_exists == "drop":
+                action, reason = "drop-and-migrate", (
+                    f"left half-done by pgshift run {mark.run_id}; dropped first (--if-exists drop)"
+                )
+            else:
+                half_done.append((target_name, mark))
+                action, reason = "skip", "left half-done by another pgshift run"
         elif options.data_only:
             if target_name not in facts.target_db_names:
                 refusals.append(f"--data-only needs the database {target_name!r} to exist on the target")
@@ -279,6 +305,22 @@ def _database_plans(
                 f"database {db.name!r} has {content.large_objects} large objects, which pg_dump leaves out when "
                 "--schema/--table filters are given",
             )
+    if foreign:
+        raise PreflightRefused(
+            foreign[0] + ": pgshift drops only databases it created in this run",
+            detail="\n".join(foreign[1:]) or None,
+            hint="drop or rename that database yourself if it may go, or start a new run (without --resume) "
+            "with --rename OLD=NEW",
+        )
+    if half_done:
+        name, mark = half_done[0]
+        raise PreflightRefused(
+            f"database {name!r} on the target was left half-done by pgshift run {mark.run_id}; it is not a copy "
+            "to keep or skip",
+            detail="\n".join(f"{n}: run {m.run_id} in {m.workdir}" for n, m in half_done[1:]) or None,
+            hint=f"continue that run with: pgshift migrate --resume {mark.workdir}, or replace the database with "
+            "--if-exists drop",
+        )
     if existing:
         raise PreflightRefused(
             f"the target already has database {', '.join(repr(e) for e in existing)}",
@@ -339,7 +381,7 @@ def _globals_plan(facts: Facts, sconn: Connection, tconn: Connection, journal: J
         passwords = False
     if passwords:
         facts.passwords = ddl.role_passwords(sconn)
-    created_earlier = set(journal.globals.get("created_roles", [])) if journal is not None else set()
+    created_earlier = journal.roles_of_run(facts.target_roles) if journal is not None else set()
     target_super = facts.target_info.is_superuser
     if (
         not target_super
@@ -425,6 +467,8 @@ def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None
                 hint="name another server as TARGET; to copy a database within one server use "
                 "CREATE DATABASE new TEMPLATE old",
             )
+        if journal is not None:
+            _same_servers_as_recorded(journal, source, source_info, target, target_info)
         direction = check_direction(source_info.version, target_info.version, allow_downgrade=options.allow_downgrade)
         if not direction.allowed:
             raise PreflightRefused(
@@ -488,6 +532,43 @@ def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None
     if moving:
         _check_findings(facts, [p.source for p in moving], sink)
     return facts
+
+
+def server_identity(endpoint: ResolvedEndpoint, info: ServerInfo) -> dict[str, Any]:
+    """What the journal records of a server, to recognise it on resume whatever name reaches it."""
+    return {
+        "system_identifier": info.system_identifier,
+        "version": str(info.version),
+        "address": endpoint.display(),
+    }
+
+
+def _same_servers_as_recorded(
+    journal: Journal,
+    source: ResolvedEndpoint,
+    source_info: ServerInfo,
+    target: ResolvedEndpoint,
+    target_info: ServerInfo,
+) -> None:
+    """A resume runs on the servers the run started on; another server makes a new run."""
+    for role, endpoint, info in (("source", source, source_info), ("target", target, target_info)):
+        recorded = journal.data.get(f"{role}_identity")
+        if not recorded:
+            continue  # a journal of pgshift 0.1 has none
+        now = server_identity(endpoint, info)
+        then_id, now_id = recorded.get("system_identifier"), now["system_identifier"]
+        if then_id is not None and now_id is not None:
+            same = then_id == now_id
+        else:  # pg_control_system() not granted: the address is all there is
+            same = recorded.get("address") == now["address"]
+        if not same:
+            raise PreflightRefused(
+                f"the {role} is not the server this run started on: the journal names {recorded.get('address')} "
+                f"(PostgreSQL {recorded.get('version')}, system identifier {then_id}), but {now['address']} is "
+                f"PostgreSQL {now['version']}, system identifier {now_id}",
+                hint=f"resume against the run's own {role} (give it again after --resume), or start a new run "
+                "without --resume to move the databases to this server",
+            )
 
 
 def _check_connections(facts: Facts, sconn: Connection, tconn: Connection) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from pgshift.catalog import cluster, ddl
+from pgshift.catalog import cluster
 from pgshift.catalog.session import query_failed, session
 from pgshift.conninfo import Endpoint
 from pgshift.errors import Interrupted, PgshiftError, PreflightRefused, StepFailed
@@ -28,16 +28,18 @@ from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress
 from pgshift.migrate import steps
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import DatabasePlan, MigrationPlan, PlannedStep
-from pgshift.migrate.preflight import Facts, preflight
+from pgshift.migrate.preflight import Facts, preflight, server_identity
 from pgshift.migrate.result import DatabaseResult, DatabaseStatus, GlobalsResult, MigrationResult
 from pgshift.migrate.workdir import (
     LOG,
     Journal,
     RunLog,
     WorkdirLock,
+    check_new_workdir,
     default_workdir,
     dump_dir_name,
     make_private,
+    new_run_id,
 )
 from pgshift.process import REDACTED, terminate_all
 from pgshift.verify import VerifyOptions, VerifyReport, verify_servers
@@ -53,7 +55,7 @@ def _target_tablespaces(facts: Facts) -> set[str]:
         return cluster.tablespace_names(conn)
 
 
-def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path]) -> list[PlannedStep]:
+def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path], run_id: str) -> list[PlannedStep]:
     out: list[PlannedStep] = []
     ts_names = _target_tablespaces(facts)
     if facts.globals_plan is not None:
@@ -74,13 +76,23 @@ def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path]) -> 
         if not dbp.moves:
             continue
         sid = f"db:{dbp.source}"
+        reuse = dbp.action == "migrate" and dbp.target in facts.target_db_names
         if dbp.action in ("drop-and-migrate", "redo"):
-            drop = ddl.drop_database(dbp.target, facts.target_version)
-            out.append(PlannedStep(f"{sid}:create", f"drop {dbp.target}", "sql", drop.display()))
+            out += [
+                PlannedStep(f"{sid}:create", f"drop {dbp.target}", "sql", a.statement.display())
+                for a in steps.drop_actions(facts, dbp)
+            ]
         if not facts.options.data_only:
-            reuse = dbp.action == "migrate" and dbp.target in facts.target_db_names
             grants = [] if facts.options.no_privileges else steps.source_database_grants(facts, dbp.source)
-            actions, _w = steps.database_actions(facts, dbp, grants, create=not reuse, target_tablespaces=ts_names)
+            actions, _w = steps.database_actions(
+                facts,
+                dbp,
+                grants,
+                create=not reuse,
+                target_tablespaces=ts_names,
+                run_id=run_id,
+                workdir=str(workdir),
+            )
             out += [PlannedStep(f"{sid}:create", a.about, "sql", a.statement.display()) for a in actions]
         dump_dir = dump_dirs[dbp.source]
         out.append(
@@ -105,6 +117,10 @@ def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path]) -> 
         ]
         if facts.options.analyze and not facts.options.schema_only:
             out.append(PlannedStep(f"{sid}:analyze", f"analyze {dbp.target}", "sql", "ANALYZE"))
+        if not facts.options.data_only:
+            final = steps.final_comment_action(facts, dbp, created=not reuse)
+            if final is not None:
+                out.append(PlannedStep(f"{sid}:analyze", final.about, "sql", final.statement.display()))
     if facts.options.verify:
         pairs = ", ".join(f"{d.source}→{d.target}" for d in facts.databases if d.moves or d.action == "done")
         out.append(PlannedStep("verify", "verify", "internal", f"compare objects and row counts: {pairs}"))
@@ -125,7 +141,9 @@ def _dump_dirs(facts: Facts, workdir: Path, journal: Journal | None) -> dict[str
     return out
 
 
-def _plan(facts: Facts, workdir: Path, journal: Journal | None) -> tuple[MigrationPlan, dict[str, Path]]:
+def _plan(
+    facts: Facts, workdir: Path, journal: Journal | None, run_id: str
+) -> tuple[MigrationPlan, dict[str, Path]]:
     dump_dirs = _dump_dirs(facts, workdir, journal)
     plan = MigrationPlan(
         options=facts.options,
@@ -134,7 +152,7 @@ def _plan(facts: Facts, workdir: Path, journal: Journal | None) -> tuple[Migrati
         client=facts.client,
         databases=tuple(facts.databases),
         globals=facts.globals_plan,
-        steps=tuple(_build_steps(facts, workdir, dump_dirs)),
+        steps=tuple(_build_steps(facts, workdir, dump_dirs, run_id)),
         workdir=workdir,
         parallel_databases=facts.parallel_databases,
         jobs_per_database=facts.jobs_per_database,
@@ -148,9 +166,11 @@ def _plan(facts: Facts, workdir: Path, journal: Journal | None) -> tuple[Migrati
 def plan_migration(options: MigrateOptions, *, sink: EventSink = discard) -> MigrationPlan:
     """Preflight and plan: connects to both servers, reads, decides; touches nothing."""
     journal = Journal.load(options.workdir) if options.resume and options.workdir is not None else None
+    if not options.resume and options.workdir is not None:
+        check_new_workdir(options.workdir)
     facts = preflight(options, sink, journal)
     workdir = options.workdir or default_workdir()
-    return _plan(facts, workdir, journal)[0]
+    return _plan(facts, workdir, journal, journal.run_id if journal else new_run_id())[0]
 
 
 # --- resume --------------------------------------------------------------------------------------
@@ -262,7 +282,24 @@ def verified(report: VerifyReport | None) -> bool:
     return report is None or report.equal
 
 
-_RESUME_HINT = "see the log in the work directory; fix the cause, then resume"
+_RESUME_HINT = "see the log in the work directory and fix the cause"
+
+
+def resume_command(options: MigrateOptions, workdir: Path) -> str:
+    """The command that continues this run, as the user can type it."""
+    if options.source.password is not None or options.target.password is not None:
+        # The journal keeps no password: it must come again from where it came from.
+        return (
+            f"pgshift migrate --resume {workdir} SOURCE TARGET (the journal keeps no passwords: give both "
+            "connection strings again, or set PGPASSWORD or use ~/.pgpass)"
+        )
+    return f"pgshift migrate --resume {workdir}"
+
+
+def with_resume_hint(hint: str | None, options: MigrateOptions, workdir: Path) -> str:
+    return (hint.rstrip(".") + "; then " if hint else "fix the cause, then ") + (
+        f"continue with: {resume_command(options, workdir)}"
+    )
 
 
 def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) -> dict[str, Any]:
@@ -343,7 +380,8 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
         for src, entry in journal.data["databases"].items()
         if entry.get("state") in FINISHED_STATES
     ]
-    outcome["verify"], outcome["verify_note"] = None, "skipped (--no-verify)"
+    outcome["verify"] = None
+    outcome["verify_note"] = "skipped (--no-verify)" if not facts.options.verify else "nothing to verify"
     if facts.options.verify and pairs:
         t0 = time.monotonic()
         sink(StepStarted(f"verify {len(pairs)} database(s)", step="verify"))
@@ -389,10 +427,13 @@ def run_migration(
             )
         lock = WorkdirLock(options.workdir)
         lock.acquire()
+    if not options.resume and options.workdir is not None:
+        check_new_workdir(options.workdir)  # before the servers are read: a run there is resumed, not redone
     try:
         facts = preflight(options, sink, journal)
         workdir = options.workdir or default_workdir()
-        plan, dump_dirs = _plan(facts, workdir, journal)
+        run_id = journal.run_id if journal is not None else new_run_id()
+        plan, dump_dirs = _plan(facts, workdir, journal, run_id)
         if options.dry_run:
             return _result(plan, facts, workdir, None, {}, started, ok=True)
         drops = [d.target for d in plan.databases if d.action == "drop-and-migrate"]
@@ -408,6 +449,9 @@ def run_migration(
             journal = Journal.create(
                 workdir,
                 {
+                    "run_id": run_id,
+                    "source_identity": server_identity(facts.source, facts.source_info),
+                    "target_identity": server_identity(facts.target, facts.target_info),
                     "options": {**options.as_dict(), "workdir": str(workdir)},
                     "source": options.source.display(),
                     "target": options.target.display(),
@@ -464,9 +508,7 @@ def _execute(
                 # The globals failed (databases report their failures in the outcome).
                 journal.set_status("failed")
                 log.write("error", exc.message + (f"\n{exc.detail}" if exc.detail else ""))
-                exc.hint = (exc.hint + "; then " if exc.hint else "fix the cause, then ") + (
-                    f"continue with: pgshift migrate --resume {workdir}"
-                )
+                exc.hint = with_resume_hint(exc.hint, facts.options, workdir)
                 raise
             except (KeyboardInterrupt, _Signalled) as exc:
                 signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
@@ -480,7 +522,7 @@ def _execute(
                 raise Interrupted(
                     f"interrupted ({'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'}); the journal is saved in "
                     f"{workdir}",
-                    hint=f"continue with: pgshift migrate --resume {workdir}",
+                    hint=f"continue with: {resume_command(facts.options, workdir)}",
                     signum=int(signum),
                 ) from None
         errors: dict[str, PgshiftError] = outcome["errors"]
@@ -492,9 +534,7 @@ def _execute(
             others = [d for d in errors if d != first_db]
             if others:
                 first.message += f" (and {len(others)} other database(s) failed: {', '.join(others)})"
-            first.hint = (first.hint + "; then " if first.hint else "fix the cause, then ") + (
-                f"continue with: pgshift migrate --resume {workdir}"
-            )
+            first.hint = with_resume_hint(first.hint, facts.options, workdir)
             raise first
         verify = outcome.get("verify")
         equal = verified(verify)

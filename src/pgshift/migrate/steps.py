@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -109,7 +110,14 @@ def tablespace_actions(facts: Facts, existing: set[str]) -> list[Action]:
 
 
 def database_actions(
-    facts: Facts, dbp: DatabasePlan, grants: list[Grant], *, create: bool, target_tablespaces: set[str]
+    facts: Facts,
+    dbp: DatabasePlan,
+    grants: list[Grant],
+    *,
+    create: bool,
+    target_tablespaces: set[str],
+    run_id: str,
+    workdir: str,
 ) -> tuple[list[Action], list[str]]:
     """CREATE DATABASE and its properties: owner, tablespace, connlimit, comment, settings, grants."""
     options = facts.options
@@ -139,8 +147,9 @@ def database_actions(
         made = ddl.create_database(db, dbp.target, facts.target_version, owner=owner, tablespace=tablespace)
         warnings.extend(made.warnings)
         out.append(Action(about, made.statement))
-    if db.comment:
-        out.append(Action(about, ddl.comment_on_database(dbp.target, db.comment)))
+    if create:
+        # Until its last step the new database says whose half-done work it is (final_comment_action).
+        out.append(Action(about, ddl.mark_in_progress(dbp.target, run_id, workdir)))
     for setting in db.settings:
         out.append(Action(about, ddl.alter_database_set(dbp.target, setting), setting=True))
     if not options.no_privileges and not db.acl_is_default:
@@ -158,6 +167,27 @@ def database_actions(
                 Action(about, ddl.grant_on("database", dbp.target, Grant(grantee, grant.privilege, grant.grantable)))
             )
     return out, warnings
+
+
+def drop_actions(facts: Facts, dbp: DatabasePlan) -> list[Action]:
+    about = f"database {dbp.target}"
+    out = []
+    if facts.target_version.major < 13:
+        # Before 13 DROP DATABASE has no WITH (FORCE): end the database's sessions first.
+        out.append(Action(about, ddl.terminate_sessions(dbp.target)))
+    out.append(Action(about, ddl.drop_database(dbp.target, facts.target_version)))
+    return out
+
+
+def final_comment_action(facts: Facts, dbp: DatabasePlan, *, created: bool) -> Action | None:
+    """The source's comment on the database; on a database this run created it replaces the in-progress mark."""
+    comment = facts.source_dbs[dbp.source].comment
+    about = f"database {dbp.target}"
+    if comment:
+        return Action(about, ddl.comment_on_database(dbp.target, comment))
+    if created:
+        return Action(about, ddl.clear_comment_on_database(dbp.target))
+    return None
 
 
 def role_database_actions(facts: Facts, dbp: DatabasePlan, created: set[str]) -> list[Action]:
@@ -331,7 +361,7 @@ def restore_advice(message: str) -> str:
             "or restore without ownership and grants (--no-owner --no-privileges)"
         )
     if ("extension" in low and ("not available" in low or "control file" in low)) or "could not open extension" in low:
-        return "the extension is not installed on the target server: install its package there, then resume"
+        return "the extension is not installed on the target server: install its package there"
     if "tablespace" in low and "does not exist" in low:
         return "create the tablespace on the target, map it with --tablespace-map OLD=NEW, or use --no-tablespaces"
     if "permission denied" in low or "must be owner" in low or "must be superuser" in low:
@@ -343,10 +373,10 @@ def restore_advice(message: str) -> str:
     if "unrecognized configuration parameter" in low:
         return "the client is newer than the target: install the target's major (pgshift toolchain install N)"
     if "already exists" in low:
-        return "the target database was not empty: drop it or use --if-exists drop, then resume"
+        return "the target database was not empty: drop it, or replace it with --if-exists drop"
     if "does not exist" in low and ("function" in low or "type" in low or "operator" in low):
         return "an object uses something the target's PostgreSQL lacks: run pgshift check and fix it on the source"
-    return "see the log in the work directory; fix the cause, then resume with pgshift migrate --resume WORKDIR"
+    return "see the log in the work directory and fix the cause"
 
 
 def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str, obj: str = "") -> StepFailed:
@@ -354,7 +384,7 @@ def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str, o
         return StepFailed(
             f"pg_restore failed for database {dbname!r}",
             detail=fallback,
-            hint="see the log in the work directory; fix the cause, then resume",
+            hint="see the log in the work directory and fix the cause",
             program="pg_restore",
         )
     message, command = errors[0]
@@ -390,10 +420,10 @@ def dump_advice(message: str) -> str:
     if "out of shared memory" in low or "max_locks_per_transaction" in low:
         return "raise max_locks_per_transaction on the source (restart needed), or move fewer tables at once"
     if "lock" in low and ("timeout" in low or "could not obtain" in low):
-        return "a session holds a conflicting lock on the source: end it (or wait), then resume"
+        return "a session holds a conflicting lock on the source: end it, or wait for it"
     if "connection" in low or "could not connect" in low:
-        return "check that the source accepts this many connections and is reachable, then resume"
-    return "see the log in the work directory; fix the cause, then resume"
+        return "check that the source accepts this many connections and is reachable"
+    return "see the log in the work directory and fix the cause"
 
 
 def explain_statement(about: str, statement: Statement, exc: psycopg.Error) -> StepFailed:
@@ -426,6 +456,7 @@ class Run:
         self.cancel = threading.Event()
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
+        self._applied = 0
         self.warnings: list[str] = []
 
     def warn(self, text: str) -> None:
@@ -479,7 +510,23 @@ class Run:
                 self.warn(f"{action.about}: setting not applied on the target ({first}): {action.statement.display()}")
                 return False
             raise explain_statement(action.about, action.statement, exc) from None
+        self._statement_committed()
         return True
+
+    def _statement_committed(self) -> None:
+        """Fault injection for the crash tests: SIGKILL pgshift right after the Nth statement committed.
+
+        ``PGSHIFT_INJECT_CRASH_AFTER_SQL=N`` reproduces, at an exact instant, what the OOM killer or
+        ``kill -9`` does at a random one: the target changed, the journal not yet told.
+        """
+        crash_after = os.environ.get("PGSHIFT_INJECT_CRASH_AFTER_SQL")
+        if not crash_after:
+            return
+        with self._lock:
+            self._applied += 1
+            applied = self._applied
+        if applied == int(crash_after):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def program(
         self,
@@ -547,18 +594,23 @@ def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
         )
     with contextlib.suppress(OSError):
         os.chmod(record, 0o600)
-    created = set(journal.globals.get("created_roles", []))
     existing = [r.name for r in plan.roles if r.action == "exists"]
     with run.target_session(run.maintenance_db("")) as conn:
+        # An earlier attempt may have died between a CREATE ROLE's commit and its record: the
+        # intent written before the statement plus the role's presence now say it is this run's.
+        created = journal.roles_of_run(ddl.role_names(conn))
         for action in role_actions(facts):
             if action.role_created and action.role_created in created:
                 continue  # created in an earlier attempt
+            if action.role_created:
+                journal.role_intended(action.role_created)
             ok = run.apply(conn, action, tolerate=(psycopg.errors.DuplicateObject,) if action.role_created else ())
             if action.role_created:
                 if ok:
                     created.add(action.role_created)
                     journal.role_created(action.role_created)
                 else:
+                    journal.role_not_ours(action.role_created)
                     existing.append(action.role_created)
                     run.warn(f"role {action.role_created!r} appeared on the target meanwhile; left alone")
         grants, skipped = membership_actions(facts, created)
@@ -627,17 +679,23 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
         sid, t0 = phase("create", f"create {dbp.target}")
         maintenance = run.maintenance_db(dbp.target)
         reuse_existing = dbp.action == "migrate" and exists_on_target  # the target's empty postgres
-        journal.db_update(src, state="creating", created_by_run=True)
+        # Only a database this run creates may ever be dropped by a later attempt of it.
+        journal.db_update(src, state="creating", created_by_run=not reuse_existing)
         with run.target_session(maintenance) as conn:
             if dbp.action in ("drop-and-migrate", "redo"):
-                if facts.target_version.major < 13:
-                    ddl.terminate_sessions(conn, dbp.target)
-                run.apply(conn, Action(f"database {dbp.target}", ddl.drop_database(dbp.target, facts.target_version)))
+                for action in drop_actions(facts, dbp):
+                    run.apply(conn, action)
                 reuse_existing = False
             ts_names = cluster.tablespace_names(conn)
             grants = [] if options.no_privileges else source_database_grants(facts, src)
             actions, warnings = database_actions(
-                facts, dbp, grants, create=not reuse_existing, target_tablespaces=ts_names
+                facts,
+                dbp,
+                grants,
+                create=not reuse_existing,
+                target_tablespaces=ts_names,
+                run_id=journal.run_id,
+                workdir=str(run.workdir),
             )
             for w in warnings:
                 run.warn(w)
@@ -715,7 +773,12 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
         with run.target_session(dbp.target) as conn:
             run.apply(conn, Action(f"database {dbp.target}", ddl.analyze()))
         finished("analyze", sid, t0)
-    journal.db_update(src, state="analyzed")
+    if not options.data_only:
+        final = final_comment_action(facts, dbp, created=bool((journal.database(src) or {}).get("created_by_run")))
+        if final is not None:
+            with run.target_session(run.maintenance_db(dbp.target)) as conn:
+                run.apply(conn, final)
+    journal.db_update(src, state="analyzed", error=None)
     return seconds
 
 

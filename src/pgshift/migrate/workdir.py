@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +51,12 @@ def default_workdir() -> Path:
     return path
 
 
-def make_private(path: Path) -> Path:
-    """Create ``path`` 0700; refuse a directory that holds something else than a pgshift run."""
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def check_new_workdir(path: Path) -> None:
+    """Refuse, before anything is read or changed, a --workdir that cannot hold a new run."""
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"--workdir {path} is not a directory")
@@ -66,6 +71,11 @@ def make_private(path: Path) -> Path:
                 f"--workdir {path} already holds a migration run",
                 hint=f"continue it with: pgshift migrate --resume {path}  (or choose another --workdir)",
             )
+
+
+def make_private(path: Path) -> Path:
+    """Create ``path`` 0700; refuse a directory that holds something else than a pgshift run."""
+    check_new_workdir(path)
     paths.private_dir(path)
     return path
 
@@ -124,11 +134,18 @@ class Journal:
         data = {
             "kind": "pgshift-migrate-journal",
             "schema_version": JOURNAL_SCHEMA,
+            "run_id": new_run_id(),
             "created": _now(),
             "status": "running",
             "attempts": 1,
             **header,
-            "globals": {"state": "pending", "created_roles": [], "memberships": 0, "tablespaces": []},
+            "globals": {
+                "state": "pending",
+                "created_roles": [],
+                "intended_roles": [],
+                "memberships": 0,
+                "tablespaces": [],
+            },
             "databases": {},
             "steps": [],
         }
@@ -150,7 +167,15 @@ class Journal:
             raise UsageError(f"the journal {path} cannot be read: {exc}") from None
         if data.get("kind") != "pgshift-migrate-journal" or data.get("schema_version") != JOURNAL_SCHEMA:
             raise UsageError(f"{path} is not a pgshift migration journal of a known version")
-        return cls(path, data)
+        journal = cls(path, data)
+        if "run_id" not in data:  # journals of 0.1 runs: an id of their own from now on
+            data["run_id"] = new_run_id()
+        data["globals"].setdefault("intended_roles", [])
+        return journal
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
 
     def save(self) -> None:
         with self._lock:
@@ -190,6 +215,27 @@ class Journal:
         with self._lock:
             self.data["globals"].update(changes)
             self.save()
+
+    def role_intended(self, name: str) -> None:
+        """Written before CREATE ROLE: a crash after its commit must not make the role someone else's."""
+        with self._lock:
+            intended = self.data["globals"]["intended_roles"]
+            if name not in intended:
+                intended.append(name)
+                self.save()
+
+    def role_not_ours(self, name: str) -> None:
+        """CREATE ROLE found the role already there: someone else made it; it is not this run's."""
+        with self._lock:
+            intended = self.data["globals"]["intended_roles"]
+            if name in intended:
+                intended.remove(name)
+                self.save()
+
+    def roles_of_run(self, on_target: set[str]) -> set[str]:
+        """Roles this run created: recorded as created, or intended and present on the target."""
+        g = self.data["globals"]
+        return set(g.get("created_roles", [])) | (set(g.get("intended_roles", [])) & on_target)
 
     def role_created(self, name: str) -> None:
         with self._lock:
