@@ -28,7 +28,11 @@ def cache_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """Default parent of migration work directories. ``PGSHIFT_STATE_DIR`` overrides."""
+    """pgshift's state: migration work directories (``runs/<timestamp>``) and check's work directory.
+
+    ``PGSHIFT_STATE_DIR`` overrides; otherwise ``$XDG_STATE_HOME/pgshift`` (``~/.local/state/pgshift``).
+    The test suite points both at a directory of its own run (tests/conftest.py).
+    """
     override = os.environ.get("PGSHIFT_STATE_DIR")
     if override:
         return Path(override)
