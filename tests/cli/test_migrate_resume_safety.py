@@ -200,3 +200,45 @@ def test_a_crash_after_any_statement_of_the_globals_loses_nothing(
     # A separate verify agrees: nothing is hidden as an "expected" difference.
     check = pgshift("verify", source.conninfo(), target.conninfo(), "-d", "crash_app")
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def _owner_failure(source: LabServer, target: LabServer, workdir: Path) -> None:
+    source.execute("CREATE ROLE app_owner")
+    source.execute("CREATE DATABASE app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 50) AS a; ALTER TABLE t OWNER TO app_owner", "app")
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--no-globals", "--workdir", str(workdir))
+    assert done.returncode == 5, done.stderr
+    assert json.loads((workdir / "journal.json").read_text())["databases"]["app"]["dump_complete"]
+
+
+def test_a_fix_on_the_source_is_picked_up_by_resume_with_a_new_dump(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(13), fresh_server(17)
+    workdir = tmp_path / "run"
+    _owner_failure(source, target, workdir)
+    # The user fixes the cause where it is: on the source.
+    source.execute("ALTER TABLE t OWNER TO CURRENT_USER; INSERT INTO t VALUES (51)", "app")
+    dry = pgshift("migrate", "--resume", str(workdir), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "pg_dump" in dry.stdout and "01-app-attempt2" in dry.stdout
+    done = pgshift("migrate", "--resume", str(workdir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the source database changed since the earlier dump was taken" in done.stderr
+    assert scalar(target, "SELECT count(*) FROM t", "app") == 51
+
+
+def test_a_resume_with_nothing_changed_on_the_source_reuses_the_dump_and_says_so(
+    fresh_server: Any, tmp_path: Path
+) -> None:
+    source, target = fresh_server(16), fresh_server(18)
+    workdir = tmp_path / "run"
+    _owner_failure(source, target, workdir)
+    target.execute("CREATE ROLE app_owner")  # the fix is on the target
+    done = pgshift("migrate", "--resume", str(workdir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the dump of an earlier attempt is reused" in done.stderr
+    log = (workdir / "migrate.log").read_text().splitlines()
+    dumps = [line for line in log if " command " in line and "pg_dump " in line]
+    assert len(dumps) == 1, dumps  # the first attempt's only
+    entry = json.loads((workdir / "journal.json").read_text())["databases"]["app"]
+    assert entry["dump_dir"] == "01-app"
+    assert scalar(target, "SELECT count(*) FROM t", "app") == 50

@@ -241,6 +241,45 @@ def clear_comment_on_database(name: str) -> Statement:
     return Statement(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(name)))
 
 
+def dump_evidence(conn: Connection) -> str:
+    """A digest of what a dump of this database depends on, to tell whether an old dump is still true.
+
+    The catalog part changes with any DDL, owner, grant or comment change; the statistics part with
+    any row inserted, updated or deleted (per-table counters, flushed within about a second of each
+    commit). Read-only sessions (check, verify) change neither.
+    """
+    row = fetch_one(
+        conn,
+        """
+        SELECT md5(concat_ws('|',
+            (SELECT string_agg(concat_ws(':', c.oid, c.relname, c.relnamespace, c.relkind, c.relowner,
+                                         c.relnatts, c.relfilenode, c.relacl::text), ',' ORDER BY c.oid)
+               FROM pg_class c),
+            (SELECT string_agg(concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod,
+                                         a.attnotnull, a.attisdropped, a.attacl::text), ','
+                               ORDER BY a.attrelid, a.attnum)
+               FROM pg_attribute a WHERE a.attnum > 0),
+            (SELECT string_agg(concat_ws(':', p.oid, p.proname, p.proowner, md5(p.prosrc), p.proacl::text,
+                                         p.proconfig::text), ',' ORDER BY p.oid) FROM pg_proc p),
+            (SELECT string_agg(concat_ws(':', t.oid, t.typname, t.typowner), ',' ORDER BY t.oid) FROM pg_type t),
+            (SELECT string_agg(concat_ws(':', n.oid, n.nspname, n.nspowner, n.nspacl::text), ',' ORDER BY n.oid)
+               FROM pg_namespace n),
+            (SELECT string_agg(concat_ws(':', o.oid, o.conname, o.contype, o.convalidated), ',' ORDER BY o.oid)
+               FROM pg_constraint o),
+            (SELECT string_agg(concat_ws(':', g.oid, g.tgname, g.tgenabled), ',' ORDER BY g.oid) FROM pg_trigger g),
+            (SELECT string_agg(concat_ws(':', r.oid, r.rulename, r.ev_enabled), ',' ORDER BY r.oid) FROM pg_rewrite r),
+            (SELECT string_agg(concat_ws(':', e.oid, e.extname, e.extversion), ',' ORDER BY e.oid) FROM pg_extension e),
+            (SELECT string_agg(concat_ws(':', d.objoid, d.classoid, d.objsubid, md5(d.description)), ','
+                               ORDER BY d.objoid, d.classoid, d.objsubid) FROM pg_description d),
+            (SELECT count(*) FROM pg_largeobject_metadata),
+            (SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_all_tables)
+        )) AS evidence
+        """,
+    )
+    assert row is not None
+    return str(row["evidence"])
+
+
 def database_is_empty(conn: Connection) -> bool:
     """No user relation, function, type or extension beyond plpgsql: what a fresh ``postgres`` holds."""
     row = fetch_one(

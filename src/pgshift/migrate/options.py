@@ -12,6 +12,8 @@ from pgshift.errors import UsageError
 
 IfExists = Literal["error", "drop", "skip"]
 IF_EXISTS_CHOICES: tuple[IfExists, ...] = ("error", "drop", "skip")
+# On resume, a dump of an earlier attempt: reused when the source is unchanged (auto), always, never.
+DumpReuse = Literal["auto", "always", "never"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class MigrateOptions:
     checksums: bool = False
     check: bool = True  # run pgshift check's rules in the preflight
     dry_run: bool = False
+    dump_reuse: DumpReuse = "auto"  # for this attempt only: not kept in the journal
 
     def __post_init__(self) -> None:
         if self.jobs < 1:

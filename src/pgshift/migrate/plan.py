@@ -55,6 +55,9 @@ class DatabasePlan:
     tables: int
     extensions: tuple[ExtensionPlan, ...] = ()
     large_objects: int = 0
+    # A dump finished by an earlier attempt, taken again unless the source database is unchanged.
+    reuse_dump: bool = False
+    dump_note: str = ""
 
     @property
     def moves(self) -> bool:
@@ -76,6 +79,8 @@ class DatabasePlan:
             "tables": self.tables,
             "extensions": [e.as_dict() for e in self.extensions],
             "large_objects": self.large_objects,
+            "reuse_dump": self.reuse_dump,
+            "dump_note": self.dump_note,
         }
 
 

@@ -220,11 +220,14 @@ def _database_plans(
     for db in chosen:
         target_name = options.target_name(db.name)
         entry = journal.database(db.name) if journal is not None else None
+        reuse_dump, dump_note = False, ""
         with session(facts.source, db.name) as sconn:
             content = ddl.database_content(sconn)
             extensions = cluster.list_extensions(sconn)
             if not can_bypass:
                 can_bypass = ddl.role_can_bypass_rls(sconn)
+            if entry is not None and entry.get("dump_complete") and entry.get("state") not in FINISHED:
+                reuse_dump, dump_note = _dump_decision(options, entry, ddl.dump_evidence(sconn))
         ext_plans = []
         for ext in extensions:
             avail = available.get(ext.name)
@@ -296,6 +299,8 @@ def _database_plans(
                 tables=content.tables,
                 extensions=tuple(ext_plans),
                 large_objects=content.large_objects,
+                reuse_dump=reuse_dump,
+                dump_note=dump_note,
             )
         )
         if content.large_objects and options.has_object_filters:
@@ -358,6 +363,19 @@ def _database_plans(
             hint="connect to the source as a superuser or a role with BYPASSRLS",
         )
     return plans
+
+
+def _dump_decision(options: MigrateOptions, entry: dict[str, Any], evidence: str) -> tuple[bool, str]:
+    """Reuse an earlier attempt's finished dump only while it is still the source as it is now."""
+    if options.dump_reuse == "never":
+        return False, "dumped again (--redump)"
+    if options.dump_reuse == "always":
+        return True, "the dump of an earlier attempt is reused as asked (--reuse-dump), changed or not"
+    if entry.get("dump_evidence") is None:
+        return False, "dumped again: the earlier dump carries no evidence of the source's state"
+    if entry["dump_evidence"] != evidence:
+        return False, "dumped again: the source database changed since the earlier dump was taken"
+    return True, "the dump of an earlier attempt is reused: the source database has not changed since"
 
 
 def _target_db_empty(facts: Facts, name: str) -> bool:

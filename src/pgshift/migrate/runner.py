@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import re
 import shutil
 import signal
 import threading
@@ -95,14 +96,17 @@ def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path], run
             )
             out += [PlannedStep(f"{sid}:create", a.about, "sql", a.statement.display()) for a in actions]
         dump_dir = dump_dirs[dbp.source]
-        out.append(
-            PlannedStep(
-                f"{sid}:dump",
-                f"dump {dbp.source}",
-                "program",
-                steps.command_display(facts, "pg_dump", steps.dump_args(facts, dbp, dump_dir)),
+        if dbp.reuse_dump:
+            out.append(PlannedStep(f"{sid}:dump", f"reuse the dump of {dbp.source}", "internal", dbp.dump_note))
+        else:
+            out.append(
+                PlannedStep(
+                    f"{sid}:dump",
+                    f"dump {dbp.source}",
+                    "program",
+                    steps.command_display(facts, "pg_dump", steps.dump_args(facts, dbp, dump_dir)),
+                )
             )
-        )
         out.append(
             PlannedStep(
                 f"{sid}:restore",
@@ -134,7 +138,13 @@ def _dump_dirs(facts: Facts, workdir: Path, journal: Journal | None) -> dict[str
     for dbp in facts.databases:
         entry = known.get(dbp.source)
         if entry is not None:
-            out[dbp.source] = workdir / "dumps" / entry["dump_dir"]
+            name = entry["dump_dir"]
+            if entry.get("dump_started") and not dbp.reuse_dump and dbp.moves:
+                # A pg_dump of an earlier attempt may still be writing there (pgshift was SIGKILLed and
+                # its child lives on): this attempt dumps into a directory of its own.
+                attempt = int(journal.data.get("attempts", 1)) + 1 if journal is not None else 1
+                name = f"{re.sub(r'-attempt[0-9]+$', '', name)}-attempt{attempt}"
+            out[dbp.source] = workdir / "dumps" / name
         else:
             index += 1
             out[dbp.source] = workdir / "dumps" / dump_dir_name(index, dbp.source)

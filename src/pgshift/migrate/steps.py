@@ -704,15 +704,25 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
         journal.db_update(src, state="created")
         finished("create", sid, t0)
     # --- dump -----------------------------------------------------------------------------------
-    if not entry.get("dump_complete"):
+    if dbp.dump_note:
+        run.sink(Message(f"{src}: {dbp.dump_note}", level=Level.INFO))
+        run.log.write("info", f"{src}: {dbp.dump_note}")
+    if not dbp.reuse_dump:
         sid, t0 = phase("dump", f"dump ({_size(dbp.size_bytes)})", total=float(max(dbp.tables, 1)))
-        attempt = int(journal.data.get("attempts", 1))
-        if entry.get("dump_started") and attempt > 1:
-            # A pg_dump of an earlier attempt may still be writing there (pgshift was SIGKILLed and its
-            # child lives on): dump into a directory of this attempt instead.
-            shutil.rmtree(dump_dir, ignore_errors=True)
-            dump_dir = dump_dir.with_name(f"{re.sub(r'-attempt[0-9]+$', '', dump_dir.name)}-attempt{attempt}")
-        journal.db_update(src, state="dumping", dump_started=True, dump_dir=dump_dir.name)
+        earlier = entry.get("dump_dir")
+        if entry.get("dump_started") and earlier and earlier != dump_dir.name:
+            shutil.rmtree(dump_dir.parent / earlier, ignore_errors=True)  # the plan chose a new directory
+        # Taken before pg_dump starts: a change in between makes a later resume dump again (the safe side).
+        with contextlib.closing(connect(facts.source, src)) as sconn:
+            evidence = ddl.dump_evidence(sconn)
+        journal.db_update(
+            src,
+            state="dumping",
+            dump_started=True,
+            dump_complete=False,
+            dump_dir=dump_dir.name,
+            dump_evidence=evidence,
+        )
         shutil.rmtree(dump_dir, ignore_errors=True)
         dump_dir.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(dump_dir.parent, 0o700)
