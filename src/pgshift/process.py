@@ -195,6 +195,7 @@ def run(
             stderr=subprocess.PIPE,
             start_new_session=True,
             user=command.run_as,
+            preexec_fn=_die_with_parent(signal.SIGTERM),
         )
     except FileNotFoundError as exc:
         if out_file is not None:
@@ -446,18 +447,33 @@ def run_in_container(
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(signum: int) -> Callable[[], None]:
-    def _arm() -> None:
-        import ctypes
+_libc: Any = None
 
-        # Linux only: the kernel sends ``signum`` to this child when pgshift dies, even by SIGKILL,
-        # so a killed test run leaves no server behind. Armed after the switch of user, which
-        # would clear it.
+
+def _die_with_parent(signum: int) -> Callable[[], None] | None:
+    """A preexec function that arms PR_SET_PDEATHSIG, or None where the platform has no prctl.
+
+    Linux only: the kernel sends ``signum`` to the child when the thread that started it ends, and so
+    when pgshift dies, even by SIGKILL (the OOM killer, ``kill -9``): a killed pgshift leaves no
+    pg_dump, pg_restore or server behind to race a later resume. libc is loaded here, in the parent:
+    between fork and exec the child may only call it (an import there could deadlock on a lock
+    another thread held at the fork). Armed after the switch of user, which would clear it.
+    """
+    global _libc
+    if _libc is None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.prctl  # noqa: B018 - fails here, not in the child, where there is no prctl
         except (OSError, AttributeError):
-            pass
+            _libc = False
+    if _libc is False:
+        return None
+    libc = _libc
+
+    def _arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
     return _arm
 

@@ -195,6 +195,19 @@ def _big_source(source: LabServer) -> None:
     source.execute("CREATE TABLE s AS SELECT generate_series(1, 5) AS a", "small")
 
 
+def _children_working_in(workdir: Path) -> list[str]:
+    """Command lines of processes whose arguments name the work directory (pg_dump, pg_restore)."""
+    found = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if str(workdir) in cmdline and "pytest" not in cmdline:
+                found.append(cmdline)
+    return found
+
+
 def _start_and_wait_for_restore(source: LabServer, target: LabServer, workdir: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
@@ -252,8 +265,15 @@ def test_interrupted_restore_resumes_without_redoing_or_duplicating(
         assert journal["status"] == "interrupted"
     else:
         assert proc.returncode == -signal.SIGKILL
+        # Its pg_restore does not live on to race the resume: it dies with pgshift (PR_SET_PDEATHSIG).
+        deadline = time.monotonic() + 15
+        while _children_working_in(workdir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _children_working_in(workdir)
     resumed = pgshift("migrate", "--resume", str(workdir), "--json")
     assert resumed.returncode == 0, resumed.stderr
+    if how == "sigkill":
+        assert "the previous attempt was killed" in resumed.stderr
     doc = json.loads(resumed.stdout)
     by_name = {d["source"]: d for d in doc["databases"]}
     assert by_name["small"]["resumed"] and by_name["big"]["status"] == "done"

@@ -436,7 +436,18 @@ def run_migration(
                 hint="start a new migration (without --resume)",
             )
         lock = WorkdirLock(options.workdir)
+        previous_pid = lock.previous_holder()
         lock.acquire()
+        if journal.status == "running":
+            # The lock was free, so no pgshift holds it: the last attempt died without a word.
+            sink(
+                Message(
+                    "the previous attempt was killed"
+                    + (f" (pid {previous_pid})" if previous_pid else "")
+                    + " before it could record its end; what it had not finished is done again",
+                    level=Level.WARNING,
+                )
+            )
     if not options.resume and options.workdir is not None:
         check_new_workdir(options.workdir)  # before the servers are read: a run there is resumed, not redone
     try:

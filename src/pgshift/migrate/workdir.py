@@ -92,6 +92,14 @@ class WorkdirLock:
         self.path = workdir / ".lock"
         self._file: IO[str] | None = None
 
+    def previous_holder(self) -> int | None:
+        """The pid the lock file names: the last process that held it."""
+        try:
+            text = self.path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() else None
+
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+")
