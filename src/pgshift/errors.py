@@ -7,6 +7,7 @@ under ``--debug``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
 
 
@@ -42,6 +43,22 @@ class PgshiftError(Exception):
 
 class UsageError(PgshiftError):
     exit_code = ExitCode.USAGE
+
+
+class UnknownDatabase(UsageError):
+    """``--database`` named a database the server does not have: bad input, the same in every command."""
+
+    def __init__(self, missing: Sequence[str], existing: Iterable[str], *, role: str = "source") -> None:
+        names = sorted(existing)
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        plural = "databases" if len(missing) > 1 else "database"
+        super().__init__(
+            f"the {role} has no {plural} {', '.join(repr(m) for m in missing)}",
+            hint=f"name a database the {role} has with --database ({shown or 'it has none'}), "
+            "or leave --database out for all of them",
+        )
+        self.missing = tuple(missing)
+        self.existing = tuple(names)
 
 
 class ConnectionFailed(PgshiftError):

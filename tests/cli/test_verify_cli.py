@@ -107,10 +107,11 @@ def test_unreachable_target_exits_3_with_a_hint(pair: Pair) -> None:
     assert "error: cannot connect to the target" in done.stderr and "hint:" in done.stderr
 
 
-def test_missing_source_database_exits_3(pair: Pair) -> None:
+def test_missing_source_database_is_a_usage_error_naming_what_exists(pair: Pair) -> None:
     src, tgt = pair.uris()
     done = pgshift("verify", src, tgt, "-d", "no_such_db")
-    assert done.returncode == 3 and "does not exist" in done.stderr
+    assert done.returncode == 64 and "the source has no database 'no_such_db'" in done.stderr
+    assert "app" in done.stderr.splitlines()[1]  # the hint lists the source's databases
 
 
 def test_bad_rename_is_a_usage_error(pair: Pair) -> None:

@@ -17,7 +17,7 @@ from pgshift.catalog.session import SAFE_OPTIONS, Connection, resolve, session
 from pgshift.checks import CheckReport, ClientAdvice, Estimates, Finding, Skipped
 from pgshift.checks.rule import Context, Hit, Rule, Scope
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import PgshiftError, UsageError
+from pgshift.errors import PgshiftError, UnknownDatabase, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
@@ -329,12 +329,10 @@ def _databases_to_check(source: inv.SourceInventory, databases: Sequence[str] | 
     if databases is None:
         return connectable
     known = {d.name: d for d in source.databases}
+    missing = [name for name in databases if name not in known]
+    if missing:
+        raise UnknownDatabase(missing, (d.name for d in source.databases if not d.is_template))
     for name in databases:
-        if name not in known:
-            raise UsageError(
-                f"database {name!r} does not exist on the source",
-                hint="list the databases with psql -l, or leave out --database to check all",
-            )
         if name not in connectable:
             raise UsageError(
                 f"database {name!r} does not accept connections (a template, or datallowconn = false)",

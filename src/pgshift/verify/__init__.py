@@ -20,7 +20,7 @@ import psycopg
 from pgshift.catalog import cluster, inventory, rows
 from pgshift.catalog.session import Connection, query_failed, server_version, session
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import ConnectionFailed, UsageError
+from pgshift.errors import UnknownDatabase, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepStarted, discard
 from pgshift.verify.compare import (
     compare_database,
@@ -91,12 +91,9 @@ def _pairs(
                 )
     else:
         chosen = list(databases)
-        for s, _t in chosen:
-            if s not in src_dbs:
-                raise ConnectionFailed(
-                    f"cannot connect to the source database {s!r}: it does not exist",
-                    hint="name a database of the source with --database (psql's \\l lists them)",
-                )
+        missing = [s for s, _t in chosen if s not in src_dbs]
+        if missing:
+            raise UnknownDatabase(missing, (n for n, d in src_dbs.items() if not d.is_template))
     pairs: list[tuple[str, str]] = []
     for s, t in chosen:
         if t not in tgt_dbs:
