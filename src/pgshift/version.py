@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pgshift.errors import PgshiftError, UsageError
 
@@ -18,12 +18,32 @@ _VERSION_RE = re.compile(
 )
 
 
+class Major(int):
+    """A major version: an integer comparable within an era that prints as users write it.
+
+    ``Major(18)`` prints "18" and ``Major(906)`` prints "9.6", so every message, hint and path
+    built with an f-string shows the major the user typed, never the internal 906. Arithmetic,
+    comparison, hashing and JSON (a number) are those of ``int``.
+    """
+
+    def __str__(self) -> str:
+        return major_label(int(self))
+
+    def __format__(self, spec: str) -> str:
+        if spec and spec[-1] in "bcdoxXn":
+            return int.__format__(self, spec)
+        return format(str(self), spec)
+
+
 @dataclass(frozen=True, order=True)
 class PgVersion:
     """A PostgreSQL version as ``server_version_num`` plus an optional pre-release tag."""
 
     num: int
     prerelease: str = ""
+    # False for a version known only by its major (``from_major``): it prints as the major alone,
+    # "12" rather than a made-up "12.0".
+    minor_known: bool = field(default=True, compare=False)
 
     @classmethod
     def from_num(cls, num: int | str) -> PgVersion:
@@ -66,13 +86,13 @@ class PgVersion:
 
     @classmethod
     def from_major(cls, major: int) -> PgVersion:
-        """18 -> 18.0; 906 (9.6) -> 9.6.0."""
-        return cls(major * 10000 if major < 100 else major * 100)
+        """18 -> 18.0; 906 (9.6) -> 9.6.0, printed as the major alone ("18", "9.6")."""
+        return cls(major * 10000 if major < 100 else major * 100, minor_known=False)
 
     @property
-    def major(self) -> int:
+    def major(self) -> Major:
         """The major as an integer comparable across eras: 18, 17 ... 10, then 906, 905 ..."""
-        return self.num // 10000 if self.num >= 100000 else self.num // 100
+        return Major(self.num // 10000 if self.num >= 100000 else self.num // 100)
 
     @property
     def minor(self) -> int:
@@ -87,6 +107,8 @@ class PgVersion:
     def __str__(self) -> str:
         if self.prerelease:
             return f"{self.major_label}{self.prerelease}"
+        if not self.minor_known:
+            return self.major_label
         return f"{self.major_label}.{self.minor}"
 
 
@@ -97,22 +119,32 @@ def major_order(major: int) -> int:
 
 def major_label(major: int) -> str:
     """18 -> "18", 906 -> "9.6"."""
-    return PgVersion.from_major(major).major_label
+    if major >= 100:
+        return f"{major // 100}.{major % 100}"
+    return str(int(major))
 
 
-def parse_major(text: str) -> int:
+def _major_hint() -> str:
+    """The hint of every "not a major" error: an example pgshift accepts, and the range it supports."""
+    return (
+        f"give a major such as {NEWEST_KNOWN_MAJOR - 1} "
+        f"(pgshift supports {OLDEST_SUPPORTED_SOURCE} to {NEWEST_KNOWN_MAJOR})"
+    )
+
+
+def parse_major(text: str) -> Major:
     """A major as users type it: "17", "9.6". Raises UsageError otherwise."""
     m = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?\s*", text)
     if m is None:
-        raise UsageError(f"{text!r} is not a PostgreSQL major version", hint="give a major such as 17 or 9.6")
+        raise UsageError(f"{text!r} is not a PostgreSQL major version", hint=_major_hint())
     a, b = int(m[1]), m[2]
     if a >= 10:
         if b is not None:
             raise UsageError(f"{text!r} is a minor release, not a major", hint=f"give the major alone, e.g. {a}")
-        return a
+        return Major(a)
     if b is None or a < 7:
-        raise UsageError(f"{text!r} is not a PostgreSQL major version", hint="give a major such as 17 or 9.6")
-    return a * 100 + int(b)
+        raise UsageError(f"{text!r} is not a PostgreSQL major version", hint=_major_hint())
+    return Major(a * 100 + int(b))
 
 
 # --- Client/server rules -------------------------------------------------------------------------

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pgshift.errors import PgshiftError, UsageError
 from pgshift.version import (
+    NEWEST_KNOWN_MAJOR,
+    OLDEST_SUPPORTED_SOURCE,
     PgVersion,
     check_direction,
     dump_refusal,
+    major_order,
     oldest_server_for_client,
     parse_major,
     restore_refusal,
@@ -100,3 +105,26 @@ def test_downgrade_refused_unless_allowed_then_warned() -> None:
     assert allowed.allowed and allowed.warning
     assert check_direction(tgt, src).allowed
     assert check_direction(src, src).warning is None
+
+
+def test_majors_print_as_users_write_them() -> None:
+    old, new = parse_major("9.6"), parse_major("18")
+    assert (str(old), f"{old}", f"pg_dump {old}", f"{old:>5}") == ("9.6", "9.6", "pg_dump 9.6", "  9.6")
+    assert (str(new), f"{new:d}") == ("18", "18")
+    assert old == 906 and old + 1 == 907 and sorted([new, old], key=major_order) == [old, new]
+    assert json.dumps({"major": old}) == '{"major": 906}'  # JSON keeps the number
+    assert str(PgVersion.parse("9.6.24").major) == "9.6"
+
+
+def test_a_version_known_only_by_its_major_prints_the_major() -> None:
+    assert str(PgVersion.from_major(12)) == "12"
+    assert str(PgVersion.from_major(906)) == "9.6"
+    assert str(PgVersion.parse("17.0")) == "17.0"  # a real release keeps its minor
+    assert PgVersion.from_major(17) == PgVersion.parse("17.0")
+
+
+def test_a_bad_major_hint_suggests_only_supported_majors() -> None:
+    with pytest.raises(UsageError) as err:
+        parse_major("seventeen")
+    assert "9.6" not in (err.value.hint or "")
+    assert f"supports {OLDEST_SUPPORTED_SOURCE} to {NEWEST_KNOWN_MAJOR}" in (err.value.hint or "")

@@ -21,7 +21,14 @@ from pgshift.errors import PgshiftError, UnknownDatabase, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
-from pgshift.version import NEWEST_KNOWN_MAJOR, OLDEST_SUPPORTED_SOURCE, PgVersion, major_label, major_order
+from pgshift.version import (
+    NEWEST_KNOWN_MAJOR,
+    OLDEST_SUPPORTED_SOURCE,
+    Major,
+    PgVersion,
+    major_label,
+    major_order,
+)
 
 # Catalog text arrives as UTF-8 whatever the database encoding (SQL_ASCII sessions would return bytes),
 # and every check session is read-only: a rule that tried to write would fail, not write.
@@ -226,7 +233,7 @@ def run(
                         )
                     )
             else:
-                tmajor = target_version if target_version is not None else NEWEST_KNOWN_MAJOR
+                tmajor = Major(target_version if target_version is not None else NEWEST_KNOWN_MAJOR)
 
             wanted = _databases_to_check(source_inv, databases)
             client = _client_advice(
