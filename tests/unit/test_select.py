@@ -77,3 +77,19 @@ def test_docker_fallback_when_nothing_local_fits() -> None:
 def test_docker_forced_without_daemon_is_an_error() -> None:
     with pytest.raises(ToolchainError):
         select_client(disc("17.1"), V("12.1"), V("17.2"), docker=True)
+
+
+def test_a_missing_client_hint_names_only_majors_pgshift_can_install() -> None:
+    with pytest.raises(ToolchainError) as err:
+        select_client(disc(), V("11.22"), V("12.4"))
+    hint = err.value.hint or ""
+    assert "toolchain install 12" not in hint  # PyPI has no 12: that command is refused
+    assert "toolchain install 14" in hint and "system's packages" in hint
+
+
+def test_a_newer_client_warning_names_an_install_that_works() -> None:
+    old = select_client(disc("17.11"), V("11.22"), V("12.4"))
+    assert not any("toolchain install 12" in w for w in old.warnings)
+    assert any("system's packages" in w for w in old.warnings)
+    recent = select_client(disc("18.6"), V("12.22"), V("16.4"))
+    assert any("(pgshift toolchain install 16)" in w for w in recent.warnings)

