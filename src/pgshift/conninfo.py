@@ -10,6 +10,7 @@ environment, and the target's ``PGHOST`` can never steer the source's pg_dump.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,46 @@ SESSION_DEFAULTS: Mapping[str, str] = {
 }
 
 
+# The forms every hint about a connection string names (the CLI's help describes them once too).
+CONNINFO_EXAMPLES = "a URI (postgresql://user@db1/app), key=value pairs (host=db1 dbname=app) or service=NAME"
+
+# libpq's words for a connection string whose *values* it refuses before it talks to any server:
+# connectOptions2 (sslmode, gssencmode, target_session_attrs …, host/hostaddr/port counts), the
+# integer options (port, connect_timeout, keepalives …) and the service file lookup (fe-connect.c).
+# The syntax itself is checked by Endpoint.parse; these show only when libpq starts a connection.
+_REFUSED_VALUE = re.compile(
+    r'invalid integer value "[^"]*" for connection option "[^"]*"'
+    r"|invalid \w+ value: "
+    r"|could not match \d+ [\w ]+ to \d+ \w+"
+    r'|definition of service "[^"]*" not found'
+    r'|service file "[^"]*" not found'
+    r'|syntax error in service file "[^"]*"'
+    r"|invalid SSL protocol version range"
+    r'|weak sslmode "[^"]*" may not be used'
+)
+
+
+def first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else text.strip()
+
+
+def refused_value(role: str, libpq_message: str) -> UsageError | None:
+    """The usage error for a connection attempt libpq refused because of the string's own values.
+
+    ``None`` when the failure came from the network or the server (those are exit 3).
+    """
+    for line in libpq_message.splitlines():
+        match = _REFUSED_VALUE.search(line)
+        if match is not None:
+            reason = line[match.start() :].strip()
+            return UsageError(
+                f"the {role} connection string is not valid: {reason}",
+                hint=f"fix that value; a connection string is {CONNINFO_EXAMPLES}",
+            )
+    return None
+
+
 def _redacted_conninfo(params: Mapping[str, Any]) -> str:
     shown = {k: (REDACTED if k == "password" else v) for k, v in params.items() if v not in (None, "")}
     return make_conninfo("", **shown)
@@ -76,14 +117,15 @@ class Endpoint:
 
     @classmethod
     def parse(cls, text: str, role: str = "server") -> Endpoint:
+        """What the user typed, parsed by libpq; a string libpq cannot parse is a usage error."""
         if not text or not text.strip():
-            raise UsageError(f"the {role} connection string is empty", hint="give a URI or key=value string")
+            raise UsageError(f"the {role} connection string is empty", hint=f"give {CONNINFO_EXAMPLES}")
         try:
             params = conninfo_to_dict(text)
         except psycopg.ProgrammingError as exc:
+            reason = first_line(str(exc)).replace(text, "<conninfo>")
             raise UsageError(
-                f"the {role} connection string cannot be parsed: {exc}".replace(text, "<conninfo>"),
-                hint="use key=value pairs (host=db1 dbname=app) or a URI (postgresql://user@db1/app)",
+                f"the {role} connection string cannot be parsed: {reason}", hint=f"write it as {CONNINFO_EXAMPLES}"
             ) from None
         return cls(role, {k: str(v) for k, v in params.items() if v is not None})
 

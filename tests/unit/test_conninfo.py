@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgshift.conninfo import Endpoint, ResolvedEndpoint
+from pgshift.conninfo import Endpoint, ResolvedEndpoint, refused_value
 from pgshift.errors import ToolchainError, UsageError
 from pgshift.process import redact
 
@@ -47,3 +47,32 @@ def test_redact_covers_conninfo_uri_and_known_secrets() -> None:
     assert "x2" not in redact("password='x2 y' host=a")
     assert "x3" not in redact("postgresql://u:x3@h/db")
     assert "tok" not in redact("error near tok", ["tok"])
+
+
+@pytest.mark.parametrize(
+    "libpq_message",
+    [
+        'connection is bad: invalid integer value "abc" for connection option "port"',
+        'connection is bad: invalid sslmode value: "bogus"',
+        "connection is bad: could not match 3 port numbers to 2 hosts",
+        'connection is bad: definition of service "nosuch" not found',
+    ],
+)
+def test_values_libpq_refuses_are_usage_errors(libpq_message: str) -> None:
+    refused = refused_value("target", libpq_message)
+    assert isinstance(refused, UsageError)
+    assert refused.message == "the target connection string is not valid: " + libpq_message.split(": ", 1)[1]
+    assert "postgresql://" in (refused.hint or "") and "service=NAME" in (refused.hint or "")
+
+
+@pytest.mark.parametrize(
+    "libpq_message",
+    [
+        'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused',
+        'connection failed: FATAL:  password authentication failed for user "postgres"',
+        'connection failed: FATAL:  database "x" does not exist',
+        'connection is bad: could not translate host name "nowhere" to address',
+    ],
+)
+def test_network_and_server_failures_are_not_usage_errors(libpq_message: str) -> None:
+    assert refused_value("source", libpq_message) is None

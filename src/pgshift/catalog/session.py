@@ -9,8 +9,8 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.rows import dict_row
 
-from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import ConnectionFailed, StepFailed
+from pgshift.conninfo import CONNINFO_EXAMPLES, Endpoint, ResolvedEndpoint, refused_value
+from pgshift.errors import ConnectionFailed, StepFailed, UsageError
 from pgshift.process import redact
 from pgshift.version import PgVersion
 
@@ -86,9 +86,17 @@ def connect(
     try:
         return psycopg.connect(conninfo, autocommit=autocommit, row_factory=dict_row)
     except psycopg.OperationalError as exc:
+        # A value libpq refuses (port=abc, sslmode=bogus, an unknown service) is bad input, like a
+        # string that does not parse: exit 64 wherever the string was given, not "cannot connect".
+        refused = refused_value(endpoint.role, redact(str(exc), secrets))
+        if refused is not None:
+            raise refused from None
         raise _explain(exc, where, secrets) from None
-    except psycopg.ProgrammingError as exc:  # malformed conninfo after overrides
-        raise ConnectionFailed(f"cannot connect to the {where}: {redact(str(exc), secrets)}") from None
+    except psycopg.ProgrammingError as exc:  # psycopg refused a value (connect_timeout=x) before libpq ran
+        raise UsageError(
+            f"the {endpoint.role} connection string is not valid: {redact(first_line(exc), secrets)}",
+            hint=f"fix that value; a connection string is {CONNINFO_EXAMPLES}",
+        ) from None
 
 
 @contextmanager
