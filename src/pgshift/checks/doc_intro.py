@@ -16,20 +16,22 @@ With no target server yet, `--target-version N` checks against a planned major: 
 only the source run, and the report lists the target-side checks that could not run.
 
 ```
-pgshift check SOURCE [TARGET] [--target-version N] [-d DB ...] [-j JOBS] [--work-dir DIR]
+pgshift check SOURCE [TARGET] [--target-version N] [-d NAME ...] [-j N] [--workdir DIR]
               [--format console|json|markdown|html | --json] [-o FILE] [--pg-bin DIR] [-q] [-v]
 pgshift check --list-rules [--json | --format markdown]
 ```
 
-* `SOURCE`, `TARGET`: libpq connection strings (URIs, key=value, `service=NAME`). Passwords come from
-  the string, `PGPASSWORD` or `~/.pgpass` and never appear in reports.
+* `SOURCE`, `TARGET`: libpq connection strings (`postgresql://` URIs, key=value pairs or
+  `service=NAME`). Passwords come from the string, `PGPASSWORD` or `~/.pgpass` and never appear in
+  reports. A string libpq cannot parse, or whose values it refuses (`port=abc`), is a usage error (64).
 * `-d/--database` (repeatable): check only these databases. Default: every database of the source
   that accepts connections, templates excluded, `postgres` included.
 * `-j/--jobs`: the parallelism the move would use (connection estimate, `connections-for-jobs`); check
   itself inspects up to that many databases at once (at most 4).
 * `--target-version N`: the planned target major when there is no target server (default without
   TARGET: the newest major pgshift knows, 18). Ignored, with a warning, when TARGET is given.
-* `--work-dir`: where a dump would be written (disk-space estimate and `work-dir-space`).
+* `--workdir DIR` (also accepted as `--work-dir`): where a dump would be written (disk-space
+  estimate and `work-dir-space`).
 * `-v`: the console report also lists the source inventory and the manual migration commands.
 
 ## Exit codes
@@ -41,7 +43,7 @@ pgshift check --list-rules [--json | --format markdown]
 | 2 | blockers |
 | 3 | cannot connect or authenticate |
 | 4 | toolchain problem (a wrong `--pg-bin`) |
-| 64 | usage error (bad option, bad `--target-version`, no SOURCE) |
+| 64 | usage error (bad option, bad `--target-version`, no SOURCE, a connection string that does not parse, a `--database` the source does not have) |
 
 A missing client program is not an error of `check`: it is the blocker `client-dump-newer-server`.
 See also [exit-codes.md](exit-codes.md).
@@ -52,7 +54,7 @@ A 13 source with a `"char"` column holding `é`, an empty tsvector lexeme, a vie
 `numeric_fac()`, hstore, and a role with an MD5 password, checked against an 18 server:
 
 ```
-$ pgshift check postgresql://postgres@127.0.0.1:5413/postgres postgresql://postgres@127.0.0.1:5418/postgres --work-dir /srv/pgshift-work
+$ pgshift check postgresql://postgres@127.0.0.1:5413/postgres postgresql://postgres@127.0.0.1:5418/postgres --workdir /srv/pgshift-work
 pgshift check — NOT READY (13 → 18): 3 blocker(s) must be fixed first, 1 warning(s) to review
 source             PostgreSQL 13.23 as postgres (superuser)
 target             PostgreSQL 18.6 as postgres (superuser)

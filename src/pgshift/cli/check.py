@@ -18,48 +18,74 @@ from pgshift.cli.common import (
     FormatOption,
     JsonOption,
     OutputFormat,
+    OutputOption,
     PgBinOption,
     QuietOption,
     VerboseOption,
+    at_least_one,
+    conninfo_help,
     finish,
     pick_format,
     progress_sink,
     stdout_console,
     write_output,
 )
+from pgshift.cli.help import usage
 from pgshift.conninfo import Endpoint
 from pgshift.errors import UsageError
 from pgshift.report.check import json_document, render_console, render_html, render_markdown
-from pgshift.version import parse_major
+from pgshift.version import NEWEST_KNOWN_MAJOR, parse_major
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "check",
+        cls=usage("[OPTION]... SOURCE [TARGET]", "--list-rules [--json | --format markdown] [--output FILE]"),
         help="Report every hazard of moving SOURCE to TARGET (or to --target-version N) without changing either. "
         "Exit 0: nothing above info; 1: warnings; 2: blockers; 3: cannot connect; 4: toolchain; 64: usage.",
     )(check)
 
 
 def check(
-    source: Annotated[str | None, typer.Argument(help="Source connection string (URI or key=value).")] = None,
-    target: Annotated[str | None, typer.Argument(help="Target connection string (optional).")] = None,
+    source: Annotated[
+        str | None,
+        typer.Argument(metavar="SOURCE", help=conninfo_help("source", "Required, except with --list-rules.")),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="TARGET", help=conninfo_help("target", "Optional: without it, check against --target-version.")
+        ),
+    ] = None,
     target_version: Annotated[
         str | None,
-        typer.Option("--target-version", metavar="N", help="Planned target major when no TARGET server exists yet."),
+        typer.Option(
+            "--target-version",
+            metavar="N",
+            help="Planned target major when no TARGET server exists yet "
+            f"(default without TARGET: {NEWEST_KNOWN_MAJOR}, the newest pgshift knows).",
+        ),
     ] = None,
     database: Annotated[
         list[str] | None,
-        typer.Option("--database", "-d", help="Check only this database (repeatable). Default: all."),
+        typer.Option("--database", "-d", metavar="NAME", help="Check only this database (repeatable). Default: all."),
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel jobs the move would use.")] = 2,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", metavar="N", parser=at_least_one, help="Parallel jobs the move would use.")
+    ] = 2,
     work_dir: Annotated[
-        Path | None, typer.Option("--work-dir", help="Where the dump would be written (for the space estimate).")
+        Path | None,
+        typer.Option(
+            "--workdir",
+            "--work-dir",  # the former spelling, still accepted (not shown)
+            metavar="DIR",
+            help="Where the dump would be written (for the space estimate).",
+        ),
     ] = None,
     list_rules: Annotated[bool, typer.Option("--list-rules", help="Print every rule and exit.")] = False,
     fmt: FormatOption = OutputFormat.console,
     as_json: JsonOption = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    output: OutputOption = None,
     pg_bin: PgBinOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -69,7 +95,7 @@ def check(
         _list_rules(fmt, output)
         finish(0)
     if source is None:
-        raise UsageError("missing SOURCE", hint="pgshift check SOURCE [TARGET] (or --list-rules)")
+        raise UsageError("missing SOURCE", hint="usage: pgshift check [OPTION]... SOURCE [TARGET] (or --list-rules)")
     major = parse_major(target_version) if target_version is not None else None
     src = Endpoint.parse(source, "source")
     tgt = Endpoint.parse(target, "target") if target is not None else None

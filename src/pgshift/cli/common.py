@@ -23,6 +23,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from pgshift.cli.help import one_of, whole_number
+from pgshift.conninfo import CONNINFO_EXAMPLES
 from pgshift.errors import ExitCode, PgshiftError, UsageError
 from pgshift.events import Event, EventSink, Level, Message, StepFinished, StepProgress, StepStarted
 
@@ -50,11 +52,41 @@ class OutputFormat(StrEnum):
     html = "html"
 
 
+# One description of a connection string, for every argument that names a server.
+CONNINFO_HELP = f"a connection string: {CONNINFO_EXAMPLES}"
+
+
+def conninfo_help(role: str, more: str = "") -> str:
+    """The help of a SOURCE or TARGET argument: which server, and the one description of the forms."""
+    return f"The {role} server, as {CONNINFO_HELP}." + (f" {more}" if more else "")
+
+
+# Parsers of option values, so that a refusal is in pgshift's words (cli/help.py reports it).
+at_least_one = whole_number(1)
+
 FormatOption = Annotated[
     OutputFormat,
-    typer.Option("--format", help="Report format: console, json, markdown or html."),
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        parser=one_of(OutputFormat),
+        help="Report format: console, json, markdown or html.",
+    ),
+]
+# migrate reports a run, not a page: no html.
+RunFormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        parser=one_of(OutputFormat, (OutputFormat.console, OutputFormat.json, OutputFormat.markdown)),
+        help="Report format: console, json or markdown.",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.")
+]
 PgBinOption = Annotated[
     list[Path] | None,
     typer.Option("--pg-bin", metavar="DIR", help="A directory of PostgreSQL programs to use (repeatable)."),
@@ -76,7 +108,9 @@ ExcludeTableOption = Annotated[
 ]
 RenameOption = Annotated[
     list[str] | None,
-    typer.Option("--rename", metavar="OLD=NEW", help="The source database OLD is called NEW on the target."),
+    typer.Option(
+        "--rename", metavar="OLD=NEW", help="The source database OLD is called NEW on the target (repeatable)."
+    ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors and the result only.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Print every step and child program line.")]

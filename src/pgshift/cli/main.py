@@ -13,10 +13,12 @@ from pgshift import __version__
 from pgshift.catalog.session import query_failed
 from pgshift.cli import check, demo, migrate, toolchain, verify
 from pgshift.cli.common import Finished, render_error, stderr_console
+from pgshift.cli.help import NoCommandGiven, ParserError, PgGroup, usage_error
 from pgshift.errors import ExitCode, PgshiftError
 
 app = typer.Typer(
     name="pgshift",
+    cls=PgGroup,
     help="Move PostgreSQL databases across major versions and between hosts — safely, with proof.",
     no_args_is_help=True,
     # Locals can hold passwords: never show them.
@@ -59,13 +61,26 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     code: int
     try:
-        app(args=args, prog_name="pgshift")
-        code = 0
+        # Not standalone: what the parser refuses comes here, to be said in pgshift's words.
+        returned = app(args=args, prog_name="pgshift", standalone_mode=False)
+        # --help and typer.Exit end with their exit code as the result; commands end with finish().
+        code = returned if isinstance(returned, int) else 0
     except Finished as done:
         code = done.code
+    except NoCommandGiven as exc:
+        # "pgshift" or "pgshift toolchain" alone: the help, and the status of a missing command.
+        sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx is not None else "")
+        code = ExitCode.USAGE
+    except ParserError as exc:
+        # Unknown option, missing argument, bad value…: one error line and a hint, exit 64 (click's
+        # own status 2 would read as "blockers").
+        render_error(usage_error(exc))
+        code = ExitCode.USAGE
+    except typer.Abort:  # a confirmation prompt ended by Ctrl-C or end of input
+        stderr_console().print("[red]interrupted[/]")
+        code = ExitCode.INTERRUPTED
     except SystemExit as exc:
         raw = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        # typer/click end usage errors with 2; ours is 64 (2 means blockers).
         code = ExitCode.USAGE if raw == 2 else raw
     except PgshiftError as exc:
         render_error(exc, verbose=debug)

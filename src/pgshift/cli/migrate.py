@@ -11,15 +11,17 @@ import typer
 from pgshift.cli.common import (
     ExcludeSchemaOption,
     ExcludeTableOption,
-    FormatOption,
     JsonOption,
     OutputFormat,
     PgBinOption,
     QuietOption,
     RenameOption,
+    RunFormatOption,
     SchemaOption,
     TableOption,
     VerboseOption,
+    at_least_one,
+    conninfo_help,
     finish,
     parse_pairs,
     pick_format,
@@ -29,6 +31,7 @@ from pgshift.cli.common import (
     stdout_console,
     write_output,
 )
+from pgshift.cli.help import usage
 from pgshift.conninfo import Endpoint
 from pgshift.errors import ExitCode, PgshiftError, UsageError
 from pgshift.migrate import MigrateOptions, load_resume_options, plan_migration, run_migration
@@ -44,7 +47,11 @@ _HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    app.command("migrate", help=_HELP)(migrate)
+    app.command(
+        "migrate",
+        cls=usage("[OPTION]... SOURCE TARGET", "[OPTION]... --resume WORKDIR [SOURCE TARGET]"),
+        help=_HELP,
+    )(migrate)
 
 
 def _confirm(yes: bool, interactive: bool) -> Any:
@@ -60,19 +67,25 @@ def _confirm(yes: bool, interactive: bool) -> Any:
 
 def migrate(
     source: Annotated[
-        str | None, typer.Argument(help="Source connection string (URI, key=value or service=NAME).")
+        str | None,
+        typer.Argument(metavar="SOURCE", help=conninfo_help("source", "Optional with --resume (the journal has it).")),
     ] = None,
     target: Annotated[
-        str | None, typer.Argument(help="Target connection string (URI, key=value or service=NAME).")
+        str | None,
+        typer.Argument(metavar="TARGET", help=conninfo_help("target", "Optional with --resume (the journal has it).")),
     ] = None,
     database: Annotated[
         list[str] | None,
         typer.Option(
-            "--database", "-d", help="Move this database (repeatable). Default: all but postgres and templates."
+            "--database",
+            "-d",
+            metavar="NAME",
+            help="Move this database (repeatable). Default: all but postgres and templates.",
         ),
     ] = None,
     exclude_database: Annotated[
-        list[str] | None, typer.Option("--exclude-database", "-D", help="Do not move this database (repeatable).")
+        list[str] | None,
+        typer.Option("--exclude-database", "-D", metavar="NAME", help="Do not move this database (repeatable)."),
     ] = None,
     rename: RenameOption = None,
     if_exists: Annotated[
@@ -80,12 +93,19 @@ def migrate(
         typer.Option(
             "--if-exists",
             metavar="error|drop|skip",
-            help="A target database that already exists: refuse (default), drop and replace it, or skip it.",
+            help="A target database that already exists: refuse (error), drop and replace it, or skip it.",
         ),
     ] = "error",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before dropping target databases.")] = False,
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", help="Parallel work: databases at once × pg_dump/pg_restore -j.")
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            metavar="N",
+            parser=at_least_one,
+            help="Parallel work: databases at once × pg_dump/pg_restore -j.",
+        ),
     ] = 2,
     workdir: Annotated[
         Path | None, typer.Option("--workdir", metavar="DIR", help="Work directory (journal, log, dumps).")
@@ -146,7 +166,7 @@ def migrate(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and every command in order; change nothing.")
     ] = False,
-    fmt: FormatOption = OutputFormat.console,
+    fmt: RunFormatOption = OutputFormat.console,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

@@ -8,20 +8,22 @@ import typer
 from rich.table import Table
 
 from pgshift.cli.common import (
-    JsonOption,
     PgBinOption,
     QuietOption,
     print_json,
     progress_sink,
     stdout_console,
 )
+from pgshift.cli.help import PgCommand, PgGroup
+from pgshift.errors import PreflightRefused
 from pgshift.toolchain import docker as docker_images
 from pgshift.toolchain import install as installer
 from pgshift.toolchain.discover import CLIENT_PROGRAMS, PROGRAMS, discover
 from pgshift.toolchain.select import select_client
-from pgshift.version import PgVersion, parse_major
+from pgshift.version import PgVersion, check_direction, parse_major
 
 toolchain_app = typer.Typer(
+    cls=PgGroup,
     help="Find, choose and install PostgreSQL client programs.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["--help"]},
@@ -32,8 +34,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(toolchain_app, name="toolchain")
 
 
-@toolchain_app.command("list")
-def list_cmd(pg_bin: PgBinOption = None, as_json: JsonOption = False) -> None:
+@toolchain_app.command("list", cls=PgCommand)
+def list_cmd(
+    pg_bin: PgBinOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the installations and problems as one JSON document.")
+    ] = False,
+) -> None:
     """Every PostgreSQL installation found on this machine, newest first."""
     found = discover(pg_bin or [])
     if as_json:
@@ -76,9 +83,9 @@ def list_cmd(pg_bin: PgBinOption = None, as_json: JsonOption = False) -> None:
         console.print(f"[yellow]problem:[/] {problem}")
 
 
-@toolchain_app.command("install")
+@toolchain_app.command("install", cls=PgCommand)
 def install_cmd(
-    major: Annotated[str, typer.Argument(help="The major to install, e.g. 17.")],
+    major: Annotated[str, typer.Argument(metavar="MAJOR", help="The major to install, e.g. 17.")],
     force: Annotated[bool, typer.Option("--force", help="Download and unpack again.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -93,54 +100,69 @@ def install_cmd(
         stdout_console().print(f"installed PostgreSQL {inst.version} into {inst.bin_dir}")
 
 
-@toolchain_app.command("remove")
-def remove_cmd(major: Annotated[str, typer.Argument(help="The major to remove, e.g. 17.")]) -> None:
+@toolchain_app.command("remove", cls=PgCommand)
+def remove_cmd(major: Annotated[str, typer.Argument(metavar="MAJOR", help="The major to remove, e.g. 17.")]) -> None:
     """Delete a major installed by 'pgshift toolchain install'."""
     removed = installer.remove(parse_major(major))
     stdout_console().print(f"removed {removed}")
 
 
-@toolchain_app.command("select")
+@toolchain_app.command("select", cls=PgCommand)
 def select_cmd(
-    source_version: Annotated[str, typer.Argument(help="The source server's major, e.g. 11.")],
-    target_version: Annotated[str, typer.Argument(help="The target server's major, e.g. 17.")],
+    source_version: Annotated[str, typer.Argument(metavar="SOURCE", help="The source server's major, e.g. 11.")],
+    target_version: Annotated[str, typer.Argument(metavar="TARGET", help="The target server's major, e.g. 17.")],
     pg_bin: PgBinOption = None,
     docker: Annotated[bool, typer.Option("--docker", help="Run the clients in a Docker image.")] = False,
     docker_image: Annotated[
         str | None,
         typer.Option(
-            "--docker-image", help="Image for --docker (default pgshift/postgres:MAJOR if built, else postgres:MAJOR)."
+            "--docker-image",
+            metavar="IMAGE",
+            help="Image for --docker (default pgshift/postgres:MAJOR if built, else postgres:MAJOR).",
         ),
     ] = None,
-    as_json: JsonOption = False,
+    allow_downgrade: Annotated[
+        bool, typer.Option("--allow-downgrade", help="Allow a target older than the source, as migrate does.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the choice as one JSON document.")] = False,
 ) -> None:
     """Which client programs pgshift would use to move SOURCE to TARGET, and why."""
     source = PgVersion.from_major(parse_major(source_version))
     target = PgVersion.from_major(parse_major(target_version))
+    # The same rule as migrate's preflight: an older target is refused unless --allow-downgrade.
+    direction = check_direction(source, target, allow_downgrade=allow_downgrade)
+    if not direction.allowed:
+        raise PreflightRefused(
+            direction.reason or "the target is older than the source",
+            hint="choose a target of the same or a newer major, or pass --allow-downgrade",
+        )
     choice = select_client(
         discover(pg_bin or []),
         source,
         target,
         **docker_images.client_options(docker=docker, docker_image=docker_image),
     )
+    warnings = ([direction.warning] if direction.warning else []) + list(choice.warnings)
     if as_json:
-        print_json({"choice": choice.as_dict()}, kind="toolchain-select")
+        print_json({"choice": {**choice.as_dict(), "warnings": warnings}}, kind="toolchain-select")
         return
     console = stdout_console()
     console.print(choice.describe())
-    for warning in choice.warnings:
+    for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if choice.dump_flags:
         console.print(f"pg_dump flags added: {' '.join(choice.dump_flags)}")
 
 
-@toolchain_app.command("docker-image")
+@toolchain_app.command("docker-image", cls=PgCommand)
 def docker_image_cmd(
-    major: Annotated[str, typer.Argument(help="The major to build an image of, e.g. 17.")],
-    tag: Annotated[str | None, typer.Option("--tag", help="Image tag (default pgshift/postgres:MAJOR).")] = None,
+    major: Annotated[str, typer.Argument(metavar="MAJOR", help="The major to build an image of, e.g. 17.")],
+    tag: Annotated[
+        str | None, typer.Option("--tag", metavar="TAG", help="Image tag (default pgshift/postgres:MAJOR).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Build again even when the tag exists.")] = False,
     quiet: QuietOption = False,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the image as one JSON document.")] = False,
 ) -> None:
     """Build a local Docker image of a major from pgshift's cache (no registry needed)."""
     number = parse_major(major)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,11 +15,14 @@ from pgshift.cli.common import (
     FormatOption,
     JsonOption,
     OutputFormat,
+    OutputOption,
     QuietOption,
     RenameOption,
     SchemaOption,
     TableOption,
     VerboseOption,
+    at_least_one,
+    conninfo_help,
     finish,
     parse_pairs,
     pick_format,
@@ -28,6 +30,7 @@ from pgshift.cli.common import (
     stdout_console,
     write_output,
 )
+from pgshift.cli.help import PgCommand
 from pgshift.conninfo import Endpoint
 from pgshift.errors import UsageError
 from pgshift.report.verify import json_document, render_console, render_html, render_markdown
@@ -37,6 +40,7 @@ from pgshift.verify import VerifyOptions, verify_servers
 def register(app: typer.Typer) -> None:
     app.command(
         "verify",
+        cls=PgCommand,
         help="Compare SOURCE and TARGET: roles, database properties, objects and privileges, exact row counts, "
         "sequences, large objects and (with --checksums) the data itself. "
         "Exit 0: equal; 1: differences; 3: cannot connect; 5: a query failed; 64: usage.",
@@ -44,8 +48,8 @@ def register(app: typer.Typer) -> None:
 
 
 def verify(
-    source: Annotated[str, typer.Argument(help="Source connection string (URI or key=value).")],
-    target: Annotated[str, typer.Argument(help="Target connection string (URI or key=value).")],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help=conninfo_help("source"))],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help=conninfo_help("target"))],
     database: Annotated[
         list[str] | None,
         typer.Option(
@@ -56,7 +60,12 @@ def verify(
     checksums: Annotated[
         bool, typer.Option("--checksums", help="Also compare a digest of every table's content (reads all data).")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Connections per server for counts and checksums.")] = 2,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", metavar="N", parser=at_least_one, help="Connections per server for counts and checksums."
+        ),
+    ] = 2,
     schema: SchemaOption = None,
     exclude_schema: ExcludeSchemaOption = None,
     table: TableOption = None,
@@ -71,11 +80,12 @@ def verify(
         bool, typer.Option("--no-schema", help="Do not compare objects (rows, sequences, large objects only).")
     ] = False,
     chunk_rows: Annotated[
-        int, typer.Option("--chunk-rows", help="Rows per checksummed key range.", min=1)
+        int,
+        typer.Option("--chunk-rows", metavar="N", parser=at_least_one, help="Rows per checksummed key range."),
     ] = VerifyOptions.checksum_chunk_rows,
     fmt: FormatOption = OutputFormat.console,
     as_json: JsonOption = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    output: OutputOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:

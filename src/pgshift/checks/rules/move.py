@@ -203,7 +203,7 @@ WORK_DIR_SPACE = Rule(
     changed_in="-",
     scope=Scope.CLUSTER,
     what_happens="A dump holds the table data (compressed, so usually less); when the disk fills pg_dump fails.",
-    remediation="Point the work directory (--work-dir) at a disk with room, or stream the move without a dump file.",
+    remediation="Point the work directory (--workdir) at a disk with room, or stream the move without a dump file.",
     detect=_work_dir,
 )
 
