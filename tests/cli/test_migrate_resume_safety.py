@@ -242,3 +242,25 @@ def test_a_resume_with_nothing_changed_on_the_source_reuses_the_dump_and_says_so
     entry = json.loads((workdir / "journal.json").read_text())["databases"]["app"]
     assert entry["dump_dir"] == "01-app"
     assert scalar(target, "SELECT count(*) FROM t", "app") == 50
+
+
+def test_a_crash_after_analyze_redoes_only_the_last_steps(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(12), fresh_server(17)
+    source.execute("CREATE DATABASE app")
+    source.execute("COMMENT ON DATABASE app IS 'orders'")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS a", "app")
+    workdir = tmp_path / "run"
+    args = ("migrate", source.conninfo(), target.conninfo(), "--workdir", str(workdir))
+    killed = pgshift(*args, env={**os.environ, "PGSHIFT_INJECT_CRASH_AFTER_SQL": "ANALYZE"})
+    assert killed.returncode == -9, killed.stderr
+    assert json.loads((workdir / "journal.json").read_text())["databases"]["app"]["state"] == "restored"
+    resumed = pgshift("migrate", "--resume", str(workdir), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["verify"]["equal"]
+    log = (workdir / "migrate.log").read_text()
+    assert log.count('CREATE DATABASE "app"') == 1 and "DROP DATABASE" not in log
+    assert sum(1 for line in log.splitlines() if " command " in line and "pg_restore " in line) == 1
+    assert log.count("sql     ANALYZE") == 2
+    assert scalar(target, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'app'") == (
+        "orders"
+    )

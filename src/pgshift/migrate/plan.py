@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pgshift.migrate.options import MigrateOptions
 from pgshift.toolchain.select import ClientChoice
 
-DatabaseAction = Literal["migrate", "drop-and-migrate", "skip", "done", "redo"]
+# "finish": restored by an earlier attempt of the run; only its last steps (ANALYZE, comment) are left.
+DatabaseAction = Literal["migrate", "drop-and-migrate", "skip", "done", "redo", "finish"]
 
 # The phases of one database, in order. The journal records each; the result times each.
 PHASES: tuple[str, ...] = ("create", "dump", "restore", "analyze", "verify")
@@ -61,7 +62,7 @@ class DatabasePlan:
 
     @property
     def moves(self) -> bool:
-        return self.action in ("migrate", "drop-and-migrate", "redo")
+        return self.action in ("migrate", "drop-and-migrate", "redo", "finish")
 
     def as_dict(self) -> dict[str, Any]:
         return {

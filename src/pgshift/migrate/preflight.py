@@ -247,6 +247,9 @@ def _database_plans(
             assert journal is not None
             if target_name not in facts.target_db_names:
                 action, reason = "migrate", f"left half-done ({entry['state']}) and gone from the target; created again"
+            elif mark is not None and mark.run_id == journal.run_id and entry.get("state") == "restored":
+                # The smallest unit left is redone, not the whole database.
+                action, reason = "finish", "restored in an earlier attempt of this run; its last steps are done again"
             elif mark is not None and mark.run_id == journal.run_id:
                 action, reason = "redo", f"left half-done ({entry['state']}) by this run; dropped and done again"
             elif entry.get("state") == "creating" and mark is None and _target_db_empty(facts, target_name):

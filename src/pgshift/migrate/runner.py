@@ -78,6 +78,13 @@ def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path], run
             continue
         sid = f"db:{dbp.source}"
         reuse = dbp.action == "migrate" and dbp.target in facts.target_db_names
+        if dbp.action == "finish":
+            if facts.options.analyze and not facts.options.schema_only:
+                out.append(PlannedStep(f"{sid}:analyze", f"analyze {dbp.target}", "sql", "ANALYZE"))
+            final = steps.final_comment_action(facts, dbp, created=True)
+            if final is not None:
+                out.append(PlannedStep(f"{sid}:analyze", final.about, "sql", final.statement.display()))
+            continue
         if dbp.action in ("drop-and-migrate", "redo"):
             out += [
                 PlannedStep(f"{sid}:create", f"drop {dbp.target}", "sql", a.statement.display())

@@ -510,14 +510,15 @@ class Run:
                 self.warn(f"{action.about}: setting not applied on the target ({first}): {action.statement.display()}")
                 return False
             raise explain_statement(action.about, action.statement, exc) from None
-        self._statement_committed()
+        self._statement_committed(action.statement)
         return True
 
-    def _statement_committed(self) -> None:
-        """Fault injection for the crash tests: SIGKILL pgshift right after the Nth statement committed.
+    def _statement_committed(self, statement: Statement) -> None:
+        """Fault injection for the crash tests: SIGKILL pgshift right after a statement committed.
 
-        ``PGSHIFT_INJECT_CRASH_AFTER_SQL=N`` reproduces, at an exact instant, what the OOM killer or
-        ``kill -9`` does at a random one: the target changed, the journal not yet told.
+        ``PGSHIFT_INJECT_CRASH_AFTER_SQL=N`` (the Nth statement) or ``=TEXT`` (the first statement
+        that starts with TEXT) reproduces, at an exact instant, what the OOM killer or ``kill -9``
+        does at a random one: the target changed, the journal not yet told.
         """
         crash_after = os.environ.get("PGSHIFT_INJECT_CRASH_AFTER_SQL")
         if not crash_after:
@@ -525,7 +526,8 @@ class Run:
         with self._lock:
             self._applied += 1
             applied = self._applied
-        if applied == int(crash_after):
+        hit = applied == int(crash_after) if crash_after.isdigit() else statement.display().startswith(crash_after)
+        if hit:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def program(
@@ -673,6 +675,8 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
         journal.db_seconds(src, name, seconds[name])
         run.sink(StepFinished(f"{src}: {name}", step=sid, seconds=took, detail=detail))
 
+    if dbp.action == "finish":
+        return _finish_database(run, dbp, phase, finished, seconds)
     exists_on_target = dbp.target in facts.target_db_names
     # --- create ---------------------------------------------------------------------------------
     if not options.data_only:
@@ -777,6 +781,18 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
             run.apply(conn, action)
     journal.db_update(src, state="restored")
     finished("restore", sid, t0)
+    return _finish_database(run, dbp, phase, finished, seconds)
+
+
+def _finish_database(
+    run: Run,
+    dbp: DatabasePlan,
+    phase: Callable[[str, str], tuple[str, float]],
+    finished: Callable[[str, str, float], None],
+    seconds: dict[str, float],
+) -> dict[str, float]:
+    """The last steps of a restored database: ANALYZE, then its own comment in place of the mark."""
+    facts, journal, options, src = run.facts, run.journal, run.facts.options, dbp.source
     # --- analyze --------------------------------------------------------------------------------
     if options.analyze and not options.schema_only:
         sid, t0 = phase("analyze", "analyze")
