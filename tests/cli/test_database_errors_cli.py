@@ -42,11 +42,6 @@ def test_verify_of_a_database_the_source_lacks_is_a_usage_error(pair: tuple[Any,
     _assert_unknown_database(pgshift("verify", source.conninfo(), target.conninfo(), "-d", MISSING))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrate's preflight (src/pgshift/migrate/preflight.py, _select_databases) still raises "
-    "PreflightRefused (exit 2) for an unknown --database; it should raise errors.UnknownDatabase",
-)
 def test_migrate_of_a_database_the_source_lacks_is_a_usage_error(pair: tuple[Any, Any]) -> None:
     source, target = pair
     _assert_unknown_database(pgshift("migrate", source.conninfo(), target.conninfo(), "-d", MISSING, "--dry-run"))

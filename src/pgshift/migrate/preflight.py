@@ -11,7 +11,7 @@ from pgshift.catalog import cluster, ddl
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, ServerInfo, TablespaceInfo
 from pgshift.catalog.session import Connection, query_failed, resolve, session
 from pgshift.conninfo import ResolvedEndpoint
-from pgshift.errors import PreflightRefused
+from pgshift.errors import PreflightRefused, UnknownDatabase
 from pgshift.events import EventSink, Level, Message
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import (
@@ -110,10 +110,7 @@ def _select_databases(
     if options.databases:
         missing = [n for n in options.databases if n not in by_name]
         if missing:
-            raise PreflightRefused(
-                f"the source has no database {', '.join(repr(m) for m in missing)}",
-                hint="check the names given with --database (the source has: " + ", ".join(sorted(by_name)) + ")",
-            )
+            raise UnknownDatabase(missing, (d.name for d in found if not d.is_template))
         chosen = [by_name[n] for n in dict.fromkeys(options.databases)]
     else:
         chosen = [d for d in found if d.name != "postgres" and not d.is_template]

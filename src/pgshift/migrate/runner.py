@@ -83,7 +83,7 @@ def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path], run
                 out.append(PlannedStep(f"{sid}:analyze", f"analyze {dbp.target}", "sql", "ANALYZE"))
             final = steps.final_comment_action(facts, dbp, created=True)
             if final is not None:
-                out.append(PlannedStep(f"{sid}:analyze", final.about, "sql", final.statement.display()))
+                out.append(PlannedStep(f"{sid}:finish", final.about, "sql", final.statement.display()))
             continue
         if dbp.action in ("drop-and-migrate", "redo"):
             out += [
@@ -124,14 +124,14 @@ def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path], run
         )
         out += [
             PlannedStep(f"{sid}:restore", a.about, "sql", a.statement.display())
-            for a in steps.role_database_actions(facts, dbp, created)
+            for a in [*steps.extension_actions(facts, dbp), *steps.role_database_actions(facts, dbp, created)]
         ]
         if facts.options.analyze and not facts.options.schema_only:
             out.append(PlannedStep(f"{sid}:analyze", f"analyze {dbp.target}", "sql", "ANALYZE"))
         if not facts.options.data_only:
             final = steps.final_comment_action(facts, dbp, created=not reuse)
             if final is not None:
-                out.append(PlannedStep(f"{sid}:analyze", final.about, "sql", final.statement.display()))
+                out.append(PlannedStep(f"{sid}:finish", final.about, "sql", final.statement.display()))
     if facts.options.verify:
         pairs = ", ".join(f"{d.source}→{d.target}" for d in facts.databases if d.moves or d.action == "done")
         out.append(PlannedStep("verify", "verify", "internal", f"compare objects and row counts: {pairs}"))

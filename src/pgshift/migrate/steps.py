@@ -106,7 +106,29 @@ def tablespace_actions(facts: Facts, existing: set[str]) -> list[Action]:
         options = ddl.alter_tablespace_options(ts.name, ts.options)
         if options is not None:
             out.append(Action(f"tablespace {ts.name}", options))
+        if not facts.options.no_privileges:
+            with contextlib.closing(connect(facts.source)) as sconn:
+                grants = ddl.tablespace_grants(sconn, ts.name)
+            out += [
+                Action(f"tablespace {ts.name}", ddl.grant_on("tablespace", ts.name, grant))
+                for grant in grants
+                if grant.grantee is None or grant.grantee in present
+            ]
     return out
+
+
+def extension_actions(facts: Facts, dbp: DatabasePlan) -> list[Action]:
+    """Extensions a filtered dump (--schema/--table …) leaves out still belong to the database.
+
+    Run tolerating a missing schema: an extension whose schema the filter left out stays out.
+    """
+    if not facts.options.has_object_filters:
+        return []
+    return [
+        Action(f"extension {ext.name}", ddl.create_extension(ext.name, ext.schema))
+        for ext in dbp.extensions
+        if ext.target_version is not None and ext.name != "plpgsql"
+    ]
 
 
 def database_actions(
@@ -633,21 +655,11 @@ def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
                 raise
             if action.statement.no_transaction:
                 made_ts.append(action.about.removeprefix("tablespace "))
-        if not facts.options.no_privileges:
-            for ts in facts.tablespaces:
-                if ts.name in made_ts:
-                    for grant in _tablespace_grants(run, ts.name):
-                        if grant.grantee is None or grant.grantee in facts.target_roles | created:
-                            run.apply(conn, Action(f"tablespace {ts.name}", ddl.grant_on("tablespace", ts.name, grant)))
     journal.globals_update(state="done", memberships=len(grants), tablespaces=made_ts)
     journal.record("globals", "done")
     run.sink(StepFinished("globals", step="globals", seconds=time.monotonic() - started))
     return sorted(created), existing, len(grants), made_ts
 
-
-def _tablespace_grants(run: Run, name: str) -> list[Grant]:
-    with contextlib.closing(connect(run.facts.source)) as sconn:
-        return ddl.tablespace_grants(sconn, name)
 
 
 def source_database_grants(facts: Facts, dbname: str) -> list[Grant]:
@@ -773,10 +785,8 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, f
         run.log.write("info", f"{len(errors)} expected transaction_timeout error(s) of a newer pg_restore ignored")
     # Extensions the dump did not carry (schema filters) still belong to the database.
     with run.target_session(dbp.target) as conn:
-        installed = {e.name for e in cluster.list_extensions(conn)}
-        for ext in dbp.extensions:
-            if ext.name not in installed and ddl.schema_exists(conn, ext.schema) and ext.target_version is not None:
-                run.apply(conn, Action(f"extension {ext.name}", ddl.create_extension(ext.name, ext.schema)))
+        for action in extension_actions(facts, dbp):
+            run.apply(conn, action, tolerate=(psycopg.errors.InvalidSchemaName,))
         for action in role_database_actions(facts, dbp, created_roles):
             run.apply(conn, action)
     journal.db_update(src, state="restored")
@@ -802,8 +812,10 @@ def _finish_database(
     if not options.data_only:
         final = final_comment_action(facts, dbp, created=bool((journal.database(src) or {}).get("created_by_run")))
         if final is not None:
+            sid, t0 = phase("finish", "finish")
             with run.target_session(run.maintenance_db(dbp.target)) as conn:
                 run.apply(conn, final)
+            finished("finish", sid, t0)
     journal.db_update(src, state="analyzed", error=None)
     return seconds
 
