@@ -264,3 +264,14 @@ def test_a_crash_after_analyze_redoes_only_the_last_steps(fresh_server: Any, tmp
     assert scalar(target, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'app'") == (
         "orders"
     )
+
+
+def test_redump_takes_a_new_dump_of_an_unchanged_source(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    workdir = tmp_path / "run"
+    _owner_failure(source, target, workdir)
+    target.execute("CREATE ROLE app_owner")
+    done = pgshift("migrate", "--resume", str(workdir), "--redump")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "dumped again (--redump)" in done.stderr
+    assert json.loads((workdir / "journal.json").read_text())["databases"]["app"]["dump_dir"] == "01-app-attempt2"

@@ -116,6 +116,15 @@ def migrate(
     keep_dumps: Annotated[
         bool, typer.Option("--keep-dumps", help="Keep the dump archives after verification.")
     ] = False,
+    redump: Annotated[
+        bool, typer.Option("--redump", help="With --resume: dump again even when the source has not changed.")
+    ] = False,
+    reuse_dump: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-dump", help="With --resume: reuse a finished dump even when the source changed since."
+        ),
+    ] = False,
     analyze: Annotated[
         bool, typer.Option("--analyze/--no-analyze", help="ANALYZE each database after restore.")
     ] = True,
@@ -184,6 +193,10 @@ def migrate(
         if (src is None) != (tgt is None):
             raise UsageError("with --resume give both SOURCE and TARGET, or neither (the journal has them)")
         changes: dict[str, Any] = {"dry_run": dry_run}
+        if redump and reuse_dump:
+            raise UsageError("--redump and --reuse-dump cannot be used together")
+        if redump or reuse_dump:
+            changes["dump_reuse"] = "never" if redump else "always"
         if yes or if_exists != "error":
             changes["if_exists"] = if_exists
         if jobs != 2:
@@ -209,6 +222,11 @@ def migrate(
         changes.update({k: v for k, v in given.items() if v is not None})
         options = load_resume_options(resume, source=src, target=tgt, changes=changes)
     else:
+        if redump or reuse_dump:
+            raise UsageError(
+                f"{'--redump' if redump else '--reuse-dump'} applies to a resumed run",
+                hint="pgshift migrate --resume WORKDIR " + ("--redump" if redump else "--reuse-dump"),
+            )
         if not source or not target:
             raise UsageError(
                 "give SOURCE and TARGET connection strings (or --resume WORKDIR)",
