@@ -23,7 +23,8 @@ from pgshift.events import EventSink, discard
 
 if TYPE_CHECKING:
     from pgshift.catalog.inventory_check import SourceInventory, TargetInventory
-    from pgshift.conninfo import Endpoint
+    from pgshift.conninfo import Endpoint, ResolvedEndpoint
+    from pgshift.toolchain.select import ClientChoice
 
 # Version of the JSON document ``pgshift check --format json`` writes (docs/check.md).
 SCHEMA_VERSION = 1
@@ -199,8 +200,8 @@ class CheckReport:
 
 
 def run_check(
-    source: Endpoint,
-    target: Endpoint | None,
+    source: Endpoint | ResolvedEndpoint,
+    target: Endpoint | ResolvedEndpoint | None,
     *,
     target_version: int | None = None,
     databases: Sequence[str] | None = None,
@@ -208,12 +209,14 @@ def run_check(
     pg_bins: Sequence[Path] = (),
     sink: EventSink = discard,
     work_dir: Path | None = None,
+    client: ClientChoice | None = None,
 ) -> CheckReport:
     """Inventory both servers and run every rule that applies; change nothing on either.
 
     ``databases=None`` checks every database of the source that allows connections (templates
     excluded, postgres included). Without ``target``, ``target_version`` (default: the newest
     known major) names the planned major and the target-side rules are reported as skipped.
+    Resolved endpoints and a ``client`` choice (migrate's preflight) are used as they are.
     """
     import psycopg
 
@@ -230,6 +233,7 @@ def run_check(
             pg_bins=pg_bins,
             sink=sink,
             work_dir=work_dir,
+            chosen_client=client,
         )
     except psycopg.Error as exc:
         raise query_failed("check could not read the servers", exc) from None

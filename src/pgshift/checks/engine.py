@@ -45,15 +45,19 @@ def _client_advice(
     pg_bins: Sequence[Path],
     superuser: bool,
     work_dir: Path,
+    chosen: ClientChoice | None = None,
 ) -> ClientAdvice:
-    # A wrong --pg-bin is the user's error (exit 4); no client fitting is a finding (a blocker).
-    discovery = discover(pg_bins)
-    try:
-        choice: ClientChoice = select_client(discovery, source_version, target_version)
-    except PgshiftError as exc:
-        return ClientAdvice(
-            None, None, None, reason=exc.message, error=exc.message + (f" ({exc.hint})" if exc.hint else "")
-        )
+    if chosen is not None:  # the caller (migrate's preflight) chose already, Docker included
+        choice = chosen
+    else:
+        # A wrong --pg-bin is the user's error (exit 4); no client fitting is a finding (a blocker).
+        discovery = discover(pg_bins)
+        try:
+            choice = select_client(discovery, source_version, target_version)
+        except PgshiftError as exc:
+            return ClientAdvice(
+                None, None, None, reason=exc.message, error=exc.message + (f" ({exc.hint})" if exc.hint else "")
+            )
     return ClientAdvice(
         program_major=choice.version.major_label,
         version=str(choice.version),
@@ -179,8 +183,8 @@ def _to_findings(rule: Rule, hits: list[Hit]) -> list[Finding]:
 
 
 def run(
-    source: Endpoint,
-    target: Endpoint | None,
+    source: Endpoint | ResolvedEndpoint,
+    target: Endpoint | ResolvedEndpoint | None,
     *,
     target_version: int | None = None,
     databases: Sequence[str] | None = None,
@@ -188,6 +192,7 @@ def run(
     pg_bins: Sequence[Path] = (),
     sink: EventSink = discard,
     work_dir: Path | None = None,
+    chosen_client: ClientChoice | None = None,
 ) -> CheckReport:
     from pgshift.checks.rules import ALL_RULES
 
@@ -201,8 +206,9 @@ def run(
         )
     work_dir = work_dir or (paths.state_dir() / "work")
     sink(StepStarted("connecting to the source", step="check:connect"))
-    src = resolve(source)
-    tgt = resolve(target) if target is not None else None
+    # migrate's preflight hands over the endpoints it resolved: each server is resolved once per run.
+    src = source if isinstance(source, ResolvedEndpoint) else resolve(source)
+    tgt = target if isinstance(target, ResolvedEndpoint) or target is None else resolve(target)
     sink(StepFinished("connected", step="check:connect"))
 
     with session(src, options=_OPTIONS) as main:
@@ -246,6 +252,7 @@ def run(
                 pg_bins,
                 source_inv.privileges.superuser,
                 work_dir,
+                chosen=chosen_client,
             )
 
             applicable = [r for r in ALL_RULES if r.applies(source_major, tmajor)]

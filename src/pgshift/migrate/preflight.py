@@ -148,12 +148,13 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
 
     try:
         report = run_check(
-            options.source,
-            options.target,
+            facts.source,
+            facts.target,
             databases=names,
             jobs=options.jobs,
             pg_bins=options.pg_bins,
             sink=sink,
+            client=facts.client,
         )
     except psycopg.Error as exc:
         raise query_failed(
