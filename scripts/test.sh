@@ -24,6 +24,9 @@ log() { printf '\n=== %s\n' "$*"; }
 #   docker.io dockerd for the docker tests (--docker clients, Docker lab servers, image builds)
 #   chromium  renders check's HTML report in a test
 #   apparmor  only where the kernel enforces AppArmor: dockerd then needs apparmor_parser
+# dockerd lives in /usr/sbin, which a root shell's PATH need not hold (e.g. env -i, cron).
+[ "$(id -u)" = 0 ] && export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   log "system packages"
   need=()
