@@ -21,9 +21,9 @@ import psycopg
 
 from pgshift.catalog import cluster, ddl
 from pgshift.catalog.ddl import Grant, Statement
-from pgshift.catalog.session import Connection, connect
+from pgshift.catalog.session import Connection, connect, query_failed
 from pgshift.conninfo import ResolvedEndpoint
-from pgshift.errors import Interrupted, StepFailed
+from pgshift.errors import Interrupted, PgshiftError, StepFailed
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted
 from pgshift.migrate.plan import DatabasePlan
 from pgshift.migrate.preflight import Facts
@@ -481,6 +481,51 @@ class Run:
         self._applied = 0
         self.warnings: list[str] = []
 
+    @contextlib.contextmanager
+    def step(
+        self, step_id: str, title: str, *, database: str | None = None, total: float | None = None
+    ) -> Iterator[str]:
+        """The one step wrapper: start/finish events, timing, the journal's record, failures as errors.
+
+        A failure is recorded with the step and re-raised as a ``StepFailed`` naming the step (a query
+        error becomes one too); an interruption is recorded as such. With ``database``, the step's
+        seconds add up per phase in that database's journal entry.
+        """
+        self.check_cancel()
+        self.sink(StepStarted(title, step=step_id, total=total))
+        self.journal.record(step_id, "running")
+        started = time.monotonic()
+
+        def end(state: str, ok: bool, **extra: object) -> float:
+            took = time.monotonic() - started
+            self.journal.record(step_id, state, seconds=round(took, 3), **extra)
+            self.sink(StepFinished(title, step=step_id, ok=ok, seconds=took))
+            return took
+
+        try:
+            yield step_id
+        except Interrupted:
+            end("interrupted", False)
+            raise
+        except PgshiftError as exc:
+            if self.cancel.is_set():
+                end("interrupted", False)
+                raise Interrupted("interrupted") from None
+            end("failed", False, error=exc.message)
+            raise
+        except psycopg.Error as exc:
+            if self.cancel.is_set():
+                end("interrupted", False)
+                raise Interrupted("interrupted") from None
+            failure = query_failed(f"{title} (step {step_id})", exc)
+            end("failed", False, error=failure.message)
+            raise failure from None
+        took = end("done", True)
+        if database is not None:
+            phase = step_id.rsplit(":", 1)[-1]
+            entry = self.journal.database(database) or {}
+            self.journal.db_seconds(database, phase, float(entry.get("seconds", {}).get(phase, 0.0)) + took)
+
     def warn(self, text: str) -> None:
         self.warnings.append(text)
         self.sink(Message(text, level=Level.WARNING))
@@ -603,61 +648,58 @@ def run_globals(run: Run) -> tuple[list[str], list[str], int, list[str]]:
     plan = facts.globals_plan
     assert plan is not None
     journal = run.journal
-    started = time.monotonic()
-    run.sink(StepStarted("globals: roles, memberships, tablespaces", step="globals"))
-    journal.globals_update(state="running")
-    journal.record("globals", "running")
-    record = run.workdir / "globals.sql"
-    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-    done = run.program("pg_dumpall", globals_args(facts, record), facts.source, check=False)
-    if not done.ok:
-        run.warn(
-            "pg_dumpall --globals-only failed, so the record globals.sql is incomplete "
-            f"({done.stderr_tail[-1] if done.stderr_tail else 'no message'}); roles are applied from the catalog"
-        )
-    with contextlib.suppress(OSError):
-        os.chmod(record, 0o600)
-    existing = [r.name for r in plan.roles if r.action == "exists"]
-    with run.target_session(run.maintenance_db("")) as conn:
-        # An earlier attempt may have died between a CREATE ROLE's commit and its record: the
-        # intent written before the statement plus the role's presence now say it is this run's.
-        created = journal.roles_of_run(ddl.role_names(conn))
-        for action in role_actions(facts):
-            if action.role_created and action.role_created in created:
-                continue  # created in an earlier attempt
-            if action.role_created:
-                journal.role_intended(action.role_created)
-            ok = run.apply(conn, action, tolerate=(psycopg.errors.DuplicateObject,) if action.role_created else ())
-            if action.role_created:
-                if ok:
-                    created.add(action.role_created)
-                    journal.role_created(action.role_created)
-                else:
-                    journal.role_not_ours(action.role_created)
-                    existing.append(action.role_created)
-                    run.warn(f"role {action.role_created!r} appeared on the target meanwhile; left alone")
-        grants, skipped = membership_actions(facts, created)
-        for action in grants:
-            run.apply(conn, action)
-        if skipped:
-            run.sink(Message(f"{len(skipped)} membership(s) not granted: " + "; ".join(skipped[:5]), level=Level.INFO))
-        existing_ts = cluster.tablespace_names(conn)
-        made_ts = []
-        for action in tablespace_actions(facts, existing_ts):
-            try:
+    with run.step("globals", "globals: roles, memberships, tablespaces"):
+        journal.globals_update(state="running")
+        record = run.workdir / "globals.sql"
+        fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        done = run.program("pg_dumpall", globals_args(facts, record), facts.source, check=False)
+        if not done.ok:
+            run.warn(
+                "pg_dumpall --globals-only failed, so the record globals.sql is incomplete "
+                f"({done.stderr_tail[-1] if done.stderr_tail else 'no message'}); roles are applied from the catalog"
+            )
+        with contextlib.suppress(OSError):
+            os.chmod(record, 0o600)
+        existing = [r.name for r in plan.roles if r.action == "exists"]
+        with run.target_session(run.maintenance_db("")) as conn:
+            # An earlier attempt may have died between a CREATE ROLE's commit and its record: the
+            # intent written before the statement plus the role's presence now say it is this run's.
+            created = journal.roles_of_run(ddl.role_names(conn))
+            for action in role_actions(facts):
+                if action.role_created and action.role_created in created:
+                    continue  # created in an earlier attempt
+                if action.role_created:
+                    journal.role_intended(action.role_created)
+                ok = run.apply(conn, action, tolerate=(psycopg.errors.DuplicateObject,) if action.role_created else ())
+                if action.role_created:
+                    if ok:
+                        created.add(action.role_created)
+                        journal.role_created(action.role_created)
+                    else:
+                        journal.role_not_ours(action.role_created)
+                        existing.append(action.role_created)
+                        run.warn(f"role {action.role_created!r} appeared on the target meanwhile; left alone")
+            grants, skipped = membership_actions(facts, created)
+            for action in grants:
                 run.apply(conn, action)
-            except StepFailed as exc:
-                exc.hint = (
-                    "create the directory on the target host (owned by the server's user), map it with "
-                    "--tablespace-map NAME=/new/path, or use --no-tablespaces"
-                )
-                raise
-            if action.statement.no_transaction:
-                made_ts.append(action.about.removeprefix("tablespace "))
-    journal.globals_update(state="done", memberships=len(grants), tablespaces=made_ts)
-    journal.record("globals", "done")
-    run.sink(StepFinished("globals", step="globals", seconds=time.monotonic() - started))
+            if skipped:
+                text = f"{len(skipped)} membership(s) not granted: " + "; ".join(skipped[:5])
+                run.sink(Message(text, level=Level.INFO))
+            existing_ts = cluster.tablespace_names(conn)
+            made_ts = []
+            for action in tablespace_actions(facts, existing_ts):
+                try:
+                    run.apply(conn, action)
+                except StepFailed as exc:
+                    exc.hint = (
+                        "create the directory on the target host (owned by the server's user), map it with "
+                        "--tablespace-map NAME=/new/path, or use --no-tablespaces"
+                    )
+                    raise
+                if action.statement.no_transaction:
+                    made_ts.append(action.about.removeprefix("tablespace "))
+        journal.globals_update(state="done", memberships=len(grants), tablespaces=made_ts)
     return sorted(created), existing, len(grants), made_ts
 
 
@@ -667,157 +709,138 @@ def source_database_grants(facts: Facts, dbname: str) -> list[Grant]:
         return ddl.database_grants(sconn, dbname)
 
 
-def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> dict[str, float]:
-    """Every phase of one database; each recorded in the journal. Returns seconds per phase."""
+def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> None:
+    """Every phase of one database, each a step (see ``Run.step``)."""
     facts, journal, options = run.facts, run.journal, run.facts.options
     src = dbp.source
     entry = journal.database(src)
     assert entry is not None
-    seconds: dict[str, float] = dict(entry.get("seconds", {}))
     step = f"db:{src}"
     created_roles = set(journal.globals.get("created_roles", []))
 
-    def phase(name: str, title: str, total: float | None = None) -> tuple[str, float]:
-        run.sink(StepStarted(f"{src}: {title}", step=f"{step}:{name}", total=total))
-        return f"{step}:{name}", time.monotonic()
-
-    def finished(name: str, sid: str, t0: float, detail: str = "") -> None:
-        took = time.monotonic() - t0
-        seconds[name] = round(seconds.get(name, 0.0) + took, 3)
-        journal.db_seconds(src, name, seconds[name])
-        run.sink(StepFinished(f"{src}: {name}", step=sid, seconds=took, detail=detail))
-
     if dbp.action == "finish":
-        return _finish_database(run, dbp, phase, finished, seconds)
+        _finish_database(run, dbp)
+        return
     exists_on_target = dbp.target in facts.target_db_names
     # --- create ---------------------------------------------------------------------------------
     if not options.data_only:
-        sid, t0 = phase("create", f"create {dbp.target}")
-        maintenance = run.maintenance_db(dbp.target)
-        reuse_existing = dbp.action == "migrate" and exists_on_target  # the target's empty postgres
-        # Only a database this run creates may ever be dropped by a later attempt of it.
-        journal.db_update(src, state="creating", created_by_run=not reuse_existing)
-        with run.target_session(maintenance) as conn:
-            if dbp.action in ("drop-and-migrate", "redo"):
-                for action in drop_actions(facts, dbp):
+        with run.step(f"{step}:create", f"{src}: create {dbp.target}", database=src) as sid:
+            maintenance = run.maintenance_db(dbp.target)
+            reuse_existing = dbp.action == "migrate" and exists_on_target  # the target's empty postgres
+            # Only a database this run creates may ever be dropped by a later attempt of it.
+            journal.db_update(src, state="creating", created_by_run=not reuse_existing)
+            with run.target_session(maintenance) as conn:
+                if dbp.action in ("drop-and-migrate", "redo"):
+                    for action in drop_actions(facts, dbp):
+                        run.apply(conn, action)
+                    reuse_existing = False
+                ts_names = cluster.tablespace_names(conn)
+                grants = [] if options.no_privileges else source_database_grants(facts, src)
+                actions, warnings = database_actions(
+                    facts,
+                    dbp,
+                    grants,
+                    create=not reuse_existing,
+                    target_tablespaces=ts_names,
+                    run_id=journal.run_id,
+                    workdir=str(run.workdir),
+                )
+                for w in warnings:
+                    run.warn(w)
+                for action in actions:
                     run.apply(conn, action)
-                reuse_existing = False
-            ts_names = cluster.tablespace_names(conn)
-            grants = [] if options.no_privileges else source_database_grants(facts, src)
-            actions, warnings = database_actions(
-                facts,
-                dbp,
-                grants,
-                create=not reuse_existing,
-                target_tablespaces=ts_names,
-                run_id=journal.run_id,
-                workdir=str(run.workdir),
-            )
-            for w in warnings:
-                run.warn(w)
-            for action in actions:
-                run.apply(conn, action)
-        journal.db_update(src, state="created")
-        finished("create", sid, t0)
+            journal.db_update(src, state="created")
     # --- dump -----------------------------------------------------------------------------------
     if dbp.dump_note:
         run.sink(Message(f"{src}: {dbp.dump_note}", level=Level.INFO))
         run.log.write("info", f"{src}: {dbp.dump_note}")
     if not dbp.reuse_dump:
-        sid, t0 = phase("dump", f"dump ({_size(dbp.size_bytes)})", total=float(max(dbp.tables, 1)))
-        earlier = entry.get("dump_dir")
-        if entry.get("dump_started") and earlier and earlier != dump_dir.name:
-            shutil.rmtree(dump_dir.parent / earlier, ignore_errors=True)  # the plan chose a new directory
-        # Taken before pg_dump starts: a change in between makes a later resume dump again (the safe side).
-        with contextlib.closing(connect(facts.source, src)) as sconn:
-            evidence = ddl.dump_evidence(sconn)
-        journal.db_update(
-            src,
-            state="dumping",
-            dump_started=True,
-            dump_complete=False,
-            dump_dir=dump_dir.name,
-            dump_evidence=evidence,
-        )
-        shutil.rmtree(dump_dir, ignore_errors=True)
-        dump_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(dump_dir.parent, 0o700)
-        count = [0]
+        tables = float(max(dbp.tables, 1))
+        with run.step(f"{step}:dump", f"{src}: dump ({_size(dbp.size_bytes)})", database=src, total=tables) as sid:
+            earlier = entry.get("dump_dir")
+            if entry.get("dump_started") and earlier and earlier != dump_dir.name:
+                shutil.rmtree(dump_dir.parent / earlier, ignore_errors=True)  # the plan chose a new directory
+            # Taken before pg_dump starts: a change in between makes a later resume dump again (the safe side).
+            with contextlib.closing(connect(facts.source, src)) as sconn:
+                evidence = ddl.dump_evidence(sconn)
+            journal.db_update(
+                src,
+                state="dumping",
+                dump_started=True,
+                dump_complete=False,
+                dump_dir=dump_dir.name,
+                dump_evidence=evidence,
+            )
+            shutil.rmtree(dump_dir, ignore_errors=True)
+            dump_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(dump_dir.parent, 0o700)
+            count = [0]
 
-        def dump_line(line: str) -> None:
-            run.log.write("pg_dump", line)
-            if line.startswith("pg_dump: dumping contents of table"):
-                # A table counts as done once the next one starts: counting starts would show a
-                # one-table database as finished (and its clock stopped) for the whole dump.
-                count[0] += 1
-                run.sink(StepProgress("dump", step=sid, completed=float(count[0] - 1), total=float(max(dbp.tables, 1))))
+            def dump_line(line: str) -> None:
+                run.log.write("pg_dump", line)
+                if line.startswith("pg_dump: dumping contents of table"):
+                    # A table counts as done once the next one starts: counting starts would show a
+                    # one-table database as finished (and its clock stopped) for the whole dump.
+                    count[0] += 1
+                    run.sink(StepProgress("dump", step=sid, completed=float(count[0] - 1), total=tables))
 
-        try:
-            run.program("pg_dump", dump_args(facts, dbp, dump_dir), facts.source, on_line=dump_line)
-        except StepFailed as exc:
-            raise explain_dump(dbp.source, exc) from None
-        make_private_tree(dump_dir)
-        journal.db_update(src, state="dumped", dump_complete=True, dump_bytes=dir_size(dump_dir))
-        finished("dump", sid, t0)
+            try:
+                run.program("pg_dump", dump_args(facts, dbp, dump_dir), facts.source, on_line=dump_line)
+            except StepFailed as exc:
+                raise explain_dump(dbp.source, exc) from None
+            make_private_tree(dump_dir)
+            journal.db_update(src, state="dumped", dump_complete=True, dump_bytes=dir_size(dump_dir))
     # --- restore ----------------------------------------------------------------------------------
     items = _toc_entries(run, dump_dir)
-    sid, t0 = phase("restore", "restore", total=float(max(items, 1)))
-    journal.db_update(src, state="restoring")
-    progress = [0]
+    with run.step(f"{step}:restore", f"{src}: restore", database=src, total=float(max(items, 1))) as sid:
+        journal.db_update(src, state="restoring")
+        progress = [0]
 
-    def on_item() -> None:
-        progress[0] += 1
-        run.sink(
-            StepProgress("restore", step=sid, completed=float(min(progress[0], items)), total=float(max(items, 1)))
-        )
+        def on_item() -> None:
+            progress[0] += 1
+            run.sink(
+                StepProgress("restore", step=sid, completed=float(min(progress[0], items)), total=float(max(items, 1)))
+            )
 
-    watcher = RestoreWatcher(on_item, lambda line: run.log.write("pg_restore", line))
-    tolerant = tolerate_transaction_timeout(facts)
-    done = run.program("pg_restore", restore_args(facts, dbp, dump_dir), facts.target, on_line=watcher, check=False)
-    errors = watcher.done()
-    relevant = [e for e in errors if not (tolerant and _TIMEOUT in e[0])]
-    if not done.ok and (not tolerant or relevant or not errors):
-        run.check_cancel()
-        raise explain_restore(
-            dbp.target, relevant, "\n".join(done.stderr_tail), watcher.object_of(relevant[0]) if relevant else ""
-        )
-    if tolerant and errors:
-        run.log.write("info", f"{len(errors)} expected transaction_timeout error(s) of a newer pg_restore ignored")
-    # Extensions the dump did not carry (schema filters) still belong to the database.
-    with run.target_session(dbp.target) as conn:
-        for action in extension_actions(facts, dbp):
-            run.apply(conn, action, tolerate=(psycopg.errors.InvalidSchemaName,))
-        for action in role_database_actions(facts, dbp, created_roles):
-            run.apply(conn, action)
-    journal.db_update(src, state="restored")
-    finished("restore", sid, t0)
-    return _finish_database(run, dbp, phase, finished, seconds)
+        watcher = RestoreWatcher(on_item, lambda line: run.log.write("pg_restore", line))
+        tolerant = tolerate_transaction_timeout(facts)
+        done = run.program("pg_restore", restore_args(facts, dbp, dump_dir), facts.target, on_line=watcher, check=False)
+        errors = watcher.done()
+        relevant = [e for e in errors if not (tolerant and _TIMEOUT in e[0])]
+        if not done.ok and (not tolerant or relevant or not errors):
+            run.check_cancel()
+            raise explain_restore(
+                dbp.target, relevant, "\n".join(done.stderr_tail), watcher.object_of(relevant[0]) if relevant else ""
+            )
+        if tolerant and errors:
+            run.log.write("info", f"{len(errors)} expected transaction_timeout error(s) of a newer pg_restore ignored")
+        # Extensions the dump did not carry (schema filters) still belong to the database.
+        with run.target_session(dbp.target) as conn:
+            for action in extension_actions(facts, dbp):
+                run.apply(conn, action, tolerate=(psycopg.errors.InvalidSchemaName,))
+            for action in role_database_actions(facts, dbp, created_roles):
+                run.apply(conn, action)
+        journal.db_update(src, state="restored")
+    _finish_database(run, dbp)
 
 
-def _finish_database(
-    run: Run,
-    dbp: DatabasePlan,
-    phase: Callable[[str, str], tuple[str, float]],
-    finished: Callable[[str, str, float], None],
-    seconds: dict[str, float],
-) -> dict[str, float]:
+def _finish_database(run: Run, dbp: DatabasePlan) -> None:
     """The last steps of a restored database: ANALYZE, then its own comment in place of the mark."""
     facts, journal, options, src = run.facts, run.journal, run.facts.options, dbp.source
+    step = f"db:{src}"
     # --- analyze --------------------------------------------------------------------------------
     if options.analyze and not options.schema_only:
-        sid, t0 = phase("analyze", "analyze")
-        with run.target_session(dbp.target) as conn:
+        with run.step(f"{step}:analyze", f"{src}: analyze", database=src), run.target_session(dbp.target) as conn:
             run.apply(conn, Action(f"database {dbp.target}", ddl.analyze()))
-        finished("analyze", sid, t0)
     if not options.data_only:
         final = final_comment_action(facts, dbp, created=bool((journal.database(src) or {}).get("created_by_run")))
         if final is not None:
-            sid, t0 = phase("finish", "finish")
-            with run.target_session(run.maintenance_db(dbp.target)) as conn:
+            with (
+                run.step(f"{step}:finish", f"{src}: finish", database=src),
+                run.target_session(run.maintenance_db(dbp.target)) as conn,
+            ):
                 run.apply(conn, final)
-            finished("finish", sid, t0)
     journal.db_update(src, state="analyzed", error=None)
-    return seconds
 
 
 def _toc_entries(run: Run, dump_dir: Path) -> int:
