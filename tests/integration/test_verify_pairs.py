@@ -97,7 +97,7 @@ PAIRS = [
     (
         11,
         18,
-        ("pagila", "chinook", "world"),
+        ("pagila", "chinook"),
         {
             "not-null-constraints-18",
             "domain-not-null-constraints-17",
@@ -137,7 +137,7 @@ PAIRS = [
             "extension-default-version",
         },
     ),
-    (17, 17, ("world",), set()),
+    (17, 17, ("northwind",), set()),
 ]
 
 
