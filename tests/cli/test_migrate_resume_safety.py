@@ -275,3 +275,20 @@ def test_redump_takes_a_new_dump_of_an_unchanged_source(fresh_server: Any, tmp_p
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dumped again (--redump)" in done.stderr
     assert json.loads((workdir / "journal.json").read_text())["databases"]["app"]["dump_dir"] == "01-app-attempt2"
+
+
+def test_a_resume_says_how_the_plan_changed_before_it_runs(fresh_server: Any, tmp_path: Path) -> None:
+    source, target = fresh_server(15), fresh_server(18)
+    workdir = tmp_path / "run"
+    _owner_failure(source, target, workdir)
+    source.execute("CREATE DATABASE later")
+    target.execute("CREATE ROLE app_owner")
+    dry = pgshift("migrate", "--resume", str(workdir), "--jobs", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    said = " ".join((dry.stdout + dry.stderr).split())  # the console wraps long lines
+    assert "database 'later' is new to this run" in said
+    assert "option jobs is now 1 (was 2)" in said
+    done = pgshift("migrate", "--resume", str(workdir), "--jobs", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "database 'later' is new to this run" in " ".join(done.stderr.split())
+    assert "later" in databases(target)

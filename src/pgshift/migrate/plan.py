@@ -152,6 +152,7 @@ class MigrationPlan:
     parallel_databases: int
     jobs_per_database: int
     warnings: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()  # how a resume's plan differs from the recorded run (also in warnings)
     check: CheckSummary = field(default_factory=lambda: CheckSummary(ran=False))
     resumed: bool = False
 
@@ -175,6 +176,7 @@ class MigrationPlan:
             "parallel_databases": self.parallel_databases,
             "jobs_per_database": self.jobs_per_database,
             "warnings": list(self.warnings),
+            "changes": list(self.changes),
             "check": self.check.as_dict(),
             "resumed": self.resumed,
             "total_bytes": self.total_bytes,

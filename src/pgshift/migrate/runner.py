@@ -162,6 +162,7 @@ def _plan(
     facts: Facts, workdir: Path, journal: Journal | None, run_id: str
 ) -> tuple[MigrationPlan, dict[str, Path]]:
     dump_dirs = _dump_dirs(facts, workdir, journal)
+    changes = _changes_since_recorded(facts, journal) if journal is not None else []
     plan = MigrationPlan(
         options=facts.options,
         source=facts.summary("source"),
@@ -173,11 +174,38 @@ def _plan(
         workdir=workdir,
         parallel_databases=facts.parallel_databases,
         jobs_per_database=facts.jobs_per_database,
-        warnings=tuple(facts.warnings),
+        warnings=(*changes, *facts.warnings),
+        changes=tuple(changes),
         check=facts.check,
         resumed=journal is not None,
     )
     return plan, dump_dirs
+
+
+def _changes_since_recorded(facts: Facts, journal: Journal) -> list[str]:
+    """How the re-derived plan differs from the run the journal recorded, said before anything runs."""
+    out = []
+    recorded = journal.data["databases"]
+    for dbp in facts.databases:
+        if dbp.moves and dbp.source not in recorded:
+            out.append(f"the plan changed since the last attempt: database {dbp.source!r} is new to this run")
+        elif dbp.source in recorded and recorded[dbp.source]["target"] != dbp.target:
+            out.append(
+                f"the plan changed since the last attempt: database {dbp.source!r} now goes to {dbp.target!r}, "
+                f"not {recorded[dbp.source]['target']!r}"
+            )
+    planned = {d.source for d in facts.databases}
+    for name, entry in recorded.items():
+        if name not in planned and entry.get("state") not in ("analyzed", "done"):
+            out.append(
+                f"the plan changed since the last attempt: database {name!r} is no longer moved "
+                f"(it was {entry.get('state')}); its half-done copy {entry['target']!r} stays on the target"
+            )
+    before = journal.data.get("options", {})
+    now = {**facts.options.as_dict(), "workdir": before.get("workdir")}
+    for key in sorted(k for k in now if k in before and now[k] != before[k] and k not in ("source", "target")):
+        out.append(f"the plan changed since the last attempt: option {key} is now {now[key]!r} (was {before[key]!r})")
+    return out
 
 
 def plan_migration(options: MigrateOptions, *, sink: EventSink = discard) -> MigrationPlan:
@@ -462,6 +490,8 @@ def run_migration(
         workdir = options.workdir or default_workdir()
         run_id = journal.run_id if journal is not None else new_run_id()
         plan, dump_dirs = _plan(facts, workdir, journal, run_id)
+        for change in plan.changes:
+            sink(Message(change, level=Level.WARNING))
         if options.dry_run:
             return _result(plan, facts, workdir, None, {}, started, ok=True)
         drops = [d.target for d in plan.databases if d.action == "drop-and-migrate"]
