@@ -227,3 +227,48 @@ def test_dump_failures_name_pg_dumps_own_error_and_a_fix() -> None:
     )
     assert explained.hint is not None and "max_locks_per_transaction" in explained.hint
     assert explained.exit_code == 5
+
+
+def test_every_recorded_option_comes_back_from_the_journal_in_its_own_type(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from pgshift.conninfo import Endpoint
+    from pgshift.migrate.options import MigrateOptions
+
+    src, tgt = Endpoint.parse("host=/tmp port=5 user=a", "source"), Endpoint.parse("host=/tmp port=6", "target")
+    changed = MigrateOptions(
+        source=src,
+        target=tgt,
+        databases=("a", "b"),
+        exclude_databases=("c",),
+        renames={"a": "a2"},
+        if_exists="skip",
+        jobs=3,
+        workdir=tmp_path,
+        keep_dumps=True,
+        analyze=False,
+        accept=("rule-x",),
+        allow_downgrade=True,
+        globals=False,
+        no_role_passwords=True,
+        tablespace_map={"fast": "/new"},
+        no_tablespaces=True,
+        schemas=("s",),
+        exclude_schemas=("x",),
+        tables=("t",),
+        exclude_tables=("u",),
+        no_owner=True,
+        no_privileges=True,
+        schema_only=True,
+        pg_bins=(tmp_path / "bin",),
+        docker=True,
+        docker_image="img:1",
+        verify=False,
+        checksums=True,
+        check=False,
+    )
+    recorded = json.loads(json.dumps(changed.as_dict()))
+    back = MigrateOptions.from_dict(recorded, source=src, target=tgt)
+    assert back == changed
+    # A field added later is recorded too (or named as one the journal does not keep).
+    assert {f.name for f in fields(MigrateOptions)} - set(recorded) == {"resume", "dry_run", "dump_reuse"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ class MigrateOptions:
     renames: Mapping[str, str] = field(default_factory=dict)  # source name -> target name
     if_exists: IfExists = "error"
     jobs: int = 2
-    workdir: Path | None = None  # default: state_dir()/runs/<timestamp>
+    workdir: Path | None = field(default=None, metadata={"path": True})  # default: state_dir()/runs/<timestamp>
     resume: bool = False  # continue the run recorded in ``workdir``
     keep_dumps: bool = False
     analyze: bool = True
@@ -45,7 +45,7 @@ class MigrateOptions:
     no_privileges: bool = False
     data_only: bool = False
     schema_only: bool = False
-    pg_bins: tuple[Path, ...] = ()
+    pg_bins: tuple[Path, ...] = field(default=(), metadata={"path": True})
     docker: bool = False
     docker_image: str | None = None
     verify: bool = True
@@ -77,75 +77,52 @@ class MigrateOptions:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, with the connection strings redacted (the journal keeps this)."""
-        return {
-            "source": self.source.display(),
-            "target": self.target.display(),
-            "databases": list(self.databases),
-            "exclude_databases": list(self.exclude_databases),
-            "renames": dict(self.renames),
-            "if_exists": self.if_exists,
-            "jobs": self.jobs,
-            "workdir": str(self.workdir) if self.workdir else None,
-            "keep_dumps": self.keep_dumps,
-            "analyze": self.analyze,
-            "accept": list(self.accept),
-            "allow_downgrade": self.allow_downgrade,
-            "globals": self.globals,
-            "no_role_passwords": self.no_role_passwords,
-            "tablespace_map": dict(self.tablespace_map),
-            "no_tablespaces": self.no_tablespaces,
-            "schemas": list(self.schemas),
-            "exclude_schemas": list(self.exclude_schemas),
-            "tables": list(self.tables),
-            "exclude_tables": list(self.exclude_tables),
-            "no_owner": self.no_owner,
-            "no_privileges": self.no_privileges,
-            "data_only": self.data_only,
-            "schema_only": self.schema_only,
-            "pg_bins": [str(p) for p in self.pg_bins],
-            "docker": self.docker,
-            "docker_image": self.docker_image,
-            "verify": self.verify,
-            "checksums": self.checksums,
-            "check": self.check,
-        }
+        out: dict[str, Any] = {"source": self.source.display(), "target": self.target.display()}
+        for f in fields(self):
+            if f.name not in _NOT_RECORDED:
+                out[f.name] = _to_json(getattr(self, f.name))
+        return out
 
     @classmethod
     def from_dict(
         cls, data: Mapping[str, Any], *, source: Endpoint, target: Endpoint, **changes: Any
     ) -> MigrateOptions:
         """Rebuild options recorded by ``as_dict`` (the journal), with fresh endpoints."""
-        values: dict[str, Any] = {
-            "source": source,
-            "target": target,
-            "databases": tuple(data.get("databases", ())),
-            "exclude_databases": tuple(data.get("exclude_databases", ())),
-            "renames": dict(data.get("renames", {})),
-            "if_exists": data.get("if_exists", "error"),
-            "jobs": int(data.get("jobs", 2)),
-            "workdir": Path(data["workdir"]) if data.get("workdir") else None,
-            "keep_dumps": bool(data.get("keep_dumps", False)),
-            "analyze": bool(data.get("analyze", True)),
-            "accept": tuple(data.get("accept", ())),
-            "allow_downgrade": bool(data.get("allow_downgrade", False)),
-            "globals": bool(data.get("globals", True)),
-            "no_role_passwords": bool(data.get("no_role_passwords", False)),
-            "tablespace_map": dict(data.get("tablespace_map", {})),
-            "no_tablespaces": bool(data.get("no_tablespaces", False)),
-            "schemas": tuple(data.get("schemas", ())),
-            "exclude_schemas": tuple(data.get("exclude_schemas", ())),
-            "tables": tuple(data.get("tables", ())),
-            "exclude_tables": tuple(data.get("exclude_tables", ())),
-            "no_owner": bool(data.get("no_owner", False)),
-            "no_privileges": bool(data.get("no_privileges", False)),
-            "data_only": bool(data.get("data_only", False)),
-            "schema_only": bool(data.get("schema_only", False)),
-            "pg_bins": tuple(Path(p) for p in data.get("pg_bins", ())),
-            "docker": bool(data.get("docker", False)),
-            "docker_image": data.get("docker_image"),
-            "verify": bool(data.get("verify", True)),
-            "checksums": bool(data.get("checksums", False)),
-            "check": bool(data.get("check", True)),
-        }
+        values: dict[str, Any] = {"source": source, "target": target}
+        for f in fields(cls):
+            if f.name not in _NOT_RECORDED and f.name in data:
+                values[f.name] = _from_json(f, data[f.name])
         values.update(changes)
         return cls(**values)
+
+
+# Fields the journal does not keep: the endpoints (kept redacted, above) and what belongs to one attempt.
+_NOT_RECORDED = frozenset({"source", "target", "resume", "dry_run", "dump_reuse"})
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _from_json(f: Field[Any], value: Any) -> Any:
+    """Each field's recorded value back in its own type, told by its default (and ``path`` metadata)."""
+    default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+    if f.metadata.get("path"):
+        if isinstance(default, tuple):
+            return tuple(Path(v) for v in value)
+        return Path(value) if value else None
+    if isinstance(default, tuple):
+        return tuple(value)
+    if isinstance(default, Mapping):
+        return dict(value)
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    return value
