@@ -273,12 +273,23 @@ def run(
     )
     if check and returncode != 0:
         raise StepFailed(
-            f"{command.program} failed with exit code {returncode}",
+            f"{command.program} {how_it_ended(returncode)}",
             program=command.program,
             returncode=returncode,
             detail="\n".join(stderr_tail),
         )
     return completed
+
+
+def how_it_ended(returncode: int) -> str:
+    """'was killed by signal 9 (SIGKILL)' for a child a signal ended, else 'failed with exit code N'."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {-returncode} ({name})"
+    return f"failed with exit code {returncode}"
 
 
 def output_of(argv: Sequence[str], *, timeout: float = 20.0) -> str:

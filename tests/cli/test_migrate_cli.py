@@ -469,3 +469,24 @@ def test_source_and_target_the_same_server_is_refused_even_with_if_exists_drop(
     )
     assert_clean_failure(done, 2, "the same server")
     assert counts(server, "precious") == {"public.t": 2}
+
+
+def test_a_killed_pg_restore_is_named_as_killed_by_its_signal_and_the_run_resumes(
+    fresh_server: Any, tmp_path: Path
+) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    _big_source(source)
+    workdir = tmp_path / "run"
+    proc = _start_and_wait_for_restore(source, target, workdir)
+    found = subprocess.run(["pgrep", "-a", "-x", "pg_restore"], capture_output=True, text=True).stdout
+    restores = [int(line.split(None, 1)[0]) for line in found.splitlines() if str(workdir) in line]
+    assert restores, "no pg_restore found"
+    for pid in restores:
+        os.kill(pid, signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5, err
+    assert "pg_restore was killed by signal 9 (SIGKILL) while restoring database 'big'" in " ".join(err.split())
+    assert "Traceback" not in err
+    resumed = pgshift("migrate", "--resume", str(workdir), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert counts(target, "big") == {"public.slow": 300, "public.plain": 20000}

@@ -28,7 +28,7 @@ from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress
 from pgshift.migrate.plan import DatabasePlan
 from pgshift.migrate.preflight import Facts
 from pgshift.migrate.workdir import Journal, RunLog, dir_size
-from pgshift.process import Completed
+from pgshift.process import Completed, how_it_ended
 from pgshift.toolchain.clients import run_client
 
 # --- statements ----------------------------------------------------------------------------------
@@ -401,7 +401,18 @@ def restore_advice(message: str) -> str:
     return "see the log in the work directory and fix the cause"
 
 
-def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str, obj: str = "") -> StepFailed:
+def explain_restore(
+    dbname: str, errors: list[tuple[str, str]], fallback: str, obj: str = "", returncode: int | None = None
+) -> StepFailed:
+    if returncode is not None and returncode < 0:
+        # Killed (the OOM killer, kill -9): its last line is progress, not the cause.
+        return StepFailed(
+            f"pg_restore {how_it_ended(returncode)} while restoring database {dbname!r}",
+            detail=fallback,
+            hint="find out what killed it (the OOM killer: dmesg; an operator); the database is redone on resume",
+            program="pg_restore",
+            returncode=returncode,
+        )
     if not errors:
         return StepFailed(
             f"pg_restore failed for database {dbname!r}",
@@ -425,6 +436,15 @@ def explain_restore(dbname: str, errors: list[tuple[str, str]], fallback: str, o
 def explain_dump(dbname: str, exc: StepFailed) -> StepFailed:
     lines = (exc.detail or "").splitlines()
     errors = [line.removeprefix("pg_dump: error: ") for line in lines if line.startswith("pg_dump: error:")]
+    if exc.returncode is not None and exc.returncode < 0:
+        # Killed by a signal: its last line is progress ("dumping contents of table …"), not the cause.
+        return StepFailed(
+            f"dumping database {dbname!r} on the source failed: pg_dump {how_it_ended(exc.returncode)}",
+            detail=exc.detail,
+            hint="find out what killed it (the OOM killer: dmesg; an operator); the dump is taken again on resume",
+            program="pg_dump",
+            returncode=exc.returncode,
+        )
     reason = errors[-1] if errors else (lines[-1] if lines else exc.message)
     return StepFailed(
         f"dumping database {dbname!r} on the source failed: {reason}",
@@ -810,7 +830,11 @@ def migrate_database(run: Run, dbp: DatabasePlan, dump_dir: Path) -> None:
         if not done.ok and (not tolerant or relevant or not errors):
             run.check_cancel()
             raise explain_restore(
-                dbp.target, relevant, "\n".join(done.stderr_tail), watcher.object_of(relevant[0]) if relevant else ""
+                dbp.target,
+                relevant,
+                "\n".join(done.stderr_tail),
+                watcher.object_of(relevant[0]) if relevant else "",
+                returncode=done.returncode,
             )
         if tolerant and errors:
             run.log.write("info", f"{len(errors)} expected transaction_timeout error(s) of a newer pg_restore ignored")
