@@ -232,7 +232,8 @@ class ProgressRenderer:
         if self.progress is not None:
             self.progress.console.print(text)
         else:
-            self.console.print(text)
+            # Piped or logged: one line per message, whole (a terminal still wraps it for the eye).
+            self.console.print(text, soft_wrap=not self.console.is_terminal)
 
 
 @contextmanager
