@@ -19,7 +19,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgshift.errors import ToolchainError, UsageError
-from pgshift.process import REDACTED, base_env
+from pgshift.process import REDACTED, base_env, redact
 
 # libpq connection keywords and the libpq major that first accepted them. A pg_dump linked with
 # an older libpq fails with 'invalid connection option "…"'.
@@ -123,7 +123,8 @@ class Endpoint:
         try:
             params = conninfo_to_dict(text)
         except psycopg.ProgrammingError as exc:
-            reason = first_line(str(exc)).replace(text, "<conninfo>")
+            # libpq quotes the fragment it choked on; a password in it is hidden, the rest helps the fix.
+            reason = redact(first_line(str(exc)))
             raise UsageError(
                 f"the {role} connection string cannot be parsed: {reason}", hint=f"write it as {CONNINFO_EXAMPLES}"
             ) from None

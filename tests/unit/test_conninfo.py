@@ -76,3 +76,12 @@ def test_values_libpq_refuses_are_usage_errors(libpq_message: str) -> None:
 )
 def test_network_and_server_failures_are_not_usage_errors(libpq_message: str) -> None:
     assert refused_value("source", libpq_message) is None
+
+
+def test_an_unparseable_connection_string_is_quoted_as_libpq_saw_it_with_passwords_hidden() -> None:
+    with pytest.raises(UsageError) as plain:
+        Endpoint.parse("a", "source")
+    assert 'missing "=" after "a" in connection info string' in plain.value.message
+    with pytest.raises(UsageError) as secret:
+        Endpoint.parse("host=db1 password=s3cret-Pw port", "source")
+    assert "s3cret-Pw" not in secret.value.message and "cannot be parsed" in secret.value.message

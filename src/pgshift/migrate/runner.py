@@ -32,6 +32,7 @@ from pgshift.migrate.plan import DatabasePlan, MigrationPlan, PlannedStep
 from pgshift.migrate.preflight import Facts, preflight, server_identity
 from pgshift.migrate.result import DatabaseResult, DatabaseStatus, GlobalsResult, MigrationResult
 from pgshift.migrate.workdir import (
+    FINISHED,
     LOG,
     Journal,
     RunLog,
@@ -44,9 +45,6 @@ from pgshift.migrate.workdir import (
 )
 from pgshift.process import REDACTED, terminate_all
 from pgshift.verify import VerifyOptions, VerifyReport, verify_servers
-
-FINISHED_STATES = frozenset({"analyzed", "done"})
-
 
 # --- plan ----------------------------------------------------------------------------------------
 
@@ -196,7 +194,7 @@ def _changes_since_recorded(facts: Facts, journal: Journal) -> list[str]:
             )
     planned = {d.source for d in facts.databases}
     for name, entry in recorded.items():
-        if name not in planned and entry.get("state") not in ("analyzed", "done"):
+        if name not in planned and entry.get("state") not in FINISHED:
             out.append(
                 f"the plan changed since the last attempt: database {name!r} is no longer moved "
                 f"(it was {entry.get('state')}); its half-done copy {entry['target']!r} stays on the target"
@@ -279,7 +277,7 @@ def _status_of(entry: Mapping[str, Any] | None) -> DatabaseStatus:
     if entry is None:
         return "pending"
     state = entry.get("state")
-    if state in FINISHED_STATES:
+    if state in FINISHED:
         return "done"
     if entry.get("error"):
         return "failed"
@@ -423,7 +421,7 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
     pairs = [
         (src, entry["target"])
         for src, entry in journal.data["databases"].items()
-        if entry.get("state") in FINISHED_STATES
+        if entry.get("state") in FINISHED
     ]
     outcome["verify"] = None
     outcome["verify_note"] = "skipped (--no-verify)" if not facts.options.verify else "nothing to verify"
@@ -598,7 +596,7 @@ def _execute(
         equal = verified(verify)
         if equal:
             for src, entry in journal.data["databases"].items():
-                if entry.get("state") in FINISHED_STATES:
+                if entry.get("state") in FINISHED:
                     journal.db_update(src, state="done")
                     if not facts.options.keep_dumps:
                         shutil.rmtree(workdir / "dumps" / entry["dump_dir"], ignore_errors=True)
