@@ -27,6 +27,7 @@ from pgshift.cli.help import one_of, whole_number
 from pgshift.conninfo import CONNINFO_EXAMPLES
 from pgshift.errors import ExitCode, PgshiftError, UsageError
 from pgshift.events import Event, EventSink, Level, Message, StepFinished, StepProgress, StepStarted
+from pgshift.flags import EXCLUDE_SCHEMA, EXCLUDE_TABLE, PG_BIN, RENAME, SCHEMA, TABLE, Flag
 
 
 class Finished(Exception):
@@ -87,31 +88,25 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.")
 ]
-PgBinOption = Annotated[
-    list[Path] | None,
-    typer.Option("--pg-bin", metavar="DIR", help="A directory of PostgreSQL programs to use (repeatable)."),
-]
+
+
+def typer_option(flag: Flag) -> Any:
+    """The typer option of a flag the core declares (``pgshift.flags``): names, metavar, help, parser."""
+    return typer.Option(
+        *flag.names,
+        metavar=flag.metavar,
+        help=flag.help,
+        parser=whole_number(flag.minimum) if flag.minimum is not None else None,
+    )
+
+
+PgBinOption = Annotated[list[Path] | None, typer_option(PG_BIN)]
 # pg_dump's object filters, shared by every command that selects objects.
-SchemaOption = Annotated[
-    list[str] | None, typer.Option("--schema", "-n", metavar="PATTERN", help="Only these schemas (pg_dump -n).")
-]
-ExcludeSchemaOption = Annotated[
-    list[str] | None,
-    typer.Option("--exclude-schema", "-N", metavar="PATTERN", help="Not these schemas (pg_dump -N)."),
-]
-TableOption = Annotated[
-    list[str] | None, typer.Option("--table", "-t", metavar="PATTERN", help="Only these tables (pg_dump -t).")
-]
-ExcludeTableOption = Annotated[
-    list[str] | None,
-    typer.Option("--exclude-table", "-T", metavar="PATTERN", help="Not these tables (pg_dump -T)."),
-]
-RenameOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--rename", metavar="OLD=NEW", help="The source database OLD is called NEW on the target (repeatable)."
-    ),
-]
+SchemaOption = Annotated[list[str] | None, typer_option(SCHEMA)]
+ExcludeSchemaOption = Annotated[list[str] | None, typer_option(EXCLUDE_SCHEMA)]
+TableOption = Annotated[list[str] | None, typer_option(TABLE)]
+ExcludeTableOption = Annotated[list[str] | None, typer_option(EXCLUDE_TABLE)]
+RenameOption = Annotated[list[str] | None, typer_option(RENAME)]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors and the result only.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Print every step and child program line.")]
 
