@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import typer
 from typer._click import Context, HelpFormatter, Parameter
 from typer._click import exceptions as click_errors
+from typer._click.core import ParameterSource
 from typer.core import TyperCommand, TyperGroup
 
 from pgshift.errors import UsageError
@@ -323,6 +324,11 @@ class PgGroup(TyperGroup):
             )
             raise UsageError(f"{ctx.command_path} has no command {name!r}", hint=hint)
         return super().resolve_command(ctx, args)
+
+
+def on_command_line(ctx: Context, name: str) -> bool:
+    """Whether the user gave parameter ``name`` on the command line (not its default, even when equal)."""
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
 # --- usage errors --------------------------------------------------------------------------------

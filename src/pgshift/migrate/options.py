@@ -9,6 +9,17 @@ from typing import Any, Literal
 
 from pgshift.conninfo import Endpoint
 from pgshift.errors import UsageError
+from pgshift.flags import (
+    EXCLUDE_SCHEMA,
+    EXCLUDE_TABLE,
+    PG_BIN,
+    RENAME,
+    SCHEMA,
+    TABLE,
+    DeclaredOption,
+    cli,
+    declared_options,
+)
 
 IfExists = Literal["error", "drop", "skip"]
 IF_EXISTS_CHOICES: tuple[IfExists, ...] = ("error", "drop", "skip")
@@ -18,40 +29,133 @@ DumpReuse = Literal["auto", "always", "never"]
 
 @dataclass(frozen=True)
 class MigrateOptions:
-    """Every option of a migration. The CLI builds one; the demo and tests build their own."""
+    """Every option of a migration. The CLI builds one; the demo and tests build their own.
+
+    A field that is an option of ``pgshift migrate`` declares it in its metadata (``cli(...)``, see
+    ``pgshift.flags``): its flags, metavar and help, and whether a resumed run may be given it again
+    (``resumable``: how the rest is done). Options that define what the run moves are not
+    resumable: a changed selection is a new run. The CLI's options, in the order of its help, are
+    these fields in this order; the fields without one are in ``NOT_ON_THE_COMMAND_LINE``.
+    """
 
     source: Endpoint
     target: Endpoint
-    databases: tuple[str, ...] = ()  # empty: every non-template database except postgres
-    exclude_databases: tuple[str, ...] = ()
-    renames: Mapping[str, str] = field(default_factory=dict)  # source name -> target name
-    if_exists: IfExists = "error"
-    jobs: int = 2
-    workdir: Path | None = field(default=None, metadata={"path": True})  # default: state_dir()/runs/<timestamp>
+    databases: tuple[str, ...] = field(
+        default=(),  # empty: every non-template database except postgres
+        metadata=cli(
+            "--database",
+            "-d",
+            metavar="NAME",
+            help="Move this database (repeatable). Default: all but postgres and templates.",
+        ),
+    )
+    exclude_databases: tuple[str, ...] = field(
+        default=(),
+        metadata=cli("--exclude-database", "-D", metavar="NAME", help="Do not move this database (repeatable)."),
+    )
+    renames: Mapping[str, str] = field(default_factory=dict, metadata=cli(RENAME))  # source name -> target name
+    if_exists: IfExists = field(
+        default="error",
+        metadata=cli(
+            "--if-exists",
+            metavar="|".join(IF_EXISTS_CHOICES),
+            resumable=True,
+            help="A target database that already exists: refuse (error), drop and replace it, or skip it.",
+        ),
+    )
+    jobs: int = field(
+        default=2,
+        metadata=cli(
+            "--jobs",
+            "-j",
+            metavar="N",
+            minimum=1,
+            resumable=True,
+            help="Parallel work: databases at once × pg_dump/pg_restore -j.",
+        ),
+    )
+    workdir: Path | None = field(  # default: state_dir()/runs/<timestamp>
+        default=None,
+        metadata={"path": True, **cli("--workdir", metavar="DIR", help="Work directory (journal, log, dumps).")},
+    )
     resume: bool = False  # continue the run recorded in ``workdir``
-    keep_dumps: bool = False
-    analyze: bool = True
-    accept: tuple[str, ...] = ()  # check rule ids whose blockers are overridden
-    allow_downgrade: bool = False
-    globals: bool = True  # roles, memberships, role settings, tablespaces
-    no_role_passwords: bool = False
-    tablespace_map: Mapping[str, str] = field(default_factory=dict)  # tablespace name or old path -> new path
-    no_tablespaces: bool = False
-    schemas: tuple[str, ...] = ()  # psql patterns, passed to pg_dump --schema
-    exclude_schemas: tuple[str, ...] = ()
-    tables: tuple[str, ...] = ()
-    exclude_tables: tuple[str, ...] = ()
-    no_owner: bool = False
-    no_privileges: bool = False
-    data_only: bool = False
-    schema_only: bool = False
-    pg_bins: tuple[Path, ...] = field(default=(), metadata={"path": True})
-    docker: bool = False
-    docker_image: str | None = None
-    verify: bool = True
-    checksums: bool = False
-    check: bool = True  # run pgshift check's rules in the preflight
-    dry_run: bool = False
+    keep_dumps: bool = field(
+        default=False, metadata=cli("--keep-dumps", resumable=True, help="Keep the dump archives after verification.")
+    )
+    analyze: bool = field(
+        default=True,
+        metadata=cli("--analyze/--no-analyze", resumable=True, help="ANALYZE each database after restore."),
+    )
+    accept: tuple[str, ...] = field(  # check rule ids whose blockers are overridden
+        default=(),
+        metadata=cli(
+            "--accept", metavar="RULE_ID", resumable=True, help="Override a blocker of pgshift check (repeatable)."
+        ),
+    )
+    check: bool = field(  # run pgshift check's rules in the preflight
+        default=True, metadata=cli("--no-check", resumable=True, help="Do not run pgshift check's rules first.")
+    )
+    allow_downgrade: bool = field(
+        default=False, metadata=cli("--allow-downgrade", help="Allow a target older than the source.")
+    )
+    globals: bool = field(  # roles, memberships, role settings, tablespaces
+        default=True,
+        metadata=cli("--no-globals", resumable=True, help="Do not create roles, memberships and tablespaces."),
+    )
+    no_role_passwords: bool = field(
+        default=False,
+        metadata=cli("--no-role-passwords", resumable=True, help="Create roles without their passwords."),
+    )
+    tablespace_map: Mapping[str, str] = field(  # tablespace name or old path -> new path
+        default_factory=dict,
+        metadata=cli(
+            "--tablespace-map",
+            metavar="OLD=NEW",
+            resumable=True,
+            help="Create tablespace OLD (name or path) at path NEW.",
+        ),
+    )
+    no_tablespaces: bool = field(
+        default=False,
+        metadata=cli("--no-tablespaces", resumable=True, help="Ignore tablespaces: everything goes to the default."),
+    )
+    schemas: tuple[str, ...] = field(default=(), metadata=cli(SCHEMA))  # psql patterns, passed to pg_dump --schema
+    exclude_schemas: tuple[str, ...] = field(default=(), metadata=cli(EXCLUDE_SCHEMA))
+    tables: tuple[str, ...] = field(default=(), metadata=cli(TABLE))
+    exclude_tables: tuple[str, ...] = field(default=(), metadata=cli(EXCLUDE_TABLE))
+    no_owner: bool = field(
+        default=False,
+        metadata=cli("--no-owner", "-O", resumable=True, help="Objects belong to the target's connecting role."),
+    )
+    no_privileges: bool = field(
+        default=False,
+        metadata=cli("--no-privileges", "--no-acl", "-x", resumable=True, help="Do not restore grants."),
+    )
+    data_only: bool = field(
+        default=False,
+        metadata=cli("--data-only", "-a", help="Only data, into databases that exist on the target."),
+    )
+    schema_only: bool = field(default=False, metadata=cli("--schema-only", "-s", help="Only the schema, no data."))
+    pg_bins: tuple[Path, ...] = field(default=(), metadata={"path": True, **cli(PG_BIN, resumable=True)})
+    docker: bool = field(
+        default=False, metadata=cli("--docker", resumable=True, help="Run the client programs in Docker.")
+    )
+    docker_image: str | None = field(
+        default=None,
+        metadata=cli("--docker-image", metavar="IMAGE", resumable=True, help="The image for --docker."),
+    )
+    verify: bool = field(
+        default=True,
+        metadata=cli("--verify/--no-verify", resumable=True, help="Compare source and target at the end."),
+    )
+    checksums: bool = field(
+        default=False,
+        metadata=cli("--checksums", resumable=True, help="Verify the data itself with checksums (reads everything)."),
+    )
+    dry_run: bool = field(  # for this attempt only: not kept in the journal
+        default=False,
+        metadata=cli("--dry-run", resumable=True, help="Print the plan and every command in order; change nothing."),
+    )
     dump_reuse: DumpReuse = "auto"  # for this attempt only: not kept in the journal
 
     def __post_init__(self) -> None:
@@ -94,6 +198,17 @@ class MigrateOptions:
                 values[f.name] = _from_json(f, data[f.name])
         values.update(changes)
         return cls(**values)
+
+
+# The fields that are no option of ``pgshift migrate``, and why.
+NOT_ON_THE_COMMAND_LINE: Mapping[str, str] = {
+    "source": "the SOURCE argument",
+    "target": "the TARGET argument",
+    "resume": "--resume WORKDIR, which names the work directory as well",
+    "dump_reuse": "--redump or --reuse-dump, with --resume only",
+}
+# The options of ``pgshift migrate``, in the order of its help.
+CLI_OPTIONS: tuple[DeclaredOption, ...] = declared_options(MigrateOptions)
 
 
 # Fields the journal does not keep: the endpoints (kept redacted, above) and what belongs to one attempt.
