@@ -12,6 +12,7 @@ Programs inside a Docker image run through ``run_in_container`` here too, with t
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import shlex
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -322,10 +324,19 @@ def docker_client() -> Any:
         from docker.errors import DockerException
     except ImportError as exc:  # pragma: no cover - docker is a declared dependency
         raise ToolchainError("the docker Python package is not installed") from exc
+    client = None
     try:
         client = docker.from_env(timeout=30)
         client.ping()
     except DockerException as exc:
+        if client is not None:
+            client.close()
+        else:
+            # from_env failed half-way (its API version probe): its socket is unreachable, so it is
+            # collected now, quietly, instead of warning at some later garbage collection.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if "PermissionError" in str(exc) or "Permission denied" in str(exc):
             raise ToolchainError(
