@@ -13,20 +13,14 @@ from rich.table import Table
 from pgshift.checks import SCHEMA_VERSION, CheckReport, Finding, Severity
 from pgshift.checks.rule import Rule
 from pgshift.report.common import h, html_page, md_table
+from pgshift.units import human_size
 
 _STYLE = {Severity.BLOCKER: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _HEADINGS = {Severity.BLOCKER: "Blockers", Severity.WARNING: "Warnings", Severity.INFO: "Information"}
 
 
 def size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
+    return human_size(n, "?")
 
 
 def json_document(report: CheckReport) -> dict[str, Any]:
