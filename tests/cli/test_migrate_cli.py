@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pgshift.lab import LabServer
+from tests.fixtures.journal import journal_of, step_state
 
 
 def pgshift(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -169,7 +170,7 @@ def test_a_failing_restore_statement_names_the_object_and_the_fix_then_resume_fi
         done, 5, "failed on TABLE t (owner app_owner)", 'role "app_owner" does not exist', "ALTER TABLE public.t OWNER"
     )
     assert "--no-owner --no-privileges" in done.stderr and f"--resume {workdir}" in done.stderr
-    assert json.loads((workdir / "journal.json").read_text())["status"] == "failed"
+    assert journal_of(workdir).status == "failed"  # type: ignore[union-attr]
     target.execute("CREATE ROLE app_owner")
     resumed = pgshift("migrate", "--resume", str(workdir), "--json")
     assert resumed.returncode == 0, resumed.stderr
@@ -232,11 +233,7 @@ def _start_and_wait_for_restore(source: LabServer, target: LabServer, workdir: P
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        try:
-            journal = json.loads((workdir / "journal.json").read_text())
-        except (OSError, ValueError):
-            journal = {}
-        if journal.get("databases", {}).get("big", {}).get("state") == "restoring":
+        if step_state(workdir, "db:big:restore-data") == "running":
             time.sleep(1.0)  # well inside pg_restore: the COPY of ``slow`` lasts about 6 s
             return proc
         if proc.poll() is not None:
@@ -256,13 +253,14 @@ def test_interrupted_restore_resumes_without_redoing_or_duplicating(
     proc = _start_and_wait_for_restore(source, target, workdir)
     proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
     _out, err = proc.communicate(timeout=120)
-    journal = json.loads((workdir / "journal.json").read_text())
-    assert journal["databases"]["small"]["state"] == "analyzed"
-    assert journal["databases"]["big"]["state"] == "restoring"
+    journal = journal_of(workdir)
+    assert journal is not None
+    assert journal.done("db:small:finish")
+    assert journal.step("db:big:restore-data").state == ("interrupted" if how == "sigint" else "running")
     if how == "sigint":
         assert proc.returncode == 130, err
         assert "interrupted" in err and f"--resume {workdir}" in err and "Traceback" not in err
-        assert journal["status"] == "interrupted"
+        assert journal.status == "interrupted"
     else:
         assert proc.returncode == -signal.SIGKILL
         # Its pg_restore does not live on to race the resume: it dies with pgshift (PR_SET_PDEATHSIG).
@@ -282,7 +280,9 @@ def test_interrupted_restore_resumes_without_redoing_or_duplicating(
     assert counts(target, "small") == {"public.s": 5}
     log = (workdir / "migrate.log").read_text()
     assert log.count('CREATE DATABASE "small"') == 1  # finished databases are not redone
-    assert log.count('DROP DATABASE IF EXISTS "big"') == 1  # the half-restored one is dropped once
+    # The half-restored one is continued, not dropped: the loaded table stays, the cut one is loaded again.
+    assert log.count('CREATE DATABASE "big"') == 1 and "DROP DATABASE" not in log
+    assert "big: 1 of 3 item(s) of the data step are on the target already" in log
 
 
 def test_client_newer_than_the_target_restores_despite_transaction_timeout(fresh_server: Any, tmp_path: Path) -> None:
@@ -398,21 +398,21 @@ def test_killed_during_the_dump_resumes_into_a_fresh_dump_directory(fresh_server
         )
         deadline = time.monotonic() + 120
         state = ""
-        while time.monotonic() < deadline and state != "dumping":
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                state = json.loads((workdir / "journal.json").read_text())["databases"]["app"]["state"]
+        while time.monotonic() < deadline and state != "running":
+            state = step_state(workdir, "db:app:dump")
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         time.sleep(0.5)
         proc.kill()
         proc.communicate(timeout=60)
-        first = json.loads((workdir / "journal.json").read_text())["databases"]["app"]
-        assert first["state"] == "dumping" and first["dump_dir"] == "01-app"
+        first = journal_of(workdir)
+        assert first is not None and first.step("db:app:dump").state == "running"
+        assert first.databases["app"].dump_dir == "01-app"
         holder.rollback()  # the orphaned pg_dump goes on now
     resumed = pgshift("migrate", "--resume", str(workdir), "--json", "--keep-dumps")
     assert resumed.returncode == 0, resumed.stderr
-    entry = json.loads((workdir / "journal.json").read_text())["databases"]["app"]
-    assert entry["state"] == "done" and entry["dump_dir"] == "01-app-attempt2"
+    after = journal_of(workdir)
+    assert after is not None and after.done("db:app:finish") and after.databases["app"].dump_dir == "01-app-attempt2"
     assert (workdir / "dumps" / "01-app-attempt2" / "toc.dat").is_file()
     assert counts(target, "app") == {"public.t": 1000}
 
@@ -444,7 +444,7 @@ def test_a_tablespace_the_target_cannot_create_fails_with_the_fix_and_a_resumabl
         "--tablespace-map", f"fast={tmp_path}/missing/dir",
     )  # fmt: skip
     assert_clean_failure(done, 5, "tablespace fast", "--tablespace-map", f"--resume {workdir}")
-    assert json.loads((workdir / "journal.json").read_text())["status"] == "failed"
+    assert journal_of(workdir).status == "failed"  # type: ignore[union-attr]
     assert databases(target) == {"postgres"}
     # The fix the hint names, given with --resume, applies to the rest of the run.
     good = _server_dir(tmp_path / "ts-target")

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from pgshift.lab import LabServer
+from pgshift.migrate.journal import DatabaseRecord
+from tests.fixtures.journal import journal_of
 
 
 def pgshift(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -202,13 +204,22 @@ def test_a_crash_after_any_statement_of_the_globals_loses_nothing(
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def _record(workdir: Path, source: str) -> DatabaseRecord:
+    journal = journal_of(workdir)
+    assert journal is not None
+    record = journal.database(source)
+    assert record is not None
+    return record
+
+
 def _owner_failure(source: LabServer, target: LabServer, workdir: Path) -> None:
     source.execute("CREATE ROLE app_owner")
     source.execute("CREATE DATABASE app")
     source.execute("CREATE TABLE t AS SELECT generate_series(1, 50) AS a; ALTER TABLE t OWNER TO app_owner", "app")
     done = pgshift("migrate", source.conninfo(), target.conninfo(), "--no-globals", "--workdir", str(workdir))
     assert done.returncode == 5, done.stderr
-    assert json.loads((workdir / "journal.json").read_text())["databases"]["app"]["dump_complete"]
+    record = _record(workdir, "app")
+    assert record.dump_complete and record.error and "app_owner" in record.error
 
 
 def test_a_fix_on_the_source_is_picked_up_by_resume_with_a_new_dump(fresh_server: Any, tmp_path: Path) -> None:
@@ -239,8 +250,7 @@ def test_a_resume_with_nothing_changed_on_the_source_reuses_the_dump_and_says_so
     log = (workdir / "migrate.log").read_text().splitlines()
     dumps = [line for line in log if " command " in line and "pg_dump " in line]
     assert len(dumps) == 1, dumps  # the first attempt's only
-    entry = json.loads((workdir / "journal.json").read_text())["databases"]["app"]
-    assert entry["dump_dir"] == "01-app"
+    assert _record(workdir, "app").dump_dir == "01-app"
     assert scalar(target, "SELECT count(*) FROM t", "app") == 50
 
 
@@ -253,13 +263,14 @@ def test_a_crash_after_analyze_redoes_only_the_last_steps(fresh_server: Any, tmp
     args = ("migrate", source.conninfo(), target.conninfo(), "--workdir", str(workdir))
     killed = pgshift(*args, env={**os.environ, "PGSHIFT_INJECT_CRASH_AFTER_SQL": "ANALYZE"})
     assert killed.returncode == -9, killed.stderr
-    assert json.loads((workdir / "journal.json").read_text())["databases"]["app"]["state"] == "restored"
+    record = _record(workdir, "app")
+    assert record.step("restore-data").done and record.step("analyze").state == "running"
     resumed = pgshift("migrate", "--resume", str(workdir), "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["verify"]["equal"]
     log = (workdir / "migrate.log").read_text()
     assert log.count('CREATE DATABASE "app"') == 1 and "DROP DATABASE" not in log
-    assert sum(1 for line in log.splitlines() if " command " in line and "pg_restore " in line) == 1
+    assert sum(1 for line in log.splitlines() if " command " in line and "pg_restore " in line) == 2  # schema, data
     assert log.count("sql     ANALYZE") == 2
     assert scalar(target, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'app'") == (
         "orders"
@@ -274,7 +285,7 @@ def test_redump_takes_a_new_dump_of_an_unchanged_source(fresh_server: Any, tmp_p
     done = pgshift("migrate", "--resume", str(workdir), "--redump")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dumped again (--redump)" in done.stderr
-    assert json.loads((workdir / "journal.json").read_text())["databases"]["app"]["dump_dir"] == "01-app-attempt2"
+    assert _record(workdir, "app").dump_dir == "01-app-attempt2"
 
 
 def test_a_resume_says_how_the_plan_changed_before_it_runs(fresh_server: Any, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pgshift.events import Collector, Level
 from pgshift.lab import LabServer
 from pgshift.lab.server import lab_user
 from pgshift.migrate import MigrateOptions, plan_migration, run_migration
+from tests.fixtures.journal import journal_of
 
 
 def rows(server: LabServer, dbname: str, query: str) -> list[tuple[Any, ...]]:
@@ -269,6 +270,6 @@ def test_differences_found_by_verify_fail_the_run_and_keep_the_dumps(fresh_serve
     assert not result.ok
     assert result.verify is not None and any(d.object.endswith("public.t") for d in result.verify.differences)
     assert "difference" in result.verify_note
-    journal = (tmp_path / "run" / "journal.json").read_text()
-    assert '"status": "verify-failed"' in journal
+    journal = journal_of(tmp_path / "run")
+    assert journal is not None and journal.status == "verify-failed"
     assert list((tmp_path / "run" / "dumps").glob("*/toc.dat"))

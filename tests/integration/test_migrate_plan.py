@@ -9,6 +9,7 @@ from typing import Any
 
 from pgshift.events import Collector, StepStarted
 from pgshift.migrate import MigrateOptions, plan_migration, run_migration
+from pgshift.report.migrate import render_plan_markdown
 from tests.integration.test_migrate_options import _server_dir
 
 _LOGGED_SQL = re.compile(r"^\S+ sql {5}(?P<sql>.*)$")
@@ -17,7 +18,7 @@ _LOGGED_SQL = re.compile(r"^\S+ sql {5}(?P<sql>.*)$")
 def _per_database(ids: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for step in ids:
-        key = step.split(":")[1] if step.startswith("db:") else step
+        key = step.split(":")[1] if step.startswith("db:") else step.split(":")[0]
         if not out.get(key) or out[key][-1] != step:
             out.setdefault(key, []).append(step)
     return out
@@ -56,22 +57,43 @@ def test_dry_run_equals_execution_for_a_cluster_with_roles_tablespaces_filters_a
         jobs=1,  # one database at a time: the log's order is the plan's order
     )
     plan = plan_migration(options)
+    # The same typed plan in every rendering: each step with its kind, what it runs and where.
+    markdown = render_plan_markdown(plan)
+    document = plan.as_dict()["steps"]
+    assert [d["id"] for d in document] == [s.id for s in plan.steps]
+    assert all(s.id in markdown for s in plan.steps)
+    assert {d["kind"] for d in document} >= {"create-roles", "create-tablespaces", "dump", "restore-data", "verify"}
+    assert all(d["program"] or d["sql"] or d["kind"] in ("finish", "verify", "reuse-dump") for d in document)
     events = Collector()
     result = run_migration(options, sink=events, confirm=lambda _question: True)
     assert result.ok, result.verify_note
 
-    planned = _per_database([s.step for s in plan.steps])
-    started = [e.step for e in events.events if isinstance(e, StepStarted)]
-    # Before the globals, check's rules (the preflight); inside verify, its own progress steps.
-    run_steps = started[started.index("globals") : started.index("verify") + 1]
-    executed = _per_database([s for s in run_steps if s != "migrate"])
+    planned = _per_database([s.id for s in plan.steps])
+    ids = {s.id for s in plan.steps}
+    # Check's rules (the preflight) and verify's own progress are steps of their own, not the plan's.
+    executed = _per_database([e.step for e in events.events if isinstance(e, StepStarted) and e.step in ids])
     assert executed == planned
     assert set(planned) == {"globals", "plan_a", "plan_b", "plan_c", "verify"}
+    assert planned["plan_c"] == [
+        f"db:plan_c:{kind}"
+        for kind in (
+            "drop-database",
+            "create-database",
+            "dump",
+            "restore-schema",
+            "restore-data",
+            "database-settings",
+            "analyze",
+            "finish",
+        )
+    ]
+    for step in plan.steps:  # each step waits for the one before it in its database (or the globals)
+        assert all(dep in ids for dep in step.after)
 
     # Statement by statement: every SQL statement the log shows applied is the plan's, in order.
     log = (tmp_path / "run" / "migrate.log").read_text().splitlines()
     logged = [m["sql"] for line in log if (m := _LOGGED_SQL.match(line))]
-    planned_sql = [s.text for s in plan.steps if s.kind == "sql"]
+    planned_sql = [a.statement.display() for s in plan.steps for a in s.sql]
 
     def same_run(statements: list[str]) -> list[str]:  # the dry run had a run id of its own
         return [re.sub(r"\(run [0-9a-f]+,", "(run ID,", q) for q in statements]

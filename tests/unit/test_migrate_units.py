@@ -14,8 +14,9 @@ from pgshift.cli.common import parse_pairs
 from pgshift.conninfo import Endpoint
 from pgshift.errors import PreflightRefused, UsageError
 from pgshift.migrate import MigrateOptions
+from pgshift.migrate.journal import Journal
 from pgshift.migrate.steps import RestoreWatcher, explain_restore, restore_advice
-from pgshift.migrate.workdir import Journal, WorkdirLock, make_private
+from pgshift.migrate.workdir import WorkdirLock, make_private
 from pgshift.version import PgVersion
 
 SRC = Endpoint.parse("host=old user=postgres password=s3cret dbname=postgres", "source")
@@ -157,16 +158,69 @@ def test_options_record_has_no_password_and_round_trips() -> None:
 
 def test_journal_is_written_atomically_private_and_read_back(tmp_path: Path) -> None:
     workdir = make_private(tmp_path / "run")
-    journal = Journal.create(workdir, {"options": {}, "source": "s", "target": "t"})
+    journal = Journal.create(workdir, {"run_id": "r1", "options": {}, "source": "s", "target": "t"})
     journal.add_database("sales", "sales2", "01-sales")
-    journal.db_update("sales", state="restoring", created_by_run=True)
-    assert (workdir / "journal.json").stat().st_mode & 0o777 == 0o600
+    journal.step_started("db:sales:create-database", created_by_run=True)
+    journal.step_ended("db:sales:create-database", "done", 0.5)
+    journal.step_started("db:sales:dump")
+    journal.step_ended("db:sales:dump", "failed", 1.25, error="pg_dump failed")
+    journal.items_finished("db:sales:restore-data", [7, 3])
+    journal.close()
+    for name in ("journal.json", "journal.events"):
+        assert (workdir / name).stat().st_mode & 0o777 == 0o600
     assert workdir.stat().st_mode & 0o777 == 0o700
     assert not list(workdir.glob("*.tmp"))
     again = Journal.load(workdir)
-    assert again.database("sales") == {**journal.database("sales"), "state": "restoring"}  # type: ignore[dict-item]
+    record = again.database("sales")
+    assert record is not None and record.target == "sales2" and record.created_by_run
+    assert record.step("dump").attempts == 1 and record.error == "pg_dump failed"
+    assert record.items_done == {3, 7}
+    assert record.seconds() == {"create": 0.5, "dump": 1.25}
     with pytest.raises(UsageError, match="already holds a migration run"):
         make_private(workdir)
+
+
+def test_journal_appends_instead_of_rewriting_and_compacts_on_a_new_attempt(tmp_path: Path) -> None:
+    workdir = make_private(tmp_path / "run")
+    journal = Journal.create(workdir, {"run_id": "r1", "options": {}})
+    header = (workdir / "journal.json").read_text()
+    for i in range(50):
+        journal.step_started(f"db:d{i}:analyze")
+        journal.step_ended(f"db:d{i}:analyze", "done", 0.1)
+    journal.step_started("db:x:dump")  # killed here: no end
+    journal.close()
+    assert (workdir / "journal.json").read_text() == header  # steps never rewrite the header
+    assert len((workdir / "journal.events").read_text().splitlines()) == 102
+    # A crash mid-write tears the last line: it is ignored, everything before it stands.
+    with (workdir / "journal.events").open("a") as handle:
+        handle.write('{"at": "2026-12-02", "e": "step", "id": "db:x:dum')
+    later = Journal.load(workdir)
+    assert later.done("db:d49:analyze") and later.step("db:x:dump").state == "running"
+    assert later.begin_attempt({"options": {"jobs": 4}}) == 2
+    later.close()
+    events = (workdir / "journal.events").read_text().splitlines()
+    assert len(events) == 2 and json.loads(events[0])["e"] == "snapshot"
+    final = Journal.load(workdir)
+    assert final.step("db:x:dump").state == "interrupted" and final.done("db:d0:analyze")
+    assert final.header["options"] == {"jobs": 4} and final.attempts == 2
+
+
+def test_a_journal_of_another_schema_version_is_refused_by_name(tmp_path: Path) -> None:
+    workdir = make_private(tmp_path / "run")
+    (workdir / "journal.json").write_text(json.dumps({"kind": "pgshift-migrate-journal", "schema_version": 1}))
+    with pytest.raises(UsageError, match="schema version 1; this pgshift reads version 2"):
+        Journal.load(workdir)
+
+
+def test_roles_stay_this_runs_across_a_crash_between_commit_and_record(tmp_path: Path) -> None:
+    journal = Journal.create(make_private(tmp_path / "run"), {"run_id": "r1"})
+    journal.role_intended("alice")  # CREATE ROLE committed, then the crash: no "created" record
+    journal.role_intended("bob")
+    journal.role_not_ours("bob")  # bob was found there already: someone else's
+    journal.close()
+    again = Journal.load(tmp_path / "run")
+    assert again.roles_of_run({"alice", "bob", "carol"}) == {"alice"}
+    assert again.roles_of_run({"carol"}) == set()  # intended but never made
 
 
 def test_a_workdir_is_used_by_one_run_at_a_time(tmp_path: Path) -> None:

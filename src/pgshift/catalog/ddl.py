@@ -11,8 +11,9 @@ A ``Statement`` carries its display form with secrets (password hashes) redacted
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
@@ -230,6 +231,13 @@ def in_progress_marks(conn: Connection) -> dict[str, InProgressMark]:
         if m:
             out[r["datname"]] = InProgressMark(m["run"], m["dir"])
     return out
+
+
+def database_comment(conn: Connection, name: str) -> str | None:
+    row = fetch_one(
+        conn, "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = %s", (name,)
+    )
+    return row["comment"] if row else None
 
 
 def mark_in_progress(name: str, run_id: str, workdir: str) -> Statement:
@@ -552,6 +560,16 @@ def terminate_sessions(dbname: str) -> Statement:
     )
 
 
+def other_sessions(conn: Connection, dbname: str) -> int:
+    """Sessions on ``dbname`` other than this one (e.g. a killed pg_restore's backends, still at work)."""
+    row = fetch_one(
+        conn,
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    )
+    return int(row["n"]) if row else 0
+
+
 def create_extension(name: str, schema: str) -> Statement:
     return Statement(
         sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(sql.Identifier(name), sql.Identifier(schema))
@@ -564,3 +582,95 @@ def schema_exists(conn: Connection, name: str) -> bool:
 
 def analyze() -> Statement:
     return Statement(sql.SQL("ANALYZE"))
+
+
+def truncate_only(schema: str, name: str) -> Statement:
+    return Statement(sql.SQL("TRUNCATE ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+
+
+# --- evidence of a restore cut short -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectAddress:
+    """An object as ``pg_identify_object_as_address`` names it: the same on any server that has it."""
+
+    type: str
+    names: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+def object_addresses(conn: Connection, objects: Sequence[tuple[int, int]]) -> dict[tuple[int, int], ObjectAddress]:
+    """Addresses of (catalog oid, object oid) pairs of this server (the source a dump came from)."""
+    if not objects:
+        return {}
+    rows = fetch_all(
+        conn,
+        "SELECT u.c::int AS c, u.o::bigint AS o, a.type, a.object_names, a.object_args"
+        " FROM unnest(%s::oid[], %s::oid[]) AS u(c, o),"
+        " LATERAL pg_identify_object_as_address(u.c, u.o, 0) AS a"
+        " WHERE a.type IS NOT NULL",
+        ([c for c, _ in objects], [o for _, o in objects]),
+    )
+    return {
+        (r["c"], r["o"]): ObjectAddress(r["type"], tuple(r["object_names"] or ()), tuple(r["object_args"] or ()))
+        for r in rows
+    }
+
+
+@dataclass(frozen=True)
+class Presence:
+    found: bool
+    has_rows: bool = False  # tables only
+    schema: str = ""
+    name: str = ""
+
+
+_PROBE_FUNCTION = """
+CREATE OR REPLACE FUNCTION pg_temp.pgshift_probe(t text, n text[], a text[], want_rows boolean,
+    OUT present boolean, OUT has_rows boolean, OUT nsp text, OUT rel text)
+LANGUAGE plpgsql AS $probe$
+DECLARE
+    addr record;
+BEGIN
+    present := false; has_rows := false;
+    BEGIN
+        SELECT * INTO addr FROM pg_get_object_address(t, n, a);
+    EXCEPTION WHEN others THEN
+        RETURN;
+    END;
+    present := true;
+    IF want_rows THEN
+        SELECT c.relname, s.nspname INTO rel, nsp
+          FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.oid = addr.objid;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %I.%I)', nsp, rel) INTO has_rows;
+    END IF;
+END
+$probe$
+"""
+
+
+def probe_objects(conn: Connection, addresses: Mapping[int, tuple[ObjectAddress, bool]]) -> dict[int, Presence]:
+    """Which of these objects this server has (and, for tables asked so, whether they hold rows).
+
+    Keyed by the caller's ids. One round trip: a temporary function catches each lookup's error.
+    """
+    if not addresses:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(_PROBE_FUNCTION)
+    payload = {
+        str(key): {"t": a.type, "n": list(a.names), "a": list(a.args), "r": rows}
+        for key, (a, rows) in addresses.items()
+    }
+    rows = fetch_all(
+        conn,
+        "SELECT j.key::bigint AS k, p.present, p.has_rows, p.nsp, p.rel FROM jsonb_each(%s::jsonb) AS j,"
+        " LATERAL pg_temp.pgshift_probe(j.value->>'t',"
+        " ARRAY(SELECT jsonb_array_elements_text(j.value->'n')),"
+        " ARRAY(SELECT jsonb_array_elements_text(j.value->'a')), (j.value->>'r')::boolean) AS p",
+        (json.dumps(payload),),
+    )
+    return {
+        int(r["k"]): Presence(bool(r["present"]), bool(r["has_rows"]), r["nsp"] or "", r["rel"] or "") for r in rows
+    }

@@ -29,7 +29,14 @@ from pgshift.conninfo import Endpoint
 from pgshift.errors import ExitCode, PgshiftError, UsageError
 from pgshift.migrate import MigrateOptions, load_resume_options, plan_migration, run_migration
 from pgshift.migrate.options import CLI_OPTIONS
-from pgshift.report.migrate import PLAN_KIND, RESULT_KIND, render_markdown, render_plan, render_result
+from pgshift.report.migrate import (
+    PLAN_KIND,
+    RESULT_KIND,
+    render_markdown,
+    render_plan,
+    render_plan_markdown,
+    render_result,
+)
 
 _HELP = (
     "Move every database (or those named) from SOURCE to TARGET: globals, databases with their properties, "
@@ -157,6 +164,8 @@ def migrate(
     if dry_run:
         if fmt is OutputFormat.json:
             print_json(plan.as_dict(), kind=PLAN_KIND)
+        elif fmt is OutputFormat.markdown:
+            write_output(render_plan_markdown(plan), None)
         else:
             render_plan(plan, stdout_console())
         finish(ExitCode.OK)

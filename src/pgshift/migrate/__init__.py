@@ -19,9 +19,9 @@ from pgshift.migrate.plan import (
     ExtensionPlan,
     GlobalsPlan,
     MigrationPlan,
-    PlannedStep,
     RolePlan,
     ServerSummary,
+    Step,
 )
 from pgshift.migrate.result import DatabaseResult, GlobalsResult, MigrationResult
 from pgshift.migrate.runner import load_resume_options, plan_migration, run_migration
@@ -37,9 +37,9 @@ __all__ = [
     "MigrateOptions",
     "MigrationPlan",
     "MigrationResult",
-    "PlannedStep",
     "RolePlan",
     "ServerSummary",
+    "Step",
     "load_resume_options",
     "plan_migration",
     "run_migration",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pgshift.catalog.ddl import Statement
 from pgshift.migrate.options import MigrateOptions
 from pgshift.toolchain.select import ClientChoice
 
-# "finish": restored by an earlier attempt of the run; only its last steps (ANALYZE, comment) are left.
-DatabaseAction = Literal["migrate", "drop-and-migrate", "skip", "done", "redo", "finish"]
+# "continue": an earlier attempt of the run got this database part of the way; the steps it did not
+# finish are done now, the smallest unit first (an item of the restore, the ANALYZE …).
+DatabaseAction = Literal["migrate", "drop-and-migrate", "skip", "done", "redo", "continue"]
 
-# The phases of one database, in order. The journal records each; the result times each.
+# The phases of one database, in order: the result times each (several steps may add up to one).
 PHASES: tuple[str, ...] = ("create", "dump", "restore", "analyze", "verify")
 
 
@@ -62,7 +65,7 @@ class DatabasePlan:
 
     @property
     def moves(self) -> bool:
-        return self.action in ("migrate", "drop-and-migrate", "redo", "finish")
+        return self.action in ("migrate", "drop-and-migrate", "redo", "continue")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,17 +118,98 @@ class GlobalsPlan:
         }
 
 
-@dataclass(frozen=True)
-class PlannedStep:
-    """One thing the runner does: a program it runs or SQL it applies, in display (redacted) form."""
+# What a step does, one kind per executor (steps.EXECUTORS): the runner runs nothing else.
+StepKind = Literal[
+    "record-globals",  # pg_dumpall --globals-only: the record kept in the work directory
+    "create-roles",
+    "grant-memberships",
+    "create-tablespaces",
+    "drop-database",
+    "create-database",
+    "dump",
+    "reuse-dump",
+    "restore-schema",  # pg_restore --section=pre-data
+    "restore-data",  # pg_restore --section=data --section=post-data: tables, then indexes and constraints
+    "database-settings",  # extensions a filtered dump left out, role settings in the database
+    "analyze",
+    "finish",  # the database's own comment in place of pgshift's in-progress mark
+    "verify",
+]
 
-    step: str  # stable id: "globals", "db:sales:dump" …
-    title: str
-    kind: Literal["program", "sql", "internal"]
-    text: str
+
+@dataclass(frozen=True)
+class Action:
+    """One SQL statement of a step, with what it is about (for messages)."""
+
+    about: str
+    statement: Statement
+    role_created: str | None = None  # a CREATE ROLE: its intent and outcome are journaled
+    # A GRANT of a membership: applied only when the role was created by this run after all.
+    requires_role: str | None = None
+    # A setting (ALTER DATABASE/ROLE … SET): when the target no longer knows the parameter (an
+    # accepted removed-guc-settings blocker), it is skipped with a warning instead of failing.
+    setting: bool = False
+    # SQLSTATE condition names (psycopg.errors.lookup) that leave the statement undone, not failed.
+    tolerates: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out: dict[str, Any] = {"about": self.about, "sql": self.statement.display()}
+        if self.tolerates:
+            out["tolerates"] = list(self.tolerates)
+        if self.requires_role:
+            out["requires_role"] = self.requires_role
+        return out
+
+
+@dataclass(frozen=True)
+class ProgramCall:
+    """A client program a step runs: its arguments hold no secret (those go by the environment)."""
+
+    program: str  # "pg_dump"
+    args: tuple[str, ...]
+    server: Literal["source", "target"]
+    display: str  # the command line as the log and the plan show it
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the plan: what it runs, where, after what. Its id is stable across attempts."""
+
+    id: str  # "globals:roles", "db:sales:restore-data", "verify"
+    kind: StepKind
+    title: str
+    database: str | None = None  # the source database the step belongs to
+    connect_to: str | None = None  # the target database its SQL runs in
+    sql: tuple[Action, ...] = ()
+    program: ProgramCall | None = None
+    after: tuple[str, ...] = ()  # steps that must be done first
+    note: str = ""
+    warnings: tuple[str, ...] = ()  # said when the step runs (also shown by --dry-run)
+    # Journaled when the step starts, before its work: e.g. that this run creates the database.
+    intent: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tolerates(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for a in self.sql for t in a.tolerates))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "database": self.database,
+            "connect_to": self.connect_to,
+            "sql": [a.as_dict() for a in self.sql],
+            "program": (
+                {"program": self.program.program, "server": self.program.server, "command": self.program.display}
+                if self.program
+                else None
+            ),
+            "after": list(self.after),
+            "tolerates": list(self.tolerates),
+            "note": self.note,
+            "warnings": list(self.warnings),
+        }
 
 
 @dataclass(frozen=True)
@@ -147,14 +231,19 @@ class MigrationPlan:
     client: ClientChoice
     databases: tuple[DatabasePlan, ...]
     globals: GlobalsPlan | None
-    steps: tuple[PlannedStep, ...]
+    steps: tuple[Step, ...]
     workdir: Path
+    dump_dirs: Mapping[str, Path]
     parallel_databases: int
     jobs_per_database: int
     warnings: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()  # how a resume's plan differs from the recorded run (also in warnings)
     check: CheckSummary = field(default_factory=lambda: CheckSummary(ran=False))
     resumed: bool = False
+    run_id: str = ""
+
+    def steps_of(self, database: str | None) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.database == database)
 
     @property
     def moving(self) -> tuple[DatabasePlan, ...]:
@@ -173,6 +262,8 @@ class MigrationPlan:
             "globals": self.globals.as_dict() if self.globals else None,
             "steps": [s.as_dict() for s in self.steps],
             "workdir": str(self.workdir),
+            "run_id": self.run_id,
+            "dump_dirs": {k: str(v) for k, v in self.dump_dirs.items()},
             "parallel_databases": self.parallel_databases,
             "jobs_per_database": self.jobs_per_database,
             "warnings": list(self.warnings),

@@ -13,6 +13,7 @@ from pgshift.catalog.session import Connection, query_failed, resolve, session
 from pgshift.conninfo import ResolvedEndpoint
 from pgshift.errors import PreflightRefused, UnknownDatabase
 from pgshift.events import EventSink, Level, Message
+from pgshift.migrate.journal import DatabaseRecord, Journal
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import (
     CheckSummary,
@@ -23,7 +24,6 @@ from pgshift.migrate.plan import (
     RolePlan,
     ServerSummary,
 )
-from pgshift.migrate.workdir import FINISHED, HALF_DONE, Journal
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
 from pgshift.version import PgVersion, check_direction
@@ -224,7 +224,7 @@ def _database_plans(
             extensions = cluster.list_extensions(sconn)
             if not can_bypass:
                 can_bypass = ddl.role_can_bypass_rls(sconn)
-            if entry is not None and entry.get("dump_complete") and entry.get("state") not in FINISHED:
+            if entry is not None and entry.dump_complete and not entry.finished:
                 reuse_dump, dump_note = _dump_decision(options, entry, ddl.dump_evidence(sconn))
         ext_plans = []
         for ext in extensions:
@@ -239,18 +239,33 @@ def _database_plans(
         action: DatabaseAction
         reason: str
         mark = marks.get(target_name)
-        if entry is not None and entry.get("state") in FINISHED:
+        if entry is not None and entry.finished:
             action, reason = "done", "finished in an earlier attempt of this run"
-        elif entry is not None and entry.get("state") in HALF_DONE and entry.get("created_by_run"):
+        elif entry is not None and entry.touched_target and (entry.created_by_run or options.data_only):
             assert journal is not None
-            if target_name not in facts.target_db_names:
-                action, reason = "migrate", f"left half-done ({entry['state']}) and gone from the target; created again"
-            elif mark is not None and mark.run_id == journal.run_id and entry.get("state") == "restored":
+            ours = mark is not None and mark.run_id == journal.run_id
+            if options.data_only:
+                # One transaction: a data step cut short left nothing; one that ended was recorded.
+                action, reason = "continue", f"left at {entry.state} by this run; continued"
+            elif target_name not in facts.target_db_names:
+                action, reason = "migrate", f"left at {entry.state} and gone from the target; created again"
+            elif ours and entry.step("create-database").done and not entry.step("restore-schema").begun:
+                # Created and marked, nothing restored yet: the database stays, the steps left run.
+                action, reason = "continue", f"left at {entry.state} by this run; continued where it stopped"
+            elif ours and entry.step("restore-schema").done and reuse_dump:
                 # The smallest unit left is redone, not the whole database.
-                action, reason = "finish", "restored in an earlier attempt of this run; its last steps are done again"
-            elif mark is not None and mark.run_id == journal.run_id:
-                action, reason = "redo", f"left half-done ({entry['state']}) by this run; dropped and done again"
-            elif entry.get("state") == "creating" and mark is None and _target_db_empty(facts, target_name):
+                action, reason = "continue", f"left at {entry.state} by this run; continued where it stopped"
+            elif (
+                mark is None
+                and entry.step("finish").begun
+                and ddl.database_comment(tconn, target_name) == (db.comment or None)
+            ):
+                # Killed after its last statement put the source's comment in place of the mark.
+                action, reason = "continue", "finished by this run just before it stopped; its last step is checked"
+            elif ours:
+                why = "" if reuse_dump or not entry.step("restore-schema").done else " (the dump is taken again)"
+                action, reason = "redo", f"left at {entry.state} by this run{why}; dropped and done again"
+            elif not entry.step("create-database").done and mark is None and _target_db_empty(facts, target_name):
                 # Killed between CREATE DATABASE and its mark: empty, so nothing can be lost.
                 action, reason = "redo", "created by this run just before it stopped (empty); dropped and done again"
             else:
@@ -262,8 +277,9 @@ def _database_plans(
                 action, reason = "skip", "not this run's database"
         elif mark is not None and not options.data_only:
             if options.if_exists == "drop":
-                action, reason = "drop-and-migrate", (
-                    f"left half-done by pgshift run {mark.run_id}; dropped first (--if-exists drop)"
+                action, reason = (
+                    "drop-and-migrate",
+                    (f"left half-done by pgshift run {mark.run_id}; dropped first (--if-exists drop)"),
                 )
             else:
                 half_done.append((target_name, mark))
@@ -366,15 +382,15 @@ def _database_plans(
     return plans
 
 
-def _dump_decision(options: MigrateOptions, entry: dict[str, Any], evidence: str) -> tuple[bool, str]:
+def _dump_decision(options: MigrateOptions, entry: DatabaseRecord, evidence: str) -> tuple[bool, str]:
     """Reuse an earlier attempt's finished dump only while it is still the source as it is now."""
     if options.dump_reuse == "never":
         return False, "dumped again (--redump)"
     if options.dump_reuse == "always":
         return True, "the dump of an earlier attempt is reused as asked (--reuse-dump), changed or not"
-    if entry.get("dump_evidence") is None:
+    if entry.dump_evidence is None:
         return False, "dumped again: the earlier dump carries no evidence of the source's state"
-    if entry["dump_evidence"] != evidence:
+    if entry.dump_evidence != evidence:
         return False, "dumped again: the source database changed since the earlier dump was taken"
     return True, "the dump of an earlier attempt is reused: the source database has not changed since"
 
@@ -571,9 +587,9 @@ def _same_servers_as_recorded(
 ) -> None:
     """A resume runs on the servers the run started on; another server makes a new run."""
     for role, endpoint, info in (("source", source, source_info), ("target", target, target_info)):
-        recorded = journal.data.get(f"{role}_identity")
+        recorded = journal.header.get(f"{role}_identity")
         if not recorded:
-            continue  # a journal of pgshift 0.1 has none
+            continue
         now = server_identity(endpoint, info)
         then_id, now_id = recorded.get("system_identifier"), now["system_identifier"]
         if then_id is not None and now_id is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import re
 import shutil
 import signal
 import threading
@@ -21,25 +20,23 @@ from typing import Any
 
 import psycopg
 
-from pgshift.catalog import cluster
-from pgshift.catalog.session import query_failed, session
+from pgshift.catalog.session import query_failed
 from pgshift.conninfo import Endpoint
 from pgshift.errors import Interrupted, PgshiftError, PreflightRefused, StepFailed
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.migrate import steps
+from pgshift.migrate.journal import JOURNAL, DatabaseRecord, Journal
 from pgshift.migrate.options import MigrateOptions
-from pgshift.migrate.plan import DatabasePlan, MigrationPlan, PlannedStep
+from pgshift.migrate.plan import DatabasePlan, MigrationPlan
+from pgshift.migrate.planner import build_plan
 from pgshift.migrate.preflight import Facts, preflight, server_identity
 from pgshift.migrate.result import DatabaseResult, DatabaseStatus, GlobalsResult, MigrationResult
 from pgshift.migrate.workdir import (
-    FINISHED,
     LOG,
-    Journal,
     RunLog,
     WorkdirLock,
     check_new_workdir,
     default_workdir,
-    dump_dir_name,
     make_private,
     new_run_id,
 )
@@ -49,163 +46,6 @@ from pgshift.verify import VerifyOptions, VerifyReport, verify_servers
 # --- plan ----------------------------------------------------------------------------------------
 
 
-def _target_tablespaces(facts: Facts) -> set[str]:
-    with session(facts.target) as conn:
-        return cluster.tablespace_names(conn)
-
-
-def _build_steps(facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path], run_id: str) -> list[PlannedStep]:
-    out: list[PlannedStep] = []
-    ts_names = _target_tablespaces(facts)
-    if facts.globals_plan is not None:
-        args = steps.globals_args(facts, workdir / "globals.sql")
-        out.append(
-            PlannedStep(
-                "globals", "record the source's globals", "program", steps.command_display(facts, "pg_dumpall", args)
-            )
-        )
-        created = set(facts.globals_plan.created)
-        actions = steps.role_actions(facts)
-        actions += steps.membership_actions(facts, created)[0]
-        actions += steps.tablespace_actions(facts, ts_names)
-        out += [PlannedStep("globals", a.about, "sql", a.statement.display()) for a in actions]
-        ts_names |= {n for n, _loc in facts.globals_plan.tablespaces}
-    created = set(facts.globals_plan.created) if facts.globals_plan else set()
-    for dbp in facts.databases:
-        if not dbp.moves:
-            continue
-        sid = f"db:{dbp.source}"
-        reuse = dbp.action == "migrate" and dbp.target in facts.target_db_names
-        if dbp.action == "finish":
-            if facts.options.analyze and not facts.options.schema_only:
-                out.append(PlannedStep(f"{sid}:analyze", f"analyze {dbp.target}", "sql", "ANALYZE"))
-            final = steps.final_comment_action(facts, dbp, created=True)
-            if final is not None:
-                out.append(PlannedStep(f"{sid}:finish", final.about, "sql", final.statement.display()))
-            continue
-        if dbp.action in ("drop-and-migrate", "redo"):
-            out += [
-                PlannedStep(f"{sid}:create", f"drop {dbp.target}", "sql", a.statement.display())
-                for a in steps.drop_actions(facts, dbp)
-            ]
-        if not facts.options.data_only:
-            grants = [] if facts.options.no_privileges else steps.source_database_grants(facts, dbp.source)
-            actions, _w = steps.database_actions(
-                facts,
-                dbp,
-                grants,
-                create=not reuse,
-                target_tablespaces=ts_names,
-                run_id=run_id,
-                workdir=str(workdir),
-            )
-            out += [PlannedStep(f"{sid}:create", a.about, "sql", a.statement.display()) for a in actions]
-        dump_dir = dump_dirs[dbp.source]
-        if dbp.reuse_dump:
-            out.append(PlannedStep(f"{sid}:dump", f"reuse the dump of {dbp.source}", "internal", dbp.dump_note))
-        else:
-            out.append(
-                PlannedStep(
-                    f"{sid}:dump",
-                    f"dump {dbp.source}",
-                    "program",
-                    steps.command_display(facts, "pg_dump", steps.dump_args(facts, dbp, dump_dir)),
-                )
-            )
-        out.append(
-            PlannedStep(
-                f"{sid}:restore",
-                f"restore into {dbp.target}",
-                "program",
-                steps.command_display(facts, "pg_restore", steps.restore_args(facts, dbp, dump_dir)),
-            )
-        )
-        out += [
-            PlannedStep(f"{sid}:restore", a.about, "sql", a.statement.display())
-            for a in [*steps.extension_actions(facts, dbp), *steps.role_database_actions(facts, dbp, created)]
-        ]
-        if facts.options.analyze and not facts.options.schema_only:
-            out.append(PlannedStep(f"{sid}:analyze", f"analyze {dbp.target}", "sql", "ANALYZE"))
-        if not facts.options.data_only:
-            final = steps.final_comment_action(facts, dbp, created=not reuse)
-            if final is not None:
-                out.append(PlannedStep(f"{sid}:finish", final.about, "sql", final.statement.display()))
-    if facts.options.verify:
-        pairs = ", ".join(f"{d.source}→{d.target}" for d in facts.databases if d.moves or d.action == "done")
-        out.append(PlannedStep("verify", "verify", "internal", f"compare objects and row counts: {pairs}"))
-    return out
-
-
-def _dump_dirs(facts: Facts, workdir: Path, journal: Journal | None) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    known = journal.data["databases"] if journal is not None else {}
-    index = len(known)
-    for dbp in facts.databases:
-        entry = known.get(dbp.source)
-        if entry is not None:
-            name = entry["dump_dir"]
-            if entry.get("dump_started") and not dbp.reuse_dump and dbp.moves:
-                # A pg_dump of an earlier attempt may still be writing there (pgshift was SIGKILLed and
-                # its child lives on): this attempt dumps into a directory of its own.
-                attempt = int(journal.data.get("attempts", 1)) + 1 if journal is not None else 1
-                name = f"{re.sub(r'-attempt[0-9]+$', '', name)}-attempt{attempt}"
-            out[dbp.source] = workdir / "dumps" / name
-        else:
-            index += 1
-            out[dbp.source] = workdir / "dumps" / dump_dir_name(index, dbp.source)
-    return out
-
-
-def _plan(
-    facts: Facts, workdir: Path, journal: Journal | None, run_id: str
-) -> tuple[MigrationPlan, dict[str, Path]]:
-    dump_dirs = _dump_dirs(facts, workdir, journal)
-    changes = _changes_since_recorded(facts, journal) if journal is not None else []
-    plan = MigrationPlan(
-        options=facts.options,
-        source=facts.summary("source"),
-        target=facts.summary("target"),
-        client=facts.client,
-        databases=tuple(facts.databases),
-        globals=facts.globals_plan,
-        steps=tuple(_build_steps(facts, workdir, dump_dirs, run_id)),
-        workdir=workdir,
-        parallel_databases=facts.parallel_databases,
-        jobs_per_database=facts.jobs_per_database,
-        warnings=(*changes, *facts.warnings),
-        changes=tuple(changes),
-        check=facts.check,
-        resumed=journal is not None,
-    )
-    return plan, dump_dirs
-
-
-def _changes_since_recorded(facts: Facts, journal: Journal) -> list[str]:
-    """How the re-derived plan differs from the run the journal recorded, said before anything runs."""
-    out = []
-    recorded = journal.data["databases"]
-    for dbp in facts.databases:
-        if dbp.moves and dbp.source not in recorded:
-            out.append(f"the plan changed since the last attempt: database {dbp.source!r} is new to this run")
-        elif dbp.source in recorded and recorded[dbp.source]["target"] != dbp.target:
-            out.append(
-                f"the plan changed since the last attempt: database {dbp.source!r} now goes to {dbp.target!r}, "
-                f"not {recorded[dbp.source]['target']!r}"
-            )
-    planned = {d.source for d in facts.databases}
-    for name, entry in recorded.items():
-        if name not in planned and entry.get("state") not in FINISHED:
-            out.append(
-                f"the plan changed since the last attempt: database {name!r} is no longer moved "
-                f"(it was {entry.get('state')}); its half-done copy {entry['target']!r} stays on the target"
-            )
-    before = journal.data.get("options", {})
-    now = {**facts.options.as_dict(), "workdir": before.get("workdir")}
-    for key in sorted(k for k in now if k in before and now[k] != before[k] and k not in ("source", "target")):
-        out.append(f"the plan changed since the last attempt: option {key} is now {now[key]!r} (was {before[key]!r})")
-    return out
-
-
 def plan_migration(options: MigrateOptions, *, sink: EventSink = discard) -> MigrationPlan:
     """Preflight and plan: connects to both servers, reads, decides; touches nothing."""
     journal = Journal.load(options.workdir) if options.resume and options.workdir is not None else None
@@ -213,7 +53,7 @@ def plan_migration(options: MigrateOptions, *, sink: EventSink = discard) -> Mig
         check_new_workdir(options.workdir)
     facts = preflight(options, sink, journal)
     workdir = options.workdir or default_workdir()
-    return _plan(facts, workdir, journal, journal.run_id if journal else new_run_id())[0]
+    return build_plan(facts, workdir, journal, journal.run_id if journal else new_run_id())
 
 
 # --- resume --------------------------------------------------------------------------------------
@@ -238,12 +78,11 @@ def load_resume_options(
     The journal keeps the connection strings without passwords: those come again from the
     usual libpq places (PGPASSWORD, ~/.pgpass, a service file), or from SOURCE/TARGET given anew.
     """
-    journal = Journal.load(workdir)
-    data = journal.data
-    src = source or _endpoint_from_record(data["source"], "source")
-    tgt = target or _endpoint_from_record(data["target"], "target")
+    header = Journal.load(workdir).header
+    src = source or _endpoint_from_record(header["source"], "source")
+    tgt = target or _endpoint_from_record(header["target"], "target")
     return MigrateOptions.from_dict(
-        data["options"], source=src, target=tgt, **{"workdir": workdir, "resume": True, **(changes or {})}
+        header["options"], source=src, target=tgt, **{"workdir": workdir, "resume": True, **(changes or {})}
     )
 
 
@@ -273,15 +112,14 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _status_of(entry: Mapping[str, Any] | None) -> DatabaseStatus:
-    if entry is None:
+def _status_of(record: DatabaseRecord | None) -> DatabaseStatus:
+    if record is None:
         return "pending"
-    state = entry.get("state")
-    if state in FINISHED:
+    if record.finished:
         return "done"
-    if entry.get("error"):
+    if record.error:
         return "failed"
-    if state == "pending":
+    if record.state == "pending":
         return "pending"
     return "interrupted"
 
@@ -345,30 +183,32 @@ def with_resume_hint(hint: str | None, options: MigrateOptions, workdir: Path) -
     )
 
 
-def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) -> dict[str, Any]:
+def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
     facts, journal, sink = run.facts, run.journal, run.sink
     phases: dict[str, float] = {}
     outcome: dict[str, Any] = {"globals": None, "errors": {}, "phases": phases}
     # --- globals ---
+    gsteps = [s for s in plan.steps_of(None) if s.kind != "verify"]
     if facts.globals_plan is not None:
         t0 = time.monotonic()
-        if journal.globals.get("state") == "done":
+        if not gsteps:
             sink(Message("globals were applied in an earlier attempt", level=Level.INFO))
-            g = journal.globals
-            outcome["globals"] = GlobalsResult(
-                tuple(g.get("created_roles", [])),
-                tuple(r.name for r in facts.globals_plan.roles if r.action == "exists"),
-                int(g.get("memberships", 0)),
-                tuple(g.get("tablespaces", [])),
-            )
-        else:
+        for step in gsteps:
             try:
-                created, existing, memberships, spaces = steps.run_globals(run)
+                steps.execute(run, step)
             except psycopg.Error as exc:
                 if run.cancel.is_set():
                     raise Interrupted("interrupted") from None
                 raise query_failed("the globals", exc, hint=_RESUME_HINT) from None
-            outcome["globals"] = GlobalsResult(tuple(created), tuple(existing), memberships, tuple(spaces))
+        made_ts = [a.about.removeprefix("tablespace ") for s in gsteps for a in s.sql if a.statement.no_transaction]
+        existing = [r.name for r in facts.globals_plan.roles if r.action == "exists"] + run.existing_roles
+        memberships = sum(len(s.sql) for s in gsteps if s.kind == "grant-memberships")
+        outcome["globals"] = GlobalsResult(
+            tuple(sorted(r for r in run.created_roles if r in set(facts.globals_plan.created))),
+            tuple(existing),
+            memberships,
+            tuple(made_ts),
+        )
         phases["globals"] = round(time.monotonic() - t0, 3)
     else:
         outcome["globals"] = GlobalsResult(skipped=True)
@@ -381,19 +221,12 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
 
     def one(dbp: DatabasePlan) -> None:
         try:
-            steps.migrate_database(run, dbp, dump_dirs[dbp.source])
-        except Interrupted:
-            journal.db_update(dbp.source, error=None)
-            raise
-        except PgshiftError as exc:
-            journal.db_update(dbp.source, error=exc.message)
-            raise
+            for step in plan.steps_of(dbp.source):
+                steps.execute(run, step)
         except psycopg.Error as exc:
             if run.cancel.is_set():
                 raise Interrupted("interrupted") from None
-            failure = query_failed(f"database {dbp.source!r}", exc, hint=_RESUME_HINT)
-            journal.db_update(dbp.source, error=failure.message)
-            raise failure from None
+            raise query_failed(f"database {dbp.source!r}", exc, hint=_RESUME_HINT) from None
         with lock:
             done_bytes[0] += float(dbp.size_bytes or 0)
             sink(StepProgress("migrate", step="migrate", completed=done_bytes[0], total=total))
@@ -418,28 +251,23 @@ def _body(run: steps.Run, plan: MigrationPlan, dump_dirs: Mapping[str, Path]) ->
     if errors:
         return outcome
     # --- verify ---
-    pairs = [
-        (src, entry["target"])
-        for src, entry in journal.data["databases"].items()
-        if entry.get("state") in FINISHED
-    ]
     outcome["verify"] = None
     outcome["verify_note"] = "skipped (--no-verify)" if not facts.options.verify else "nothing to verify"
-    if facts.options.verify and pairs:
+    verify_step = next((s for s in plan.steps if s.kind == "verify"), None)
+    pairs = [(d.source, d.target) for d in plan.databases if _finished(journal, d.source)]
+    if verify_step is not None and pairs:
         t0 = time.monotonic()
-        sink(StepStarted(f"verify {len(pairs)} database(s)", step="verify"))
-        outcome["verify"], outcome["verify_note"] = _verify(run, pairs)
-        journal.record("verify", "equal" if verified(outcome["verify"]) else "differences", note=outcome["verify_note"])
+        with run.step(verify_step) as artifacts:
+            outcome["verify"], outcome["verify_note"] = _verify(run, pairs)
+            artifacts["equal"] = verified(outcome["verify"])
+            artifacts["note"] = outcome["verify_note"]
         phases["verify"] = round(time.monotonic() - t0, 3)
-        sink(
-            StepFinished(
-                "verify",
-                step="verify",
-                seconds=phases["verify"],
-                ok=verified(outcome["verify"]),
-            )
-        )
     return outcome
+
+
+def _finished(journal: Journal, source: str) -> bool:
+    record = journal.database(source)
+    return record is not None and record.finished
 
 
 def _wait(future: concurrent.futures.Future[dict[str, Any]]) -> dict[str, Any]:
@@ -487,7 +315,7 @@ def run_migration(
         facts = preflight(options, sink, journal)
         workdir = options.workdir or default_workdir()
         run_id = journal.run_id if journal is not None else new_run_id()
-        plan, dump_dirs = _plan(facts, workdir, journal, run_id)
+        plan = build_plan(facts, workdir, journal, run_id)
         for change in plan.changes:
             sink(Message(change, level=Level.WARNING))
         if options.dry_run:
@@ -498,6 +326,12 @@ def run_migration(
                 f"not confirmed: dropping {', '.join(repr(d) for d in drops)} on the target",
                 hint="answer yes, or pass --yes to replace them without asking",
             )
+        # Options given again with --resume stay for later attempts too; the plan is kept as it was run.
+        attempt_header = {
+            "options": {**options.as_dict(), "workdir": str(workdir)},
+            "client": plan.client.as_dict(),
+            "plan": [s.id for s in plan.steps],
+        }
         if journal is None:
             make_private(workdir)
             lock = WorkdirLock(workdir)
@@ -508,26 +342,22 @@ def run_migration(
                     "run_id": run_id,
                     "source_identity": server_identity(facts.source, facts.source_info),
                     "target_identity": server_identity(facts.target, facts.target_info),
-                    "options": {**options.as_dict(), "workdir": str(workdir)},
                     "source": options.source.display(),
                     "target": options.target.display(),
                     "source_version": plan.source.version,
                     "target_version": plan.target.version,
-                    "client": plan.client.as_dict(),
+                    **attempt_header,
                 },
             )
         else:
-            # Options given again with --resume stay for later attempts too.
-            journal.set_status(
-                "running",
-                attempts=int(journal.data.get("attempts", 1)) + 1,
-                options={**options.as_dict(), "workdir": str(workdir)},
-            )
+            journal.begin_attempt(attempt_header)
         for dbp in plan.databases:
             if dbp.moves or dbp.action == "done":
-                journal.add_database(dbp.source, dbp.target, dump_dirs[dbp.source].name)
-        return _execute(plan, facts, workdir, journal, dump_dirs, sink, started)
+                journal.add_database(dbp.source, dbp.target, plan.dump_dirs[dbp.source].name)
+        return _execute(plan, facts, workdir, journal, sink, started)
     finally:
+        if journal is not None:
+            journal.close()
         if lock is not None:
             lock.release()
 
@@ -537,7 +367,6 @@ def _execute(
     facts: Facts,
     workdir: Path,
     journal: Journal,
-    dump_dirs: Mapping[str, Path],
     sink: EventSink,
     started: float,
 ) -> MigrationResult:
@@ -557,7 +386,7 @@ def _execute(
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate")
     try:
         with _sigterm_raises():
-            future = executor.submit(_body, run, plan, dump_dirs)
+            future = executor.submit(_body, run, plan)
             try:
                 outcome = _wait(future)
             except PgshiftError as exc:
@@ -595,15 +424,14 @@ def _execute(
         verify = outcome.get("verify")
         equal = verified(verify)
         if equal:
-            for src, entry in journal.data["databases"].items():
-                if entry.get("state") in FINISHED:
-                    journal.db_update(src, state="done")
-                    if not facts.options.keep_dumps:
-                        shutil.rmtree(workdir / "dumps" / entry["dump_dir"], ignore_errors=True)
-                        journal.db_update(src, dump_removed=True)
-            journal.set_status("done")
+            if not facts.options.keep_dumps:
+                for entry in journal.databases.values():
+                    shutil.rmtree(workdir / "dumps" / entry.dump_dir, ignore_errors=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        (workdir / "dumps" / f"{entry.dump_dir}.resume.list").unlink()
+            journal.set_status("done", verify_note=outcome.get("verify_note", ""))
         else:
-            journal.set_status("verify-failed")
+            journal.set_status("verify-failed", verify_note=outcome.get("verify_note", ""))
             run.warn("verification found differences: the dumps are kept in the work directory")
         result = _result(
             plan,
@@ -641,17 +469,17 @@ def _result(
 ) -> MigrationResult:
     databases = []
     for dbp in plan.databases:
-        entry = journal.database(dbp.source) if journal is not None else None
-        status: DatabaseStatus = "skipped" if dbp.action == "skip" else _status_of(entry)
+        record = journal.database(dbp.source) if journal is not None else None
+        status: DatabaseStatus = "skipped" if dbp.action == "skip" else _status_of(record)
         databases.append(
             DatabaseResult(
                 source=dbp.source,
                 target=dbp.target,
                 status=status,
                 size_bytes=dbp.size_bytes,
-                dump_bytes=entry.get("dump_bytes") if entry else None,
-                seconds=dict(entry.get("seconds", {})) if entry else {},
-                error=entry.get("error") if entry else None,
+                dump_bytes=record.dump_bytes if record else None,
+                seconds=record.seconds() if record else {},
+                error=record.error if record else None,
                 resumed=dbp.action == "done",
             )
         )
@@ -659,7 +487,7 @@ def _result(
         ok=ok,
         workdir=workdir,
         log_path=workdir / LOG,
-        journal_path=workdir / "journal.json",
+        journal_path=workdir / JOURNAL,
         source_version=plan.source.version,
         target_version=plan.target.version,
         client=facts.client.describe(),

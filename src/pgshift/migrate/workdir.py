@@ -2,7 +2,8 @@
 
 Layout (directory 0700, files 0600)::
 
-    WORKDIR/journal.json     every step's state, written atomically (write, fsync, rename)
+    WORKDIR/journal.json     the run's header (see pgshift.migrate.journal)
+    WORKDIR/journal.events   every step's start and end, appended
     WORKDIR/migrate.log      every command run and SQL statement applied to the target, redacted
     WORKDIR/globals.sql      pg_dumpall --globals-only of the source (the record)
     WORKDIR/dumps/NN-name/   pg_dump -Fd archives, removed once verified unless --keep-dumps
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import threading
@@ -22,23 +22,15 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from pgshift import paths
 from pgshift.errors import PreflightRefused, UsageError
 from pgshift.events import Event, EventSink, Message, StepFinished, StepStarted
+from pgshift.migrate.journal import EVENTS, JOURNAL
 
-JOURNAL = "journal.json"
 LOG = "migrate.log"
 GLOBALS = "globals.sql"
-JOURNAL_SCHEMA = 1
-
-# Database states in the journal, in the order a database goes through them.
-STATES = ("pending", "creating", "created", "dumping", "dumped", "restoring", "restored", "analyzed", "done")
-# A database in one of these was touched on the target and is not finished: resume drops it.
-HALF_DONE = frozenset({"creating", "created", "dumping", "dumped", "restoring", "restored"})
-# Finished on the target (verified or not yet): never redone.
-FINISHED = frozenset({"analyzed", "done"})
 
 
 def default_workdir() -> Path:
@@ -61,7 +53,7 @@ def check_new_workdir(path: Path) -> None:
         if not path.is_dir():
             raise UsageError(f"--workdir {path} is not a directory")
         entries = {p.name for p in path.iterdir()}
-        if entries - {".lock", JOURNAL, LOG, GLOBALS, "dumps"}:
+        if entries - {".lock", JOURNAL, EVENTS, LOG, GLOBALS, "dumps"}:
             raise UsageError(
                 f"--workdir {path} is not empty and holds no pgshift run",
                 hint="give a new or empty directory (pgshift creates it)",
@@ -123,164 +115,6 @@ class WorkdirLock:
                 fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class Journal:
-    """The run's record of every step, saved atomically after each change (thread-safe)."""
-
-    def __init__(self, path: Path, data: dict[str, Any]) -> None:
-        self.path = path
-        self.data = data
-        self._lock = threading.RLock()
-
-    @classmethod
-    def create(cls, workdir: Path, header: dict[str, Any]) -> Journal:
-        data = {
-            "kind": "pgshift-migrate-journal",
-            "schema_version": JOURNAL_SCHEMA,
-            "run_id": new_run_id(),
-            "created": _now(),
-            "status": "running",
-            "attempts": 1,
-            **header,
-            "globals": {
-                "state": "pending",
-                "created_roles": [],
-                "intended_roles": [],
-                "memberships": 0,
-                "tablespaces": [],
-            },
-            "databases": {},
-            "steps": [],
-        }
-        journal = cls(workdir / JOURNAL, data)
-        journal.save()
-        return journal
-
-    @classmethod
-    def load(cls, workdir: Path) -> Journal:
-        path = workdir / JOURNAL
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(
-                f"{workdir} holds no migration journal ({JOURNAL})",
-                hint="give the work directory printed by the run to resume (--resume DIR)",
-            ) from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"the journal {path} cannot be read: {exc}") from None
-        if data.get("kind") != "pgshift-migrate-journal" or data.get("schema_version") != JOURNAL_SCHEMA:
-            raise UsageError(f"{path} is not a pgshift migration journal of a known version")
-        journal = cls(path, data)
-        if "run_id" not in data:  # journals of 0.1 runs: an id of their own from now on
-            data["run_id"] = new_run_id()
-        data["globals"].setdefault("intended_roles", [])
-        return journal
-
-    @property
-    def run_id(self) -> str:
-        return str(self.data["run_id"])
-
-    def save(self) -> None:
-        with self._lock:
-            self.data["updated"] = _now()
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.data, handle, indent=2, ensure_ascii=False, default=str)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-
-    # -- steps ---------------------------------------------------------------------------------
-
-    def record(self, step: str, state: str, **extra: Any) -> None:
-        with self._lock:
-            self.data["steps"].append({"at": _now(), "step": step, "state": state, **extra})
-            self.save()
-
-    def set_status(self, status: str, **extra: Any) -> None:
-        with self._lock:
-            self.data["status"] = status
-            self.data.update(extra)
-            self.save()
-
-    @property
-    def status(self) -> str:
-        return str(self.data.get("status", ""))
-
-    # -- globals -------------------------------------------------------------------------------
-
-    @property
-    def globals(self) -> dict[str, Any]:
-        return self.data["globals"]  # type: ignore[no-any-return]
-
-    def globals_update(self, **changes: Any) -> None:
-        with self._lock:
-            self.data["globals"].update(changes)
-            self.save()
-
-    def role_intended(self, name: str) -> None:
-        """Written before CREATE ROLE: a crash after its commit must not make the role someone else's."""
-        with self._lock:
-            intended = self.data["globals"]["intended_roles"]
-            if name not in intended:
-                intended.append(name)
-                self.save()
-
-    def role_not_ours(self, name: str) -> None:
-        """CREATE ROLE found the role already there: someone else made it; it is not this run's."""
-        with self._lock:
-            intended = self.data["globals"]["intended_roles"]
-            if name in intended:
-                intended.remove(name)
-                self.save()
-
-    def roles_of_run(self, on_target: set[str]) -> set[str]:
-        """Roles this run created: recorded as created, or intended and present on the target."""
-        g = self.data["globals"]
-        return set(g.get("created_roles", [])) | (set(g.get("intended_roles", [])) & on_target)
-
-    def role_created(self, name: str) -> None:
-        with self._lock:
-            self.data["globals"]["created_roles"].append(name)
-            self.save()
-
-    # -- databases ------------------------------------------------------------------------------
-
-    def database(self, source: str) -> dict[str, Any] | None:
-        return self.data["databases"].get(source)  # type: ignore[no-any-return]
-
-    def add_database(self, source: str, target: str, dump_dir: str) -> None:
-        with self._lock:
-            if source not in self.data["databases"]:
-                self.data["databases"][source] = {
-                    "target": target,
-                    "state": "pending",
-                    "dump_dir": dump_dir,
-                    "dump_complete": False,
-                    "created_by_run": False,
-                    "seconds": {},
-                    "error": None,
-                }
-                self.save()
-
-    def db_update(self, source: str, **changes: Any) -> None:
-        with self._lock:
-            entry = self.data["databases"][source]
-            entry.update(changes)
-            if "state" in changes:
-                self.data["steps"].append({"at": _now(), "step": f"db:{source}", "state": changes["state"]})
-            self.save()
-
-    def db_seconds(self, source: str, phase: str, seconds: float) -> None:
-        with self._lock:
-            self.data["databases"][source]["seconds"][phase] = round(seconds, 3)
-            self.save()
 
 
 class RunLog:

@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pgshift.migrate.plan import MigrationPlan
+from pgshift.migrate.plan import MigrationPlan, Step
 from pgshift.migrate.result import MigrationResult
-from pgshift.migrate.steps import human_size
 from pgshift.report.common import md_table
+from pgshift.units import human_size
 
 PLAN_KIND = "migrate-plan"
 RESULT_KIND = "migrate"
@@ -62,13 +62,66 @@ def render_plan(plan: MigrationPlan, console: Console) -> None:
             f"{g.memberships} membership(s) on the source, {len(g.tablespaces)} tablespace(s); "
             f"passwords {'copied' if g.passwords else 'not copied'}"
         )
-    console.print("\n[bold]Steps, in order[/]")
+    console.print("\n[bold]Steps, in order[/] (databases side by side, each in its order)")
     for i, step in enumerate(plan.steps, start=1):
-        marker = {"program": "$", "sql": "sql>", "internal": "·"}[step.kind]
-        console.print(f"{i:>3}. [dim]{escape(step.step)}[/] {marker} {escape(step.text)}")
+        console.print(f"{i:>3}. [bold]{escape(step.id)}[/]  {escape(step.title)}")
+        for line in step_lines(step):
+            console.print(f"       {escape(line)}", soft_wrap=True)
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     console.print(f"\nTotal to move: {human_size(plan.total_bytes)} in {len(plan.moving)} database(s).")
+
+
+def step_lines(step: Step) -> list[str]:
+    """What a step runs, as the plan shows it: its statements, its command, its notes."""
+    out = []
+    if step.connect_to is not None and step.sql:
+        out.append(f"in database {step.connect_to}:")
+    out += [
+        f"sql> {a.statement.display()}"
+        + (f"   (tolerates {', '.join(a.tolerates)})" if a.tolerates else "")
+        + (f"   (only if this run created role {a.requires_role})" if a.requires_role else "")
+        for a in step.sql
+    ]
+    if step.program is not None:
+        out.append(f"$ {step.program.display}")
+    if step.note:
+        out.append(f"· {step.note}")
+    out += [f"! {w}" for w in step.warnings]
+    return out
+
+
+def render_plan_markdown(plan: MigrationPlan) -> str:
+    lines = [
+        "# pgshift migrate — plan (dry run: nothing was changed)",
+        "",
+        f"- source: `{plan.source.display}` PostgreSQL {plan.source.version}",
+        f"- target: `{plan.target.display}` PostgreSQL {plan.target.version}",
+        f"- client: {plan.client.describe()}",
+        f"- work directory: `{plan.workdir}`; {plan.parallel_databases} database(s) at once, "
+        f"-j {plan.jobs_per_database} each",
+        "",
+        "## Databases",
+        "",
+        md_table(
+            ["source", "target", "action", "size", "tables"],
+            [
+                [d.source, d.target, f"{d.action}: {d.reason}", human_size(d.size_bytes), str(d.tables)]
+                for d in plan.databases
+            ],
+        ),
+        "",
+        "## Steps, in order",
+        "",
+    ]
+    for i, step in enumerate(plan.steps, start=1):
+        lines.append(f"{i}. **{step.id}** {step.title}" + (f" (after {', '.join(step.after)})" if step.after else ""))
+        body = step_lines(step)
+        if body:
+            lines += ["", "   ```", *(f"   {line}" for line in body), "   ```", ""]
+    if plan.warnings:
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in plan.warnings)]
+    return "\n".join(lines) + "\n"
 
 
 def _seconds(value: float | None) -> str:
