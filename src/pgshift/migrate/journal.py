@@ -194,6 +194,14 @@ class Journal:
     @classmethod
     def load(cls, workdir: Path) -> Journal:
         """Read header and events (nothing is written: a dry run reads too)."""
+        journal = cls(workdir, cls.read_header(workdir))
+        for event in _read_events(workdir / EVENTS):
+            journal._apply(event)
+        return journal
+
+    @staticmethod
+    def read_header(workdir: Path) -> dict[str, Any]:
+        """The header alone (the options, the servers): what resuming needs before the run starts."""
         path = workdir / JOURNAL
         try:
             header = json.loads(path.read_text(encoding="utf-8"))
@@ -212,10 +220,7 @@ class Journal:
                 f"the journal {path} has schema version {version}; this pgshift reads version {SCHEMA_VERSION}",
                 hint="finish that run with the pgshift that started it, or start a new run",
             )
-        journal = cls(workdir, header)
-        for event in _read_events(workdir / EVENTS):
-            journal._apply(event)
-        return journal
+        return header
 
     def _write_header(self) -> None:
         with self._lock:

@@ -78,7 +78,7 @@ def load_resume_options(
     The journal keeps the connection strings without passwords: those come again from the
     usual libpq places (PGPASSWORD, ~/.pgpass, a service file), or from SOURCE/TARGET given anew.
     """
-    header = Journal.load(workdir).header
+    header = Journal.read_header(workdir)
     src = source or _endpoint_from_record(header["source"], "source")
     tgt = target or _endpoint_from_record(header["target"], "target")
     return MigrateOptions.from_dict(
