@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, LiteralString
 
 import psycopg
+from psycopg import _encodings as psycopg_encodings
 from psycopg.rows import dict_row
 
 from pgshift.conninfo import CONNINFO_EXAMPLES, Endpoint, ResolvedEndpoint, refused_value
@@ -18,6 +21,68 @@ from pgshift.version import PgVersion
 SAFE_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=10000"
 
 Connection = psycopg.Connection[dict[str, Any]]
+
+
+# --- SQL_ASCII -------------------------------------------------------------------------------------
+# A SQL_ASCII database stores bytes without an encoding; psycopg would return its text as bytes and
+# refuse any name outside ASCII in a query. Catalog sessions read it as UTF-8, and bytes that are not
+# valid UTF-8 as lone surrogates (Python's "surrogateescape"): nothing is lost, a name goes back into
+# SQL byte for byte, and reports show those bytes as \xNN (``printable``). psycopg maps a server
+# encoding to a Python codec by name; SQL_ASCII is mapped to this codec instead of "ascii".
+_SQL_ASCII_CODEC = "pgshift-sql-ascii"
+
+
+def _sql_ascii_codec(name: str) -> codecs.CodecInfo | None:
+    if name.replace("_", "-") != _SQL_ASCII_CODEC:
+        return None
+    return codecs.CodecInfo(
+        name=_SQL_ASCII_CODEC,
+        encode=lambda text, errors="strict": (text.encode("utf-8", "surrogateescape"), len(text)),
+        decode=lambda data, errors="strict": (bytes(data).decode("utf-8", "surrogateescape"), len(data)),
+    )
+
+
+codecs.register(_sql_ascii_codec)
+psycopg_encodings.py_codecs[b"SQLASCII"] = _SQL_ASCII_CODEC
+psycopg_encodings.pg2pyenc.cache_clear()
+
+# text, varchar, bpchar, name, "char", unknown (array types load their elements with these)
+_TEXT_OIDS = (25, 1043, 1042, 19, 18, 705)
+
+
+class _SqlAsciiText(psycopg.adapt.Loader):
+    """psycopg's own text loader returns bytes for SQL_ASCII whatever the codec."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode("utf-8", "surrogateescape")
+
+
+def _adapt_sql_ascii(conn: Connection) -> Connection:
+    if conn.info.parameter_status("server_encoding") == "SQL_ASCII":
+        for oid in _TEXT_OIDS:
+            conn.adapters.register_loader(oid, _SqlAsciiText)
+    return conn
+
+
+def printable(text: str, *, escape: str = "\\") -> str:
+    """Text for a report: each byte a SQL_ASCII database held that is not UTF-8 as the characters \\xNN.
+
+    ``escape`` is what stands for the backslash: inside a JSON string it must be ``\\\\``.
+    """
+    return _UNDECODED.sub(lambda m: f"{escape}x{ord(m.group()) - 0xDC00:02x}", text)
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _show_undecoded(exc: UnicodeError) -> tuple[str, int]:
+    """Error handler for output streams: an undecoded byte is printed as \\xNN, not a crash."""
+    if isinstance(exc, UnicodeEncodeError):
+        return printable(exc.object[exc.start : exc.end]), exc.end
+    raise exc
+
+
+codecs.register_error("pgshift-undecoded", _show_undecoded)
 
 
 def _explain(exc: psycopg.OperationalError, where: str, secrets: Sequence[str]) -> ConnectionFailed:
@@ -84,7 +149,7 @@ def connect(
     secrets = [endpoint.password] if endpoint.password else []
     where = endpoint.role if dbname is None else f"{endpoint.role} database {dbname!r}"
     try:
-        return psycopg.connect(conninfo, autocommit=autocommit, row_factory=dict_row)
+        return _adapt_sql_ascii(psycopg.connect(conninfo, autocommit=autocommit, row_factory=dict_row))
     except psycopg.OperationalError as exc:
         # A value libpq refuses (port=abc, sslmode=bogus, an unknown service) is bad input, like a
         # string that does not parse: exit 64 wherever the string was given, not "cannot connect".

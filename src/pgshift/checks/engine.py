@@ -30,9 +30,10 @@ from pgshift.version import (
     major_order,
 )
 
-# Catalog text arrives as UTF-8 whatever the database encoding (SQL_ASCII sessions would return bytes),
-# and every check session is read-only: a rule that tried to write would fail, not write.
-_OPTIONS = SAFE_OPTIONS + " -c client_encoding=UTF8 -c default_transaction_read_only=on"
+# Every check session is read-only: a rule that tried to write would fail, not write. Text arrives
+# in the database's own encoding, decoded by the catalog session (SQL_ASCII included, see session.py):
+# forcing UTF8 made a SQL_ASCII server validate its bytes and refuse any that were not UTF-8.
+_OPTIONS = SAFE_OPTIONS + " -c default_transaction_read_only=on"
 
 
 def _client_advice(

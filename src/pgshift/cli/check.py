@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from pgshift.cli.common import (
     at_least_one,
     conninfo_help,
     finish,
+    json_text,
     pick_format,
     progress_sink,
     stdout_console,
@@ -111,7 +111,7 @@ def check(
             work_dir=work_dir,
         )
     if fmt is OutputFormat.json:
-        write_output(json.dumps(json_document(report), indent=2, default=str, ensure_ascii=False), output)
+        write_output(json_text(json_document(report)), output)
     elif fmt is OutputFormat.markdown:
         write_output(render_markdown(report), output)
     elif fmt is OutputFormat.html:
@@ -128,7 +128,7 @@ def check(
 def _list_rules(fmt: OutputFormat, output: Path | None) -> None:
     if fmt is OutputFormat.json:
         doc = {"kind": "check-rules", "schema_version": 1, "rules": [r.as_dict() for r in ALL_RULES]}
-        write_output(json.dumps(doc, indent=2, ensure_ascii=False), output)
+        write_output(json_text(doc), output)
         return
     if fmt is OutputFormat.markdown:
         from pgshift.checks.docs import rules_markdown

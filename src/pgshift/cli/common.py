@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from pgshift.catalog.session import printable
 from pgshift.cli.help import one_of, whole_number
 from pgshift.conninfo import CONNINFO_EXAMPLES
 from pgshift.errors import ExitCode, PgshiftError, UsageError
@@ -136,14 +137,20 @@ def pick_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
     return OutputFormat.json if as_json else fmt
 
 
+def json_text(doc: Any) -> str:
+    """JSON as pgshift writes it: UTF-8, and bytes that are not (SQL_ASCII) as the characters \\xNN."""
+    return printable(json.dumps(doc, indent=2, default=str, ensure_ascii=False), escape="\\\\")
+
+
 def print_json(payload: dict[str, Any], kind: str, schema_version: int = 1) -> None:
     """JSON alone on stdout, with the kind and schema version first."""
     doc = {"kind": kind, "schema_version": schema_version, **payload}
-    sys.stdout.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(doc) + "\n")
 
 
 def write_output(text: str, output: Path | None) -> None:
     if output is None:
+        text = printable(text)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
         output.write_text(text, encoding="utf-8")

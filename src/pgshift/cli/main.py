@@ -9,6 +9,7 @@ from typing import Annotated
 import psycopg
 import typer
 
+import pgshift.catalog.session  # noqa: F401  (registers the output error handler)
 from pgshift import __version__
 from pgshift.catalog.session import query_failed
 from pgshift.cli import check, demo, migrate, toolchain, verify
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     debug = _debug_requested(args)
     # --debug is accepted anywhere on the line, not only before the command.
     args = [a for a in args if a != "--debug"]
+    for stream in (sys.stdout, sys.stderr):
+        # Bytes of a SQL_ASCII database that are not UTF-8 print as \xNN (see catalog.session).
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="pgshift-undecoded")
     code: int
     try:
         # Not standalone: what the parser refuses comes here, to be said in pgshift's words.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Annotated
 
 import typer
@@ -24,6 +23,7 @@ from pgshift.cli.common import (
     at_least_one,
     conninfo_help,
     finish,
+    json_text,
     parse_pairs,
     pick_format,
     progress_sink,
@@ -115,7 +115,7 @@ def verify(
     with progress_sink(quiet=quiet or fmt is not OutputFormat.console, verbose=verbose) as sink:
         report = verify_servers(src, tgt, databases=pairs, options=options, sink=sink, renames=renames)
     if fmt is OutputFormat.json:
-        write_output(json.dumps(json_document(report), indent=2, default=str, ensure_ascii=False), output)
+        write_output(json_text(json_document(report)), output)
     elif fmt is OutputFormat.markdown:
         write_output(render_markdown(report), output)
     elif fmt is OutputFormat.html:
