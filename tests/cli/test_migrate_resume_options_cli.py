@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cli.test_migrate_cli import assert_clean_failure, counts, pgshift
+from tests.cli.test_migrate_resume_safety import owner_failure
 
 
 def _journal_options(workdir: Path) -> dict[str, Any]:
@@ -43,15 +44,8 @@ def test_resume_of_a_directory_without_a_journal_is_a_usage_error(tmp_path: Path
 
 def test_jobs_given_again_with_resume_applies_even_when_it_is_the_default(fresh_server: Any, tmp_path: Path) -> None:
     source, target = fresh_server(16), fresh_server(17)
-    source.execute("CREATE ROLE app_owner")
-    source.execute("CREATE DATABASE app")
-    source.execute("CREATE TABLE t AS SELECT generate_series(1, 10) AS a; ALTER TABLE t OWNER TO app_owner", "app")
     workdir = tmp_path / "run"
-    # Without globals the owner is missing on the target: the restore fails, the journal stays.
-    first = pgshift(
-        "migrate", source.conninfo(), target.conninfo(), "--no-globals", "--jobs", "1", "--workdir", str(workdir)
-    )
-    assert first.returncode == 5, first.stderr
+    owner_failure(source, target, workdir, "--jobs", "1")
     assert _journal_options(workdir)["jobs"] == 1
 
     refused = pgshift("migrate", "--resume", str(workdir), "-d", "other")
@@ -64,4 +58,4 @@ def test_jobs_given_again_with_resume_applies_even_when_it_is_the_default(fresh_
     assert "option jobs is now 2 (was 1)" in " ".join(resumed.stderr.split())
     assert _journal_options(workdir)["jobs"] == 2
     assert _journal_options(workdir)["globals"] is False  # what was not given again stays as recorded
-    assert counts(target, "app") == {"public.t": 10}
+    assert counts(target, "app") == {"public.t": 50}

@@ -212,11 +212,12 @@ def _record(workdir: Path, source: str) -> DatabaseRecord:
     return record
 
 
-def _owner_failure(source: LabServer, target: LabServer, workdir: Path) -> None:
+def owner_failure(source: LabServer, target: LabServer, workdir: Path, *extra: str) -> None:
+    """A run that fails in the restore: the table's owner is missing on the target (no globals)."""
     source.execute("CREATE ROLE app_owner")
     source.execute("CREATE DATABASE app")
     source.execute("CREATE TABLE t AS SELECT generate_series(1, 50) AS a; ALTER TABLE t OWNER TO app_owner", "app")
-    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--no-globals", "--workdir", str(workdir))
+    done = pgshift("migrate", source.conninfo(), target.conninfo(), "--no-globals", "--workdir", str(workdir), *extra)
     assert done.returncode == 5, done.stderr
     record = _record(workdir, "app")
     assert record.dump_complete and record.error and "app_owner" in record.error
@@ -225,7 +226,7 @@ def _owner_failure(source: LabServer, target: LabServer, workdir: Path) -> None:
 def test_a_fix_on_the_source_is_picked_up_by_resume_with_a_new_dump(fresh_server: Any, tmp_path: Path) -> None:
     source, target = fresh_server(13), fresh_server(17)
     workdir = tmp_path / "run"
-    _owner_failure(source, target, workdir)
+    owner_failure(source, target, workdir)
     # The user fixes the cause where it is: on the source.
     source.execute("ALTER TABLE t OWNER TO CURRENT_USER; INSERT INTO t VALUES (51)", "app")
     dry = pgshift("migrate", "--resume", str(workdir), "--dry-run")
@@ -242,7 +243,7 @@ def test_a_resume_with_nothing_changed_on_the_source_reuses_the_dump_and_says_so
 ) -> None:
     source, target = fresh_server(16), fresh_server(18)
     workdir = tmp_path / "run"
-    _owner_failure(source, target, workdir)
+    owner_failure(source, target, workdir)
     target.execute("CREATE ROLE app_owner")  # the fix is on the target
     done = pgshift("migrate", "--resume", str(workdir))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -280,7 +281,7 @@ def test_a_crash_after_analyze_redoes_only_the_last_steps(fresh_server: Any, tmp
 def test_redump_takes_a_new_dump_of_an_unchanged_source(fresh_server: Any, tmp_path: Path) -> None:
     source, target = fresh_server(16), fresh_server(17)
     workdir = tmp_path / "run"
-    _owner_failure(source, target, workdir)
+    owner_failure(source, target, workdir)
     target.execute("CREATE ROLE app_owner")
     done = pgshift("migrate", "--resume", str(workdir), "--redump")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -291,7 +292,7 @@ def test_redump_takes_a_new_dump_of_an_unchanged_source(fresh_server: Any, tmp_p
 def test_a_resume_says_how_the_plan_changed_before_it_runs(fresh_server: Any, tmp_path: Path) -> None:
     source, target = fresh_server(15), fresh_server(18)
     workdir = tmp_path / "run"
-    _owner_failure(source, target, workdir)
+    owner_failure(source, target, workdir)
     source.execute("CREATE DATABASE later")
     target.execute("CREATE ROLE app_owner")
     dry = pgshift("migrate", "--resume", str(workdir), "--jobs", "1", "--dry-run")

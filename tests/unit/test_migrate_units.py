@@ -326,3 +326,15 @@ def test_every_recorded_option_comes_back_from_the_journal_in_its_own_type(tmp_p
     assert back == changed
     # A field added later is recorded too (or named as one the journal does not keep).
     assert {f.name for f in fields(MigrateOptions)} - set(recorded) == {"resume", "dry_run", "dump_reuse"}
+
+
+@pytest.mark.parametrize("line", ["GARBAGE", '{"e": "step", "at": "x"}', '{"e": "role", "name": "a"}', "[1, 2]"])
+def test_a_journal_damaged_before_its_last_line_is_refused_with_the_line(tmp_path: Path, line: str) -> None:
+    workdir = make_private(tmp_path / "run")
+    journal = Journal.create(workdir, {"run_id": "r1"})
+    journal.close()
+    with (workdir / "journal.events").open("a") as handle:
+        handle.write(line + '\n{"at": "x", "e": "status", "status": "failed"}\n')
+    with pytest.raises(UsageError, match=r"journal\.events is damaged at line 2") as caught:
+        Journal.load(workdir)
+    assert caught.value.hint and "restore the file" in caught.value.hint

@@ -195,8 +195,11 @@ class Journal:
     def load(cls, workdir: Path) -> Journal:
         """Read header and events (nothing is written: a dry run reads too)."""
         journal = cls(workdir, cls.read_header(workdir))
-        for event in _read_events(workdir / EVENTS):
-            journal._apply(event)
+        for number, event in _read_events(workdir / EVENTS):
+            try:
+                journal._apply(event)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise _damaged(workdir / EVENTS, number) from None
         return journal
 
     @staticmethod
@@ -412,7 +415,14 @@ class Journal:
         return DatabaseRecord(entry.source, entry.target, entry.dump_dir, steps)
 
 
-def _read_events(path: Path) -> Iterator[dict[str, Any]]:
+def _damaged(path: Path, line: int) -> UsageError:
+    return UsageError(
+        f"the journal {path} is damaged at line {line}",
+        hint="pgshift only appends to it: restore the file from a backup, or start a new run in another --workdir",
+    )
+
+
+def _read_events(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
@@ -425,8 +435,8 @@ def _read_events(path: Path) -> Iterator[dict[str, Any]]:
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 return  # torn by a crash mid-write
-            raise UsageError(f"the journal {path} is damaged at line {i + 1}") from None
-        yield event
+            raise _damaged(path, i + 1) from None
+        yield i + 1, event
 
 
 def _atomic_write(path: Path, text: str) -> None:
