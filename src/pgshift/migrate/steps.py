@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +36,6 @@ from pgshift.toolchain.clients import run_client
 
 _ERROR = re.compile(r"^pg_restore: error: (?:could not execute query: )?(?P<msg>.*)$")
 _TIMEOUT = 'unrecognized configuration parameter "transaction_timeout"'
-
-
-@dataclass
-class RestoreErrors:
-    """Errors pg_restore printed: each with the statement it ran."""
-
-    errors: list[tuple[str, str]]  # (message, "Command was: …")
-
-    def relevant(self, tolerate_timeout: bool) -> list[tuple[str, str]]:
-        if not tolerate_timeout:
-            return self.errors
-        return [e for e in self.errors if _TIMEOUT not in e[0]]
 
 
 _TOC_ENTRY = re.compile(r"^pg_restore: from TOC entry \d+; \d+ \d+ (?P<entry>.+)$")
