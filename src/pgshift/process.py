@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -188,17 +188,20 @@ def run(
     else:
         stdout_target = subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(
-            list(command.argv),
-            env=dict(command.env),
-            cwd=command.cwd,
-            stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-            stdout=stdout_target,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            user=command.run_as,
-            preexec_fn=_die_with_parent(signal.SIGTERM),
-        )
+        with _signals_held():
+            proc = subprocess.Popen(
+                list(command.argv),
+                env=dict(command.env),
+                cwd=command.cwd,
+                stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+                stdout=stdout_target,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                user=command.run_as,
+                preexec_fn=_child_setup(signal.SIGTERM),
+            )
+            with _running_lock:
+                _running.add(proc.pid)
     except FileNotFoundError as exc:
         if out_file is not None:
             out_file.close()
@@ -213,8 +216,6 @@ def run(
             f"program cannot be run: {command.argv[0]} ({exc.strerror})",
             hint="check the file's permissions, or pass another --pg-bin DIR",
         ) from exc
-    with _running_lock:
-        _running.add(proc.pid)
     stderr_tail: deque[str] = deque(maxlen=tail_lines)
     stdout_chunks: list[str] = []
     threads = []
@@ -472,6 +473,40 @@ _PR_SET_PDEATHSIG = 1
 _libc: Any = None
 
 
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while the main thread forks a child.
+
+    Arriving inside the fork's own handlers (logging's at-fork lock release), a KeyboardInterrupt
+    left logging's lock held and the next log call hung for ever (a demo stopped during provision
+    never ended). The signal is delivered as soon as the child exists; the child unblocks it first
+    thing (``_child_setup``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only: a worker's fork is not interrupted
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _child_setup(die_with_parent: int | None) -> Callable[[], None]:
+    """Between fork and exec: the parent's held signals unblocked, then PR_SET_PDEATHSIG armed."""
+    arm = _die_with_parent(die_with_parent) if die_with_parent else None
+
+    def _setup() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
+        if arm is not None:
+            arm()
+
+    return _setup
+
+
 def _die_with_parent(signum: int) -> Callable[[], None] | None:
     """A preexec function that arms PR_SET_PDEATHSIG, or None where the platform has no prctl.
 
@@ -507,18 +542,25 @@ def spawn(command: Command, *, log_path: Path, die_with_parent: int | None = sig
     process exits for any reason.
     """
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+    proc: subprocess.Popen[bytes] | None = None
     try:
-        return subprocess.Popen(
-            list(command.argv),
-            env=dict(command.env),
-            cwd=command.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            user=command.run_as,
-            preexec_fn=_die_with_parent(die_with_parent) if die_with_parent else None,
-        )
+        with _signals_held():
+            proc = subprocess.Popen(
+                list(command.argv),
+                env=dict(command.env),
+                cwd=command.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=command.run_as,
+                preexec_fn=_child_setup(die_with_parent),
+            )
+        return proc
+    except KeyboardInterrupt:
+        if proc is not None:  # the Ctrl-C held during the start arrived before the caller had the child
+            proc.kill()
+        raise
     except FileNotFoundError as exc:
         raise ToolchainError(f"program not found: {command.argv[0]}") from exc
     finally:
