@@ -53,6 +53,16 @@ class Finding:
     database: str | None = None
     object: str | None = None
     changed_in: str | None = None  # the PostgreSQL release where the behaviour changed
+    # A named remedy migrate can apply on the target to carry this object in a declared, changed form
+    # (``pgshift migrate --remedy NAME``); None when the object has to be fixed on the source.
+    remedy: str | None = None
+
+    @property
+    def fix(self) -> str:
+        """The remediation, followed by the remedy migrate offers (what reports print as the fix)."""
+        if self.remedy is None:
+            return self.remediation
+        return f"{self.remediation} Or let migrate carry it: --remedy {self.remedy}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +74,7 @@ class Finding:
             "message": self.message,
             "remediation": self.remediation,
             "changed_in": self.changed_in,
+            "remedy": self.remedy,
         }
 
 

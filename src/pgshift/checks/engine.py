@@ -178,6 +178,7 @@ def _to_findings(rule: Rule, hits: list[Hit]) -> list[Finding]:
             database=hit.database,
             object=hit.object,
             changed_in=rule.changed_in,
+            remedy=hit.remedy or rule.remedy,
         )
         for hit in hits
     ]

@@ -45,6 +45,7 @@ class Hit:
     database: str | None = None
     severity: Severity | None = None  # overrides the rule's severity for this hit
     remediation: str | None = None  # the fix for this object, when it can be spelled out exactly
+    remedy: str | None = None  # overrides the rule's remedy for this hit
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Rule:
     scans_data: bool = False  # reads column values (not only catalogs)
     verified: str = ""  # how the knowledge base reproduced it
     tags: tuple[str, ...] = field(default=())
+    remedy: str | None = None  # the named remedy of migrate that carries this rule's objects (migrate/remedies.py)
 
     def applies(self, source_major: int, target_major: int) -> bool:
         return self.source_min <= source_major <= self.source_max and self.target_min <= target_major <= self.target_max
@@ -139,6 +141,7 @@ class Rule:
             "scans_data": self.scans_data,
             "what_happens": self.what_happens,
             "remediation": self.remediation,
+            "remedy": self.remedy,
         }
 
 

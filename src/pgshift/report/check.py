@@ -97,7 +97,7 @@ def render_console(report: CheckReport, console: Console, *, verbose: bool = Fal
         table.add_column("finding", ratio=3, overflow="fold")
         table.add_column("fix", ratio=2, overflow="fold")
         for f in items:
-            table.add_row(escape(f.rule_id), escape(f.database or "—"), escape(f.message), escape(f.remediation))
+            table.add_row(escape(f.rule_id), escape(f.database or "—"), escape(f.message), escape(f.fix))
         console.print(table)
         shown = len(items)
         total = len(_filter(report, sev))
@@ -170,7 +170,7 @@ def render_markdown(report: CheckReport) -> str:
         out.append(
             md_table(
                 ["rule", "database", "object", "finding", "fix"],
-                [(f.rule_id, f.database or "", f.object or "", f.message, f.remediation) for f in items],
+                [(f.rule_id, f.database or "", f.object or "", f.message, f.fix) for f in items],
             )
         )
         out.append("")
@@ -270,7 +270,7 @@ def render_html(report: CheckReport, rules: Sequence[Rule] = ()) -> str:
             parts.append(
                 f"<tr class='finding'><td><span class='sev {h(sev.value)}'>{h(sev.value)}</span></td>"
                 f"<td><code>{h(f.rule_id)}</code></td><td>{h(f.database or '')}</td><td>{h(f.object or '')}</td>"
-                f"<td>{h(f.message)}</td><td>{h(f.remediation)}</td></tr>"
+                f"<td>{h(f.message)}</td><td>{h(f.fix)}</td></tr>"
             )
         parts.append("</table>")
     if not report.findings:
