@@ -8,7 +8,7 @@ add it to that module's ``RULES``; ``docs/check.md`` is generated from these
 from __future__ import annotations
 
 from pgshift.checks.rule import Rule
-from pgshift.checks.rules import cluster, expressions, extensions, move, roles, tables, types
+from pgshift.checks.rules import cluster, encoding_shared, expressions, extensions, move, roles, tables, types
 
 ALL_RULES: tuple[Rule, ...] = (
     *move.RULES,
@@ -18,6 +18,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *extensions.RULES,
     *roles.RULES,
     *cluster.RULES,
+    *encoding_shared.RULES,
 )
 
 BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}
