@@ -14,7 +14,7 @@ Public API (used by ``migrate`` for its preflight; kept stable):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from pgshift.events import EventSink, discard
 
 if TYPE_CHECKING:
     from pgshift.catalog.inventory_check import SourceInventory, TargetInventory
+    from pgshift.checks.trial import TrialReport
     from pgshift.conninfo import Endpoint, ResolvedEndpoint
     from pgshift.toolchain.select import ClientChoice
 
@@ -102,6 +103,8 @@ class ClientAdvice:
     dump_flags: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()  # the manual migration, one shell line each
     error: str | None = None  # why no client could be chosen
+    # The choice itself, for the programs check runs (the schema trial); not part of the JSON document.
+    choice: ClientChoice | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -149,6 +152,7 @@ class CheckReport:
     estimates: Estimates
     rules_run: tuple[str, ...] = field(default=())
     seconds: float = 0.0
+    trial: TrialReport | None = None  # the schema trial; None with --no-trial
 
     @property
     def blockers(self) -> tuple[Finding, ...]:
@@ -207,6 +211,7 @@ class CheckReport:
             "rules": [r.as_dict() for r in ALL_RULES if r.id in set(self.rules_run)],
             "findings": [f.as_dict() for f in self.findings],
             "skipped": [s.as_dict() for s in self.skipped],
+            "trial": self.trial.as_dict() if self.trial is not None else None,
         }
 
 
@@ -221,6 +226,7 @@ def run_check(
     sink: EventSink = discard,
     work_dir: Path | None = None,
     client: ClientChoice | None = None,
+    trial: bool = False,
 ) -> CheckReport:
     """Inventory both servers and run every rule that applies; change nothing on either.
 
@@ -228,6 +234,11 @@ def run_check(
     excluded, postgres included). Without ``target``, ``target_version`` (default: the newest
     known major) names the planned major and the target-side rules are reported as skipped.
     Resolved endpoints and a ``client`` choice (migrate's preflight) are used as they are.
+
+    ``trial`` runs the schema trial after the rules (``checks.trial``): the source's schema is restored
+    into a scratch database on the target (or on a lab server of the planned major), which is dropped
+    afterwards; what the target refuses becomes findings. Off by default here (migrate's preflight);
+    ``pgshift check`` turns it on unless ``--no-trial``.
     """
     import psycopg
 
@@ -235,7 +246,7 @@ def run_check(
     from pgshift.checks.engine import run
 
     try:
-        return run(
+        report = run(
             source,
             target,
             target_version=target_version,
@@ -248,6 +259,54 @@ def run_check(
         )
     except psycopg.Error as exc:
         raise query_failed("check could not read the servers", exc) from None
+    if not trial:
+        return report
+    return _with_trial(report, source, target, sink=sink, work_dir=work_dir, dump_args=())
+
+
+def _with_trial(
+    report: CheckReport,
+    source: Endpoint | ResolvedEndpoint,
+    target: Endpoint | ResolvedEndpoint | None,
+    *,
+    sink: EventSink,
+    work_dir: Path | None,
+    dump_args: Sequence[str],
+) -> CheckReport:
+    """The report with the schema trial's outcome: its refusals merged into the findings."""
+    import psycopg
+
+    from pgshift.catalog.session import query_failed, resolve
+    from pgshift.checks.rules import ALL_RULES
+    from pgshift.checks.trial import RULE_ID, TITLE, merge_findings, run_trial
+    from pgshift.conninfo import ResolvedEndpoint
+
+    try:
+        src = source if isinstance(source, ResolvedEndpoint) else resolve(source)
+        tgt = target if isinstance(target, ResolvedEndpoint) or target is None else resolve(target)
+        checked = {d.name for d in report.source.checked}
+        outcome = run_trial(
+            src,
+            tgt,
+            databases=[d for d in report.source.databases if d.name in checked],
+            source_roles=[r.name for r in report.source.roles],
+            target_major=report.target_version,
+            client=report.client.choice,
+            # The object filters of the check (a seam for --schema/--table …: pg_dump's own flags).
+            dump_args=dump_args,
+            sink=sink,
+            work_dir=work_dir,
+        )
+    except psycopg.Error as exc:
+        raise query_failed("the schema trial could not finish", exc) from None
+    skipped = report.skipped
+    if not outcome.ran:
+        skipped = (*skipped, Skipped(RULE_ID, TITLE, f"schema trial {outcome.summary}"))
+    skipped = (*skipped, *(Skipped(RULE_ID, TITLE, f"{d.database}: {d.error}") for d in outcome.databases if d.error))
+    order = {r.id: i for i, r in enumerate(ALL_RULES)}
+    findings = merge_findings(report.findings, outcome)
+    findings.sort(key=lambda f: (-f.severity.rank, order.get(f.rule_id, len(order))))
+    return replace(report, findings=tuple(findings), skipped=skipped, trial=outcome)
 
 
 __all__ = [

@@ -67,6 +67,7 @@ def _client_advice(
         warnings=choice.warnings,
         dump_flags=choice.dump_flags,
         commands=manual_commands(choice, src, tgt, databases, jobs, superuser, work_dir),
+        choice=choice,
     )
 
 

@@ -82,6 +82,15 @@ def check(
             help="Where the dump would be written (for the space estimate).",
         ),
     ] = None,
+    trial: Annotated[
+        bool | None,
+        typer.Option(
+            "--trial/--no-trial",
+            help="Restore the source's schema into a scratch database on TARGET (or, without TARGET, on a lab "
+            "server of the planned major) and report every statement it refuses; the scratch database is always "
+            "dropped. Default: on with TARGET, off without.",
+        ),
+    ] = None,
     list_rules: Annotated[bool, typer.Option("--list-rules", help="Print every rule and exit.")] = False,
     fmt: FormatOption = OutputFormat.console,
     as_json: JsonOption = False,
@@ -109,6 +118,7 @@ def check(
             pg_bins=pg_bin or [],
             sink=sink,
             work_dir=work_dir,
+            trial=trial if trial is not None else tgt is not None,
         )
     if fmt is OutputFormat.json:
         write_output(json_text(json_document(report)), output)

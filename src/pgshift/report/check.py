@@ -76,7 +76,32 @@ def _summary_rows(report: CheckReport) -> list[tuple[str, str]]:
             else f"none usable: {report.client.error}",
         ),
     ]
+    if report.trial is not None:
+        rows.append(("schema trial", report.trial.summary))
     return rows
+
+
+def _not_tried_groups(report: CheckReport) -> list[tuple[str, list[str]]]:
+    """Statements the trial did not judge, grouped by why: (reason, ["db: object", …])."""
+    groups: dict[str, list[str]] = {}
+    if report.trial is not None:
+        for n in report.trial.not_tried:
+            groups.setdefault(n.reason, []).append(f"{n.database}: {n.object}" if n.database else n.object)
+    return list(groups.items())
+
+
+def _trial_rows(report: CheckReport) -> list[tuple[str, str, str, str, str]]:
+    """(database, object, SQLSTATE, what the server said, what also fails) per refusal."""
+    if report.trial is None:
+        return []
+    return [
+        (f.database or "(globals)", f.label, f.sqlstate or "", f.server_message, ", ".join(f.also_fails))
+        for f in report.trial.failures
+    ]
+
+
+def _listed(items: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def render_console(report: CheckReport, console: Console, *, verbose: bool = False) -> None:
@@ -110,6 +135,13 @@ def render_console(report: CheckReport, console: Console, *, verbose: bool = Fal
         console.print(f"[bold]Not run[/] ({len(report.skipped)}):")
         for reason, ids in by_reason.items():
             console.print(f"  {escape(', '.join(ids))} [dim]— {escape(reason)}[/]")
+    if report.trial is not None:
+        for reason, objects in _not_tried_groups(report):
+            console.print(
+                f"[dim]schema trial, not tried ({len(objects)}): {escape(reason)}: {escape(_listed(objects))}[/]"
+            )
+        for note in report.trial.notes + tuple(n for d in report.trial.databases for n in d.notes):
+            console.print(f"[dim]schema trial: {escape(note)}[/]")
     for w in report.client.warnings:
         console.print(f"[yellow]client:[/] {escape(w)}")
     if verbose:
@@ -178,10 +210,27 @@ def render_markdown(report: CheckReport) -> str:
         out += ["No findings.", ""]
     if report.skipped:
         out += ["## Not run", "", md_table(["rule", "why"], [(s.rule_id, s.reason) for s in report.skipped]), ""]
+    out += _markdown_trial(report)
     out += _markdown_inventory(report)
     if report.client.commands:
         out += ["## Manual migration", "", "```sh", *report.client.commands, "```", ""]
     return "\n".join(out)
+
+
+def _markdown_trial(report: CheckReport) -> list[str]:
+    trial = report.trial
+    if trial is None:
+        return []
+    out = ["## Schema trial", "", trial.summary, ""]
+    rows = _trial_rows(report)
+    if rows:
+        out += [md_table(["database", "object", "SQLSTATE", "the server said", "also fails"], rows), ""]
+    groups = _not_tried_groups(report)
+    if groups:
+        out += ["Not tried:", "", md_table(["why", "statements"], [(r, _listed(o, 20)) for r, o in groups]), ""]
+    notes = [*trial.notes, *(n for d in trial.databases for n in d.notes)]
+    out += [f"- {n}" for n in notes] + ([""] if notes else [])
+    return out
 
 
 def _markdown_inventory(report: CheckReport) -> list[str]:
@@ -255,6 +304,30 @@ def _markdown_inventory(report: CheckReport) -> list[str]:
     return out
 
 
+def _html_trial(report: CheckReport) -> list[str]:
+    trial = report.trial
+    if trial is None:
+        return []
+    parts = [f"<h2>Schema trial</h2><p>{h(trial.summary)}</p>"]
+    rows = _trial_rows(report)
+    if rows:
+        parts.append(
+            "<table><tr><th>database</th><th>object</th><th>SQLSTATE</th><th>the server said</th>"
+            "<th>also fails</th></tr>"
+        )
+        parts += ["<tr>" + "".join(f"<td>{h(c)}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    groups = _not_tried_groups(report)
+    if groups:
+        parts.append("<p>Not tried:</p><ul>")
+        parts += [f"<li>{h(r)}: {h(_listed(o, 20))}</li>" for r, o in groups]
+        parts.append("</ul>")
+    notes = [*trial.notes, *(n for d in trial.databases for n in d.notes)]
+    if notes:
+        parts.append("<ul>" + "".join(f"<li>{h(n)}</li>" for n in notes) + "</ul>")
+    return parts
+
+
 def render_html(report: CheckReport, rules: Sequence[Rule] = ()) -> str:
     verdict_class = "blocker" if report.blockers else ("warning" if report.warnings else "ok")
     parts = [f"<h1>pgshift check</h1><div class='verdict {verdict_class}'>{h(report.verdict)}</div>"]
@@ -279,6 +352,7 @@ def render_html(report: CheckReport, rules: Sequence[Rule] = ()) -> str:
         parts.append("<h2>Not run</h2><table><tr><th>rule</th><th>why</th></tr>")
         parts += [f"<tr><td><code>{h(s.rule_id)}</code></td><td>{h(s.reason)}</td></tr>" for s in report.skipped]
         parts.append("</table>")
+    parts += _html_trial(report)
     src = report.source
     parts.append(
         "<h2>Source databases</h2><table><tr><th>database</th><th>size</th><th>encoding</th>"
