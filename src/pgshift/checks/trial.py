@@ -819,7 +819,7 @@ def _send(conn: Connection, statements: Sequence[Statement], judge: _Judge, sink
 
 # Refusals that say something the statement needs does not exist: the sign of a cascade.
 _MISSING = frozenset({"42P01", "42883", "42704", "3F000", "42703", "42P02", "42P33"})
-_OWNER_TO = re.compile(r"(?is)^ALTER\s.*\sOWNER TO\s[^;]*;$")
+_OWNER_TO = re.compile(r"(?is)^ALTER\s.*\sOWNER TO\s.*;$")
 _QUOTED = re.compile(r'"((?:[^"]|"")+)"')
 
 
@@ -845,7 +845,7 @@ class _Judge:
         return [replace(f, also_fails=tuple(dict.fromkeys(self.also.get(i, [])))) for i, f in enumerate(self.roots)]
 
     def judge(self, st: Statement, refusal: scratch.Refusal, conn: Connection) -> None:
-        entry = st.entry
+        entry = _readable(st.entry, conn)
         text = _decode(st.text, conn)
         role = self._missing_role(refusal)
         if role is not None:
@@ -864,7 +864,7 @@ class _Judge:
             self.database,
             entry,
             refusal.sqlstate,
-            _decode(refusal.message, conn),
+            refusal.message,
             refusal.detail,
             refusal.hint,
             _shorten(text),
@@ -874,11 +874,11 @@ class _Judge:
             self._remember(entry, (len(self.roots) - 1, ""))
 
     def _missing_role(self, refusal: scratch.Refusal) -> str | None:
-        if refusal.sqlstate != "42704" or not self.missing_roles:
+        if refusal.sqlstate != "42704":
             return None
-        for m in _QUOTED.finditer(refusal.message):
-            name = m[1].replace('""', '"')
-            if name in self.missing_roles:
+        # The server quotes the name without doubling its quotes: look for each missing role as it is.
+        for name in sorted(self.missing_roles, key=len, reverse=True):
+            if f'"{name}"' in refusal.message:
                 return name
         return None
 
@@ -918,6 +918,18 @@ class _Judge:
             self.names.setdefault(name, entry.dump_id)
             if entry.schema and name.startswith(entry.schema + "."):
                 self.names.setdefault(name[len(entry.schema) + 1 :], entry.dump_id)
+
+
+def _readable(entry: TrialObject | None, conn: Connection) -> TrialObject | None:
+    """A TOC entry whose names are decoded from the dump's encoding (they were read as latin-1)."""
+    if entry is None:
+        return None
+    return replace(
+        entry,
+        name=_decode(entry.name, conn),
+        schema=_decode(entry.schema, conn) if entry.schema else entry.schema,
+        owner=_decode(entry.owner, conn) if entry.owner else entry.owner,
+    )
 
 
 def _decode(text: str, conn: Connection) -> str:
