@@ -139,7 +139,10 @@ def _undecodable_shared_text(ctx: Context) -> Iterator[Hit]:
         source_bytes = encoded(ctx.conn, item.text)
         # A database is renamed from another one: it cannot rename the database it is connected to.
         readings = _readings(ctx, source_bytes, item.name if item.kind == "database" and item.part == "name" else None)
-        seen = "; ".join(f'"{t}" in {e} (database {d})' for t, e, d in readings[:3])
+        grouped: dict[str, list[str]] = {}
+        for text, enc, database in readings:
+            grouped.setdefault(text, []).append(f"{enc} (database {database})")
+        seen = "; ".join(f'"{text}" in {" or ".join(where)}' for text, where in list(grouped.items())[:3])
         label = f"{item.kind} {printable(item.name)}"
         what = "name" if item.part == "name" else f'{item.part} "{printable(item.text)}"'
         where = f"database {item.where}" if item.where else "the target"
