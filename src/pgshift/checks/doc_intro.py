@@ -17,7 +17,7 @@ With no target server yet, `--target-version N` checks against a planned major: 
 only the source run, and the report lists the target-side checks that could not run.
 
 ```
-pgshift check SOURCE [TARGET] [--target-version N] [-d NAME ...] [-j N] [--workdir DIR]
+pgshift check SOURCE [TARGET] [--target-version N] [-d NAME ...] [-j N] [--workdir DIR] [--trial | --no-trial]
               [--format console|json|markdown|html | --json] [-o FILE] [--pg-bin DIR] [-q] [-v]
 pgshift check --list-rules [--json | --format markdown]
 ```
@@ -33,6 +33,7 @@ pgshift check --list-rules [--json | --format markdown]
   TARGET: the newest major pgshift knows, 18). Ignored, with a warning, when TARGET is given.
 * `--workdir DIR` (also accepted as `--work-dir`): where a dump would be written (disk-space
   estimate and `work-dir-space`).
+* `--trial/--no-trial`: the schema trial (below). Default: on with TARGET, off without.
 * `-v`: the console report also lists the source inventory and the manual migration commands.
 
 ## Exit codes
@@ -225,9 +226,92 @@ $ echo $?
   (rebuilt, not copied); connections needed for `--jobs` on each side against what is free; the
   work-directory space a dump needs and whether the local disk has it.
 
-`check` never writes to either server. It reads catalogs and storage sizes only, except the two rules
+`check` never writes to the source, nor to the target apart from the schema trial's scratch database
+(below; `--no-trial` leaves the target alone too). It reads catalogs and storage sizes only, except the two rules
 marked *reads values* below (`char-type-nonascii` and `tsvector-empty-lexeme`, sources ≤ 14 only), which
 look for one offending value per column of those types (`LIMIT 1`).
+
+## Schema trial
+
+The rules know the hazards someone wrote down; the schema trial asks the target itself. With a TARGET
+(or with `--trial` and no TARGET) `check` restores each checked database's schema into a scratch
+database and reports every statement the target refuses — not only the first — as a finding naming
+the object and the server's message:
+
+1. `pg_dump --schema-only --format=custom --no-subscriptions` of the database, with the client
+   `check` reports under *client programs* (and the object filters, when given);
+2. `pg_restore --verbose --no-tablespaces --file=…` writes the statements pg_restore would send, each
+   TOC entry headed by its dump id, dependencies, type, schema, name and owner;
+3. a scratch database `pgshift_trial_<random>` is created on the target from template0 with the
+   source database's encoding and locale (the C locale in the same encoding when the target lacks
+   that locale: a finding of the locale rules, said in the trial's notes), marked by a comment naming
+   the pgshift process, and the statements are sent to it one by one, byte for byte, each on its own
+   (the dump's session settings are applied, its `statement_timeout = 0` is replaced by the trial's
+   own 120 s statement and 10 s lock timeouts); the SQLSTATE, message, detail and hint of each refusal
+   are kept;
+4. the scratch database is dropped (`DROP DATABASE … WITH (FORCE)` on 13+, its sessions ended first
+   on older targets) when the trial ends, also after a failure, on Ctrl-C (exit 130) and on SIGTERM
+   (exit 143). One left by a trial that was killed (SIGKILL, a crash) is found by its name and mark
+   once its process is gone, dropped by the next `check`, and said so in the trial's notes.
+
+How refusals are read:
+
+* **Cascades** fold into their root: a statement refused because something it needs does not exist
+  (SQLSTATE 42P01, 42883, 42704, 3F000, 42703 …) after an object it depends on (by the dump's
+  dependencies, or named in the message) was refused is listed under the root's "also fails".
+* **Roles**: on a real target no role is created. A statement refused only because a role of the
+  source is missing there (an owner, a grant, a policy's role) is *not tried*: migrate creates those
+  roles first. Without TARGET the trial runs on a throwaway lab server of the planned major (when its
+  binaries are installed — else it is listed under "Not run" with the command that installs them,
+  `pgshift toolchain install N`), after creating the source's roles there
+  (`pg_dumpall --globals-only --no-role-passwords --no-tablespaces`), so owners and grants are tried
+  too.
+* **Rules**: a refusal of an object a rule of the same run names keeps that rule's finding, advice and
+  remedy, becomes a blocker and says "the schema trial confirmed: …". Any other refusal is a blocker
+  of rule id `schema-trial`, with the server's message, the fix on the source and the
+  `--exclude-object 'DATABASE:KIND NAME'` that leaves the object out of a migration.
+* A target role without CREATEDB cannot make a scratch database: the trial is listed under "Not run"
+  with that reason; a database pg_dump cannot dump is listed there too, and the others are tried.
+
+What the trial does not see: data. Values that only COPY rejects (`"char"` bytes, empty tsvector
+lexemes, NULLs under a NOT NULL parent …) stay with the rules that read values. Tablespaces and
+subscriptions are left out (rules cover them), and so are database-level properties (`ALTER DATABASE
+… SET`, the database's ACL), which pg_dump writes only with `--create`.
+
+A 14 source with a generated column on an inheritance child whose parent column is plain, a non-view
+rule renamed to `_RETURN`, a view on `pg_stat_bgwriter.checkpoints_timed` (moved to
+`pg_stat_checkpointer` in 17) with a view on it, and a table owned by a role the target lacks,
+checked against an 18 server (`--format markdown`, the trial's section):
+
+```
+## Schema trial
+
+17 statements on PostgreSQL 18.6 (the target) in 0.2 s: 3 refused, 2 not tried
+
+| database | object | SQLSTATE | the server said | also fails |
+|---|---|---|---|---|
+| hz | view public.bgw | 42703 | column pg_stat_bgwriter.checkpoints_timed does not exist | view public.bgw2 |
+| hz | table public.gc | 42611 | child column "b" specifies generation expression Hint: A child table column cannot be generated unless its parent column is. |  |
+| hz | rule _RETURN on public.rt | 42P17 | non-view rule for "rt" must not be named "_RETURN" |  |
+
+Not tried:
+
+| why | statements |
+|---|---|
+| needs role app_owner, which migrate creates first | hz: owner of table public.owned |
+| needs role app_reader, which migrate creates first | hz: grants on table public.owned |
+```
+
+In the findings, the generated column is the rule `generated-inheritance-mismatch` with "the schema
+trial confirmed: PostgreSQL 18.6 refused table public.gc: child column "b" specifies generation
+expression …"; the rule and the view are `schema-trial` blockers (no rule knows them), the view's
+message ending "also fails: view public.bgw2" and its fix naming `--exclude-object 'hz:view public.bgw'`.
+
+Cost: the statements run on an empty database, so the trial costs about what `pg_restore
+--schema-only` does. A 14 database of 2,000 tables (each with a primary key, an index, a view and a
+comment: 10,002 TOC entries, 14,003 statements) took 4.0 s on this 2-core machine, dump included,
+against 5.3 s (`-j 1`) and 4.7 s (`-j 2`) for pg_restore of the same schema-only archive into an
+empty database, measured side by side.
 
 ## Performance
 
@@ -254,6 +338,7 @@ the script verifies that the counters do move for a real scan).
 | `rules` | every rule that ran: `id`, `title`, `severity`, `source_versions`, `target_versions`, `changed_in`, `scope`, `needs_target`, `scans_data`, `what_happens`, `remediation` |
 | `findings` | `rule_id`, `severity`, `title`, `database`, `object`, `message`, `remediation`, `changed_in` |
 | `skipped` | `rule_id`, `title`, `reason` |
+| `trial` | the schema trial (`null` when not run by choice): `ran`, `where` (`target` or `lab`), `server_version`, `statements`, `refused`, `not_tried`, `seconds`, `reason` (why it did not run), `notes`, `globals_failures`, and per database `database`, `error`, `statements`, `seconds`, `failures` (`object` with `dump_id`, `type`, `schema`, `name`, `owner`; `label`, `sqlstate`, `message`, `detail`, `hint`, `statement`, `also_fails`), `not_tried` (`object`, `reason`), `notes` |
 
 New keys may be added within a schema version; a removed or renamed key raises it. An excerpt of the
 example above:
