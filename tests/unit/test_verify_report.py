@@ -8,7 +8,7 @@ import json
 from rich.console import Console
 
 from pgshift.report.verify import grouped, json_document, render_console, render_html, render_markdown
-from pgshift.verify import DatabaseTotals, Difference, ExpectedDifference, VerifyOptions, VerifyReport
+from pgshift.verify import DatabaseTotals, Difference, ExplainedDifference, VerifyOptions, VerifyReport
 
 DIFFS = (
     Difference("rows", "shop", "table public.orders", "count", "200", "199", "table public.orders: 1 row(s) fewer"),
@@ -19,7 +19,7 @@ DIFFS = (
     Difference("rows", "accounts", "table public.a", "count", "1", "2", "table public.a: 1 row(s) more"),
 )
 EXPECTED = (
-    ExpectedDifference(
+    ExplainedDifference(
         "not-null-constraints-18",
         "PostgreSQL 18 catalogs NOT NULL column constraints in pg_constraint",
         Difference("schema", "shop", "constraint (not null) public.t.t_id_not_null", "extra", None, "exists", "x"),

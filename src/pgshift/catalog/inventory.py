@@ -8,6 +8,7 @@ schemas. Each version gate names the PostgreSQL change it follows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, LiteralString
@@ -72,6 +73,10 @@ class Inventory:
     database: str
     version: PgVersion
     objects: tuple[DbObject, ...]
+    # Keywords this server's quote_ident, format_type and pg_get_*def quote; they change between
+    # majors (json from 17, system_user from 16 …), so verify compares text modulo the words
+    # quoted on one side only.
+    quoted_keywords: frozenset[str] = frozenset()
 
     def by_key(self) -> dict[tuple[str, str, str], DbObject]:
         return {o.key: o for o in self.objects}
@@ -84,8 +89,30 @@ class Inventory:
         return dict(sorted(out.items()))
 
 
-def _acl(value: Any) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
+def _acl(value: Any, default: Any = None) -> tuple[str, ...] | None:
+    """An ACL, None when it holds the defaults.
+
+    An ACL spelled out but equal to the server's own defaults for the object's kind and owner
+    (``acldefault``) means what a NULL ACL means; pg_dump restores such an ACL as NULL, and a 17+
+    server's defaults include MAINTAIN, so both spellings are read as the defaults.
+    """
+    if value is None:
+        return None
+    if default is not None and sorted(value) == sorted(default):
+        return None
+    return tuple(value)
+
+
+# attrs key of one column of a relation: "column " + its name as the catalog holds it.
+COLUMN_PREFIX = "column "
+
+
+def quote_names(names: Any) -> list[str]:
+    """Names as SQL spells them, quoted where needed; keywords are left to ``Requote``."""
+    return [n if _SIMPLE_NAME.fullmatch(n) else '"' + n.replace('"', '""') + '"' for n in names]
+
+
+_SIMPLE_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 def _join(values: Any) -> str | None:
@@ -101,6 +128,7 @@ def _schemas(conn: Connection, version: PgVersion) -> list[DbObject]:
     query: LiteralString = (
         """
         SELECT n.nspname, pg_get_userbyid(n.nspowner) AS owner, n.nspacl::text[] AS acl,
+               acldefault('n', n.nspowner)::text[] AS default_acl,
                obj_description(n.oid, 'pg_namespace') AS comment
         FROM pg_namespace n WHERE """
         + _USER_NSP
@@ -108,7 +136,8 @@ def _schemas(conn: Connection, version: PgVersion) -> list[DbObject]:
         + _not_extension_member("pg_namespace", "n.oid")
     )
     return [
-        DbObject("schema", None, r["nspname"], r["owner"], _acl(r["acl"]), r["comment"]) for r in fetch_all(conn, query)
+        DbObject("schema", None, r["nspname"], r["owner"], _acl(r["acl"], r["default_acl"]), r["comment"])
+        for r in fetch_all(conn, query)
     ]
 
 
@@ -151,7 +180,9 @@ def _relations(conn: Connection, version: PgVersion) -> list[DbObject]:
     query: LiteralString = (
         """
         SELECT n.nspname, c.relname, c.relkind::text AS relkind, pg_get_userbyid(c.relowner) AS owner,
-               c.relacl::text[] AS acl, obj_description(c.oid, 'pg_class') AS comment,
+               c.relacl::text[] AS acl,
+               acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner)::text[] AS default_acl,
+               obj_description(c.oid, 'pg_class') AS comment,
                c.relpersistence::text AS persistence, c.relrowsecurity, c.relforcerowsecurity,
                c.relispopulated, """
         + partition
@@ -161,7 +192,10 @@ def _relations(conn: Connection, version: PgVersion) -> list[DbObject]:
                ARRAY(SELECT pn.nspname || '.' || p.relname FROM pg_inherits i
                      JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
                      WHERE i.inhrelid = c.oid ORDER BY i.inhseqno) AS parents,
-               ARRAY(SELECT quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+               ARRAY(SELECT a.attname::text FROM pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     ORDER BY a.attnum) AS column_names,
+               ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
                             || CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0
                                     THEN ' COLLATE ' || (SELECT quote_ident(co.collname) FROM pg_collation co
                                                          WHERE co.oid = a.attcollation) ELSE '' END
@@ -198,7 +232,10 @@ def _relations(conn: Connection, version: PgVersion) -> list[DbObject]:
         kind = _RELKINDS[relkind]
         if r["relispartition"]:
             kind = "partition" if relkind == "r" else "partition (partitioned)"
-        attrs: dict[str, str | None] = {"columns": _join(r["columns"])}
+        # One attribute per column (a difference names the column), and the order of the names.
+        attrs: dict[str, str | None] = {"columns": _join(quote_names(r["column_names"]))}
+        if relkind != "S":
+            attrs.update({f"{COLUMN_PREFIX}{n}": d for n, d in zip(r["column_names"], r["columns"], strict=True)})
         if relkind in ("r", "p"):
             attrs["persistence"] = {"p": "permanent", "u": "unlogged", "t": "temporary"}.get(r["persistence"])
             attrs["row_security"] = (
@@ -224,7 +261,7 @@ def _relations(conn: Connection, version: PgVersion) -> list[DbObject]:
                 r["nspname"],
                 r["relname"],
                 r["owner"],
-                _acl(r["acl"]),
+                _acl(r["acl"], r["default_acl"]),
                 r["comment"],
                 {k: v for k, v in attrs.items() if v is not None},
                 frozenset({"relation"}),
@@ -237,10 +274,15 @@ def _relations(conn: Connection, version: PgVersion) -> list[DbObject]:
 
 
 def _indexes(conn: Connection, version: PgVersion) -> list[DbObject]:
+    # 11 added partitioned indexes: an index of a partition attached to its parent's index has a
+    # pg_inherits row (inhrelid = the index). Such an index is flagged "clone": verify matches it
+    # by what it is when the two servers named it differently.
     query: LiteralString = (
         """
-        SELECT n.nspname, ic.relname, tc.relname AS tablename, pg_get_indexdef(i.indexrelid) AS definition,
-               i.indisvalid, obj_description(ic.oid, 'pg_class') AS comment
+        SELECT i.indexrelid::int8 AS oid, n.nspname, ic.relname, tc.relname AS tablename,
+               pg_get_indexdef(i.indexrelid) AS definition, i.indisvalid,
+               obj_description(ic.oid, 'pg_class') AS comment,
+               (SELECT inh.inhparent::int8 FROM pg_inherits inh WHERE inh.inhrelid = i.indexrelid) AS parent_oid
         FROM pg_index i
         JOIN pg_class ic ON ic.oid = i.indexrelid
         JOIN pg_class tc ON tc.oid = i.indrelid
@@ -250,16 +292,46 @@ def _indexes(conn: Connection, version: PgVersion) -> list[DbObject]:
         + " AND "
         + _not_extension_member("pg_class", "tc.oid")
     )
-    return [
-        DbObject(
-            "index",
-            r["nspname"],
-            r["relname"],
-            comment=r["comment"],
-            attrs={"table": r["tablename"], "definition": r["definition"], "valid": "yes" if r["indisvalid"] else "no"},
+    rows = fetch_all(conn, query)
+    by_oid = {r["oid"]: r for r in rows}
+    out = []
+    for r in rows:
+        root = _root(r, by_oid)
+        attrs = {
+            "table": r["tablename"],
+            # The index's own name is its key; the definition is compared without it.
+            "definition": _INDEX_NAME.sub(r"\1", r["definition"], count=1),
+            "valid": "yes" if r["indisvalid"] else "no",
+        }
+        if root is not None:
+            attrs["attached_to"] = f"{root['nspname']}.{root['relname']}"
+        out.append(
+            DbObject(
+                "index",
+                r["nspname"],
+                r["relname"],
+                comment=r["comment"],
+                attrs=attrs,
+                flags=frozenset({"clone"} if root is not None else ()),
+            )
         )
-        for r in fetch_all(conn, query)
-    ]
+    return out
+
+
+# "CREATE [UNIQUE] INDEX name ON " -> "CREATE [UNIQUE] INDEX ON "
+_INDEX_NAME = re.compile(r'^(CREATE (?:UNIQUE )?INDEX )(?:"(?:[^"]|"")*"|\S+) (?=ON )')
+
+
+def _root(row: Mapping[str, Any], by_oid: Mapping[int, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The topmost parent of a cloned object (None when ``row`` has no parent)."""
+    if row["parent_oid"] not in by_oid:
+        return None
+    seen = {row["oid"]}
+    node = by_oid[row["parent_oid"]]
+    while node["parent_oid"] in by_oid and node["oid"] not in seen:
+        seen.add(node["oid"])
+        node = by_oid[node["parent_oid"]]
+    return node
 
 
 _CONTYPES = {
@@ -276,9 +348,17 @@ _CONTYPES = {
 def _constraints(conn: Connection, version: PgVersion) -> list[DbObject]:
     # Constraints of tables and of domains. 17 catalogs domain NOT NULL constraints and 18 table
     # NOT NULL constraints in pg_constraint (contype 'n'); the rules of verify know about both.
+    # The server names what it clones itself: a foreign key referencing a partitioned table gets
+    # one constraint per partition (fk_a_fkey1 before 18, fk_a_fkey_1 from 18), a partition gets
+    # its parent's keys, and in 18 an inherited NOT NULL constraint gets a name of its own. pg_dump
+    # dumps none of these; they are flagged "clone" (11 added conparentid; an inherited constraint
+    # is not local) and verify matches them by what they are, not by name.
+    parent: LiteralString = "NULLIF(c.conparentid, 0)::int8" if version.num >= 110000 else "NULL::int8"
     query: LiteralString = (
         """
-        SELECT n.nspname, COALESCE(rel.relname, typ.typname) AS parent,
+        SELECT c.oid::int8 AS oid, """
+        + parent
+        + """ AS parent_oid, c.conislocal, n.nspname, COALESCE(rel.relname, typ.typname) AS parent,
                CASE WHEN rel.oid IS NOT NULL THEN 'table' ELSE 'domain' END AS parent_kind,
                c.conname, c.contype::text AS contype, pg_get_constraintdef(c.oid) AS definition,
                c.condeferrable, c.condeferred, c.convalidated, obj_description(c.oid, 'pg_constraint') AS comment
@@ -293,22 +373,30 @@ def _constraints(conn: Connection, version: PgVersion) -> list[DbObject]:
         + " AND "
         + _not_extension_member("pg_type", "COALESCE(typ.oid, 0)")
     )
+    rows = fetch_all(conn, query)
+    by_oid = {r["oid"]: r for r in rows}
     out = []
-    for r in fetch_all(conn, query):
+    for r in rows:
         contype = r["contype"]
         flags = {f"contype:{contype}", f"on:{r['parent_kind']}"}
+        root = _root(r, by_oid)
+        if root is not None or not r["conislocal"]:
+            flags.add("clone")
+        attrs = {
+            "on": f"{r['parent_kind']} {r['parent']}",
+            "definition": r["definition"],
+            "deferrable": ("deferred" if r["condeferred"] else "immediate") if r["condeferrable"] else "no",
+            "validated": "yes" if r["convalidated"] else "no",
+        }
+        if root is not None:
+            attrs["cloned_from"] = f"{root['parent']}.{root['conname']}"
         out.append(
             DbObject(
                 f"constraint ({_CONTYPES.get(contype, contype)})",
                 r["nspname"],
                 f"{r['parent']}.{r['conname']}",
                 comment=r["comment"],
-                attrs={
-                    "on": f"{r['parent_kind']} {r['parent']}",
-                    "definition": r["definition"],
-                    "deferrable": ("deferred" if r["condeferred"] else "immediate") if r["condeferrable"] else "no",
-                    "validated": "yes" if r["convalidated"] else "no",
-                },
+                attrs=attrs,
                 flags=frozenset(flags),
             )
         )
@@ -351,12 +439,14 @@ def _triggers(conn: Connection, version: PgVersion) -> list[DbObject]:
 
 
 def _rules(conn: Connection, version: PgVersion) -> list[DbObject]:
+    # A view's own ON SELECT rule (always named _RETURN) is the view itself. Any other rule named
+    # _RETURN (before 16, ALTER RULE … RENAME TO "_RETURN" was allowed on a table) is compared.
     query: LiteralString = (
         """
         SELECT n.nspname, c.relname, r.rulename, pg_get_ruledef(r.oid) AS definition, r.ev_enabled::text AS enabled,
                obj_description(r.oid, 'pg_rewrite') AS comment
         FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE r.rulename <> '_RETURN' AND """
+        WHERE NOT (r.rulename = '_RETURN' AND r.ev_type = '1' AND c.relkind IN ('v', 'm')) AND """
         + _USER_NSP
         + " AND "
         + _not_extension_member("pg_class", "c.oid")
@@ -461,6 +551,7 @@ def _routines(conn: Connection, version: PgVersion) -> list[DbObject]:
         + kind
         + """,
                pg_get_userbyid(p.proowner) AS owner, p.proacl::text[] AS acl,
+               acldefault('f', p.proowner)::text[] AS default_acl,
                obj_description(p.oid, 'pg_proc') AS comment,
                pg_get_function_identity_arguments(p.oid) AS arguments,
                CASE WHEN """
@@ -486,7 +577,7 @@ def _routines(conn: Connection, version: PgVersion) -> list[DbObject]:
                 r["nspname"],
                 r["signature"],
                 r["owner"],
-                _acl(r["acl"]),
+                _acl(r["acl"], r["default_acl"]),
                 r["comment"],
                 {
                     k: v
@@ -520,7 +611,8 @@ def _types(conn: Connection, version: PgVersion) -> list[DbObject]:
     query: LiteralString = (
         """
         SELECT n.nspname, t.typname, t.typtype::text AS typtype, pg_get_userbyid(t.typowner) AS owner,
-               t.typacl::text[] AS acl, obj_description(t.oid, 'pg_type') AS comment,
+               t.typacl::text[] AS acl, acldefault('T', t.typowner)::text[] AS default_acl,
+               obj_description(t.oid, 'pg_type') AS comment,
                CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS base,
                t.typnotnull, t.typdefault,
                ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid
@@ -560,7 +652,7 @@ def _types(conn: Connection, version: PgVersion) -> list[DbObject]:
                 r["nspname"],
                 r["typname"],
                 r["owner"],
-                _acl(r["acl"]),
+                _acl(r["acl"], r["default_acl"]),
                 r["comment"],
                 {k: v for k, v in attrs.items() if v is not None},
                 frozenset({"multirange", f"range-owner:{r['range_owner']}"} if typtype == "m" else ()),
@@ -725,6 +817,7 @@ def _foreign(conn: Connection, version: PgVersion) -> list[DbObject]:
     out = []
     wrappers: LiteralString = """
         SELECT w.fdwname, pg_get_userbyid(w.fdwowner) AS owner, w.fdwacl::text[] AS acl,
+               acldefault('F', w.fdwowner)::text[] AS default_acl,
                obj_description(w.oid, 'pg_foreign_data_wrapper') AS comment,
                array_to_string(w.fdwoptions, ', ') AS options
         FROM pg_foreign_data_wrapper w
@@ -738,13 +831,14 @@ def _foreign(conn: Connection, version: PgVersion) -> list[DbObject]:
                 None,
                 r["fdwname"],
                 r["owner"],
-                _acl(r["acl"]),
+                _acl(r["acl"], r["default_acl"]),
                 r["comment"],
                 {"options": r["options"]} if r["options"] else {},
             )
         )
     servers: LiteralString = """
         SELECT s.srvname, w.fdwname, pg_get_userbyid(s.srvowner) AS owner, s.srvacl::text[] AS acl,
+               acldefault('S', s.srvowner)::text[] AS default_acl,
                obj_description(s.oid, 'pg_foreign_server') AS comment, s.srvtype, s.srvversion,
                array_to_string(s.srvoptions, ', ') AS options
         FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
@@ -759,7 +853,7 @@ def _foreign(conn: Connection, version: PgVersion) -> list[DbObject]:
                 None,
                 r["srvname"],
                 r["owner"],
-                _acl(r["acl"]),
+                _acl(r["acl"], r["default_acl"]),
                 r["comment"],
                 {k: v for k, v in attrs.items() if v is not None},
             )
@@ -802,7 +896,7 @@ def _default_privileges(conn: Connection, version: PgVersion) -> list[DbObject]:
             r["nspname"],
             f"{r['role']} on {_DEFACL_TYPES.get(r['objtype'], r['objtype'])}",
             acl=_acl(r["acl"]),
-            flags=frozenset({f"defacl:{r['objtype']}"}),
+            flags=frozenset({f"defacl:{r['objtype']}", f"defacl-role:{r['role']}"}),
         )
         for r in fetch_all(conn, query)
     ]
@@ -849,7 +943,12 @@ def read_inventory(conn: Connection, database: str | None = None) -> Inventory:
     for _name, reader in READERS:
         objects.extend(reader(conn, version))
     objects.sort(key=lambda o: o.key)
-    return Inventory(database or conn.info.dbname, version, tuple(objects))
+    return Inventory(database or conn.info.dbname, version, tuple(objects), quoted_keywords(conn))
+
+
+def quoted_keywords(conn: Connection) -> frozenset[str]:
+    """The keywords an identifier is quoted for: every category but unreserved (quote_ident's rule)."""
+    return frozenset(r["word"] for r in fetch_all(conn, "SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'"))
 
 
 def role_password_digests(conn: Connection) -> dict[str, str | None] | None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pgshift.report.common import h, html_page, md_table
-from pgshift.verify import CATEGORIES, Difference, ExpectedDifference, VerifyReport
+from pgshift.verify import CATEGORIES, DeclaredDifference, Difference, ExplainedDifference, VerifyReport
 
 SCHEMA_VERSION = 1
 _KIND_WORD = {"missing": "missing", "extra": "extra", "changed": "changed", "count": "count", "content": "content"}
@@ -37,10 +37,15 @@ def _values(d: Difference) -> str:
     return f"source: {d.source if d.source is not None else '—'} | target: {d.target if d.target is not None else '—'}"
 
 
-def expected_by_rule(expected: Sequence[ExpectedDifference]) -> list[tuple[str, str, int]]:
+def expected_by_rule(expected: Sequence[ExplainedDifference]) -> list[tuple[str, str, int]]:
     counts = Counter(e.rule for e in expected)
     reasons = {e.rule: e.reason for e in expected}
     return [(rule, reasons[rule], n) for rule, n in sorted(counts.items())]
+
+
+def _declared_rows(declared: Sequence[DeclaredDifference]) -> list[tuple[str, str, str, str]]:
+    """(remedy, database, message, note) per declared difference, in report order."""
+    return sorted((d.remedy, d.difference.database or "", d.difference.message, d.expectation.note) for d in declared)
 
 
 def _totals_rows(report: VerifyReport) -> list[tuple[str, str, str, str, str, str]]:
@@ -82,6 +87,15 @@ def render_console(report: VerifyReport, console: Console, *, verbose: bool = Fa
                 for e in report.expected:
                     if e.rule == rule:
                         console.print(f"    [dim]{escape(e.difference.message)}[/]")
+    if report.declared:
+        console.print("\n[bold]Declared differences[/] (remedies applied on purpose; not failures)")
+        for remedy, db, message, note in _declared_rows(report.declared):
+            where = f" in {db}" if db else ""
+            console.print(f"  [cyan]•[/] {escape(remedy)}{escape(where)}: {escape(message)}")
+            if note:
+                console.print(f"    [dim]{escape(note)}[/]")
+    for u in report.unmatched:
+        console.print(f"  [yellow]![/] declared but not seen ({escape(u.remedy)}): {escape(u.label)}")
     if report.databases:
         console.print()
         for row in _totals_rows(report):
@@ -121,6 +135,12 @@ def render_markdown(report: VerifyReport) -> str:
             md_table(("rule", "count", "why"), [(r, n, why) for r, why, n in expected_by_rule(report.expected)])
         )
         lines.append("")
+    if report.declared or report.unmatched:
+        lines += ["## Declared differences", ""]
+        rows = [(*r,) for r in _declared_rows(report.declared)]
+        rows += [(e.remedy, e.database or "", f"declared but not seen: {e.label}", e.note) for e in report.unmatched]
+        lines.append(md_table(("remedy", "database", "difference", "note"), rows))
+        lines.append("")
     if report.databases:
         lines += ["## Compared", "", md_table(_TOTAL_HEADERS, _totals_rows(report)), ""]
     return "\n".join(lines)
@@ -156,6 +176,11 @@ def render_html(report: VerifyReport) -> str:
         parts.append(
             _html_table(("rule", "count", "why"), [(r, n, why) for r, why, n in expected_by_rule(report.expected)])
         )
+    if report.declared or report.unmatched:
+        parts.append("<h2>Declared differences</h2>")
+        rows = [(*r,) for r in _declared_rows(report.declared)]
+        rows += [(e.remedy, e.database or "", f"declared but not seen: {e.label}", e.note) for e in report.unmatched]
+        parts.append(_html_table(("remedy", "database", "difference", "note"), rows))
     if report.databases:
         parts.append("<h2>Compared</h2>")
         parts.append(_html_table(_TOTAL_HEADERS, _totals_rows(report)))

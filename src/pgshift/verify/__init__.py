@@ -5,7 +5,9 @@
 database properties, an inventory of user objects with owners, ACLs and comments, exact row
 counts in parallel, sequence values, large objects and, with ``checksums``, server-side
 digests of every table's content by primary-key range. Differences a newer major makes by
-itself are classified by named rules (``verify.rules``) and do not make the servers unequal.
+itself are classified by named rules (``verify.rules``) and do not make the servers unequal;
+so are the differences a caller declares in advance (``ExpectedDifference``, ``verify.expect``:
+what migrate's remedies change on purpose), each reported under its remedy.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from pgshift.verify.compare import (
     compare_roles,
 )
 from pgshift.verify.data import compare_rows
+from pgshift.verify.expect import REMEDY_KINDS, declare
 from pgshift.verify.model import (
     CATEGORIES,
     DatabaseTotals,
+    DeclaredDifference,
     Difference,
     ExpectedDifference,
+    ExplainedDifference,
     VerifyOptions,
     VerifyReport,
 )
@@ -42,11 +47,14 @@ from pgshift.verify.rules import RULE_NAMES, RULES, Candidate, Context, classify
 
 __all__ = [
     "CATEGORIES",
+    "REMEDY_KINDS",
     "RULES",
     "RULE_NAMES",
     "DatabaseTotals",
+    "DeclaredDifference",
     "Difference",
     "ExpectedDifference",
+    "ExplainedDifference",
     "VerifyOptions",
     "VerifyReport",
     "verify_servers",
@@ -115,12 +123,15 @@ def verify_servers(
     options: VerifyOptions = VerifyOptions(),  # noqa: B008 - frozen, immutable default
     sink: EventSink = discard,
     renames: Mapping[str, str] | None = None,
+    expected: Sequence[ExpectedDifference] = (),
 ) -> VerifyReport:
     """Compare ``source`` and ``target``.
 
     ``databases`` lists (source name, target name) pairs; None means every non-template source
     database that allows connections, under the same name on the target (or the name ``renames``
-    maps it to). A source database missing on the target is a difference.
+    maps it to). A source database missing on the target is a difference. ``expected`` declares
+    differences made on purpose (migrate's remedies): those it explains are reported in
+    ``VerifyReport.declared`` and do not count.
     """
     if options.jobs < 1:
         raise UsageError("--jobs must be at least 1", hint="give -j 1 or more")
@@ -244,13 +255,16 @@ def verify_servers(
                 )
             )
     ctx = Context(src_version, tgt_version, ext_defaults, target_own)
-    real, expected = classify(candidates, ctx)
+    undeclared, declared, unmatched = declare(candidates, expected)
+    real, explained = classify(undeclared, ctx)
     order = {c: i for i, c in enumerate(CATEGORIES)}
     real.sort(key=lambda d: (order.get(d.category, 99), d.database or "", d.object, d.message))
     return VerifyReport(
         equal=not real,
         differences=tuple(real),
-        expected=tuple(expected),
+        expected=tuple(explained),
+        declared=tuple(declared),
+        unmatched=tuple(unmatched),
         databases=tuple(totals),
         source=_display(source),
         target=_display(target),

@@ -6,13 +6,14 @@ plus the objects it came from) so that the expected-difference rules can look at
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo
-from pgshift.catalog.inventory import DbObject, Inventory
+from pgshift.catalog.inventory import COLUMN_PREFIX, DbObject, Inventory
 from pgshift.verify.model import Difference
 from pgshift.verify.patterns import Filter
-from pgshift.verify.rules import Candidate
+from pgshift.verify.rules import Candidate, acl_name
 
 _ROLE_FIELDS = (
     "superuser",
@@ -234,10 +235,12 @@ def compare_database(
     for name, sv, tv in fields:
         s, t = _text(sv), _text(tv)
         if s != t:
-            out.append(_cand("database", source.name, obj, "changed", s, t, f"database {source.name}: {name} differs"))
+            out.append(
+                _cand("database", source.name, obj, "changed", s, t, f"database {source.name}: {name} differs", name)
+            )
     if compare_privileges:
-        s_acl = None if source.acl_is_default else source.acl
-        t_acl = None if target.acl_is_default else target.acl
+        s_acl = _database_acl(source)
+        t_acl = _database_acl(target)
         if (sorted(s_acl) if s_acl is not None else None) != (sorted(t_acl) if t_acl is not None else None):
             out.append(
                 _cand(
@@ -252,6 +255,17 @@ def compare_database(
                 )
             )
     return out
+
+
+def _database_acl(db: DatabaseInfo) -> tuple[str, ...] | None:
+    """A database's ACL, None for the defaults, also when spelled out (CONNECT and TEMPORARY for
+    PUBLIC, everything for the owner: acldefault('d') in every major 10-18)."""
+    if db.acl_is_default:
+        return None
+    owner = acl_name(db.owner)
+    if sorted(db.acl) == sorted((f"=Tc/{owner}", f"{owner}=CTc/{owner}")):
+        return None
+    return db.acl
 
 
 def table_of(obj: DbObject) -> str | None:
@@ -280,6 +294,53 @@ def object_selected(obj: DbObject, flt: Filter) -> bool:
     return flt.table_ok(obj.schema, table)
 
 
+class Requote:
+    """Text modulo the quoting of keywords that only one of the two servers quotes.
+
+    quote_ident, format_type and pg_get_*def quote an identifier that is a keyword of the
+    server's grammar; the keywords change between majors (a column ``json`` prints as ``"json"``
+    from 17, ``system_user`` is quoted from 16), so both sides drop the quotes around exactly
+    those words before comparing.
+    """
+
+    def __init__(self, source: frozenset[str], target: frozenset[str]) -> None:
+        words = sorted(w for w in source ^ target if re.fullmatch(r"[a-z_][a-z0-9_$]*", w))
+        self._re = re.compile(r'(?<![\w"])"(' + "|".join(words) + r')"(?![\w"])') if words else None
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None or self._re is None or '"' not in text:
+            return text
+        return self._re.sub(r"\1", text)
+
+    def key(self, obj: DbObject) -> tuple[str, str, str]:
+        return (obj.kind, obj.schema or "", self(obj.name) or "")
+
+
+def _identity(obj: DbObject, norm: Requote) -> tuple[str | None, ...]:
+    """What a server-named object is, whatever its name: kind, table, definition and parent."""
+    return (
+        obj.kind,
+        obj.schema,
+        norm(obj.attrs.get("on") or obj.attrs.get("table")),
+        norm(obj.attrs.get("definition")),
+        norm(obj.attrs.get("cloned_from") or obj.attrs.get("attached_to")),
+    )
+
+
+def _pair_clones(src_only: list[DbObject], tgt_only: list[DbObject], norm: Requote) -> list[tuple[DbObject, DbObject]]:
+    """Objects the server cloned onto partitions and named itself, paired by what they are."""
+    groups: dict[tuple[str | None, ...], tuple[list[DbObject], list[DbObject]]] = {}
+    for side, objs in ((0, src_only), (1, tgt_only)):
+        for o in objs:
+            if "clone" in o.flags:
+                groups.setdefault(_identity(o, norm), ([], []))[side].append(o)
+    pairs: list[tuple[DbObject, DbObject]] = []
+    for s_objs, t_objs in groups.values():
+        # Two clones alike in all but name (rare) pair in name order, so the result is stable.
+        pairs += zip(sorted(s_objs, key=lambda o: o.name), sorted(t_objs, key=lambda o: o.name), strict=False)
+    return pairs
+
+
 def compare_inventories(
     database: str,
     source: Inventory,
@@ -290,11 +351,17 @@ def compare_inventories(
     selected: Filter | None = None,
 ) -> list[Candidate]:
     flt = selected or Filter()
-    src = {k: o for k, o in source.by_key().items() if object_selected(o, flt)}
-    tgt = {k: o for k, o in target.by_key().items() if object_selected(o, flt)}
+    norm = Requote(source.quoted_keywords, target.quoted_keywords)
+    src = {norm.key(o): o for o in source.objects if object_selected(o, flt)}
+    tgt = {norm.key(o): o for o in target.objects if object_selected(o, flt)}
+    paired = _pair_clones([src[k] for k in src.keys() - tgt.keys()], [tgt[k] for k in tgt.keys() - src.keys()], norm)
+    renamed = {norm.key(s): t for s, t in paired}
+    renamed_targets = {norm.key(t) for _s, t in paired}
     out: list[Candidate] = []
     for key in sorted(src.keys() | tgt.keys()):
-        s, t = src.get(key), tgt.get(key)
+        if key in renamed_targets:
+            continue
+        s, t = src.get(key), tgt.get(key) or renamed.get(key)
         any_obj = s or t
         assert any_obj is not None
         label = f"{any_obj.kind} {any_obj.qualified}"
@@ -321,50 +388,101 @@ def compare_inventories(
                 )
             )
             continue
-        for attr in sorted(s.attrs.keys() | t.attrs.keys()):
-            sv, tv = s.attrs.get(attr), t.attrs.get(attr)
-            if sv != tv:
+        out += _compare_objects(database, label, s, t, norm, compare_owners, compare_privileges)
+    return out
+
+
+def _compare_objects(
+    database: str,
+    label: str,
+    s: DbObject,
+    t: DbObject,
+    norm: Requote,
+    compare_owners: bool,
+    compare_privileges: bool,
+) -> list[Candidate]:
+    out: list[Candidate] = []
+    if norm(s.name) != norm(t.name):
+        out.append(
+            Candidate(
+                Difference(
+                    "schema", database, label, "changed", s.name, t.name, f"{label} is named {t.name} on the target"
+                ),
+                s,
+                t,
+                "name",
+            )
+        )
+    for attr in sorted(s.attrs.keys() | t.attrs.keys()):
+        sv, tv = s.attrs.get(attr), t.attrs.get(attr)
+        if norm(sv) == norm(tv):
+            continue
+        if attr.startswith(COLUMN_PREFIX):
+            out.append(_column_difference(database, s, t, attr, sv, tv))
+        elif attr == "columns":
+            # Added or missing columns are said column by column; here only the order is left.
+            if sorted((sv or "").split(", ")) == sorted((tv or "").split(", ")):
                 out.append(
                     Candidate(
-                        Difference("schema", database, label, "changed", sv, tv, f"{label}: {attr} differs"), s, t, attr
+                        Difference("schema", database, label, "changed", sv, tv, f"{label}: the column order differs"),
+                        s,
+                        t,
+                        attr,
                     )
                 )
-        if s.comment != t.comment:
+        else:
             out.append(
                 Candidate(
-                    Difference("schema", database, label, "changed", s.comment, t.comment, f"{label}: comment differs"),
-                    s,
-                    t,
-                    "comment",
+                    Difference("schema", database, label, "changed", sv, tv, f"{label}: {attr} differs"), s, t, attr
                 )
             )
-        if compare_owners and s.owner != t.owner:
-            out.append(
-                Candidate(
-                    Difference("schema", database, label, "changed", s.owner, t.owner, f"{label}: owner differs"),
-                    s,
-                    t,
-                    "owner",
-                )
+    if s.comment != t.comment:
+        out.append(
+            Candidate(
+                Difference("schema", database, label, "changed", s.comment, t.comment, f"{label}: comment differs"),
+                s,
+                t,
+                "comment",
             )
-        if compare_privileges and _acl_norm(s.acl) != _acl_norm(t.acl):
-            out.append(
-                Candidate(
-                    Difference(
-                        "privileges",
-                        database,
-                        label,
-                        "changed",
-                        _acl_text(s.acl),
-                        _acl_text(t.acl),
-                        f"{label}: privileges differ",
-                    ),
-                    s,
-                    t,
-                    "acl",
-                )
+        )
+    if compare_owners and s.owner != t.owner:
+        out.append(
+            Candidate(
+                Difference("schema", database, label, "changed", s.owner, t.owner, f"{label}: owner differs"),
+                s,
+                t,
+                "owner",
             )
+        )
+    if compare_privileges and _acl_norm(s.acl) != _acl_norm(t.acl):
+        out.append(
+            Candidate(
+                Difference(
+                    "privileges",
+                    database,
+                    label,
+                    "changed",
+                    _acl_text(s.acl),
+                    _acl_text(t.acl),
+                    f"{label}: privileges differ",
+                ),
+                s,
+                t,
+                "acl",
+            )
+        )
     return out
+
+
+def _column_difference(database: str, s: DbObject, t: DbObject, attr: str, sv: str | None, tv: str | None) -> Candidate:
+    label = f"column {s.qualified}.{attr[len(COLUMN_PREFIX) :]}"
+    if tv is None:
+        d = Difference("schema", database, label, "missing", sv, None, f"{label} is missing on the target")
+    elif sv is None:
+        d = Difference("schema", database, label, "extra", None, tv, f"{label} exists only on the target")
+    else:
+        d = Difference("schema", database, label, "changed", sv, tv, f"{label} differs")
+    return Candidate(d, s, t, attr)
 
 
 def _acl_norm(acl: tuple[str, ...] | None) -> list[str] | None:

@@ -84,7 +84,7 @@ class Difference:
 
 
 @dataclass(frozen=True)
-class ExpectedDifference:
+class ExplainedDifference:
     """A difference explained by a named rule (docs/verify.md): reported, not a failure."""
 
     rule: str
@@ -93,6 +93,68 @@ class ExpectedDifference:
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "reason": self.reason, **self.difference.as_dict()}
+
+
+@dataclass(frozen=True)
+class ExpectedDifference:
+    """A difference the caller declares before verifying: what a migrate remedy did on purpose.
+
+    It names an object as verify names it in ``Difference.object``, "KIND NAME": ``kind`` is the
+    first part ("column", "rule", "function", "table", "extension", "database", "role" …; a few
+    general words cover verify's finer kinds: "table" also means a partition or partitioned
+    table, "type" any type, "domain" a domain type, "constraint" any constraint, "server" a
+    foreign server) and ``object`` the rest, as verify prints it: ``public.child.b`` (a column),
+    ``public.t._RETURN`` (a rule, table then rule), ``public.f(integer, text)`` (a routine with
+    its argument types as format_type spells them), ``hstore`` (an extension), ``shop`` (a
+    database), ``alice`` (a role). ``database`` is the source database, None for a role.
+
+    A difference on that object (of a kind the remedy can cause, see ``verify.expect``), or on
+    one that belongs to it (the indexes, constraints, triggers, columns, rows of an excluded
+    table; the objects of an excluded schema), is reported as declared, named by ``remedy``,
+    and does not make the servers unequal. ``renamed_to`` (rename-rule) is the object's name on
+    the target: its last part alone (``_RETURN_insert``) or the whole name.
+    """
+
+    remedy: str
+    database: str | None
+    kind: str
+    object: str
+    note: str = ""
+    renamed_to: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.object}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "remedy": self.remedy,
+            "database": self.database,
+            "kind": self.kind,
+            "object": self.object,
+            "note": self.note,
+            "renamed_to": self.renamed_to,
+        }
+
+
+@dataclass(frozen=True)
+class DeclaredDifference:
+    """A difference matched by an ``ExpectedDifference``: reported under its remedy, not a failure."""
+
+    expectation: ExpectedDifference
+    difference: Difference
+
+    @property
+    def remedy(self) -> str:
+        return self.expectation.remedy
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "remedy": self.expectation.remedy,
+            "note": self.expectation.note,
+            "declared": self.expectation.label,
+            **self.difference.as_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -121,7 +183,7 @@ class DatabaseTotals:
 class VerifyReport:
     equal: bool
     differences: tuple[Difference, ...]
-    expected: tuple[ExpectedDifference, ...]
+    expected: tuple[ExplainedDifference, ...]
     databases: tuple[DatabaseTotals, ...]
     source: str = ""  # redacted connection strings
     target: str = ""
@@ -130,6 +192,10 @@ class VerifyReport:
     options: VerifyOptions = field(default_factory=VerifyOptions)
     roles_compared: int = 0
     seconds: float = 0.0
+    # Differences a caller declared (ExpectedDifference, e.g. migrate's remedies), and the
+    # declarations that matched nothing (the remedy's change was not seen: said, not a failure).
+    declared: tuple[DeclaredDifference, ...] = ()
+    unmatched: tuple[ExpectedDifference, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -163,6 +229,8 @@ class VerifyReport:
             parts.append(f"{self.roles_compared} roles")
         head = "EQUAL" if self.equal else f"DIFFERENT: {len(self.differences)} difference(s)"
         tail = f"; {len(self.expected)} expected difference(s) explained by rules" if self.expected else ""
+        if self.declared:
+            tail += f"; {len(self.declared)} declared by remedies"
         return f"{head} — compared {', '.join(parts)}{tail}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,4 +252,6 @@ class VerifyReport:
             "databases": [d.as_dict() for d in self.databases],
             "differences": [d.as_dict() for d in self.differences],
             "expected": [e.as_dict() for e in self.expected],
+            "declared": [d.as_dict() for d in self.declared],
+            "declared_unmatched": [e.as_dict() for e in self.unmatched],
         }

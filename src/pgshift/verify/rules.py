@@ -1,8 +1,9 @@
 """Expected differences: what a newer major creates or spells by itself.
 
 Each rule has a name (shown in reports and documented in docs/verify.md) and a test. A rule
-only ever explains a difference between two *different* majors in the direction of an upgrade;
-between servers of the same major every difference is real.
+that follows a PostgreSQL change only ever explains a difference between two *different*
+majors in the direction of an upgrade. One rule holds for any pair: the names the server
+chooses itself for what it clones onto partitions (server-named-clone).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pgshift.catalog.inventory import DbObject
-from pgshift.verify.model import Difference, ExpectedDifference
+from pgshift.verify.model import Difference, ExplainedDifference
 from pgshift.version import PgVersion
 
 
@@ -85,21 +86,56 @@ def _multirange_owner(c: Candidate, ctx: Context) -> bool:
 _ALL_TABLE_PRIVS = set("arwdDxt")
 
 
-def _strip_maintain(item: str) -> str:
+def acl_name(role: str) -> str:
+    """A role name as aclitem text spells it (quoted unless letters, digits and underscores)."""
+    return role if role and all(ch.isalnum() or ch == "_" for ch in role) else '"' + role.replace('"', '""') + '"'
+
+
+def _strip_maintain(item: str, owner: str | None) -> str | None:
+    """``item`` without the MAINTAIN a 17+ server adds by itself; None when nothing is left."""
     grantee, sep, rest = item.partition("=")
     privs, slash, grantor = rest.partition("/")
-    if not sep or not set(privs.replace("*", "")) >= _ALL_TABLE_PRIVS:
+    if not sep or "m" not in privs:
         return item
-    return f"{grantee}={privs.replace('m*', '').replace('m', '')}{slash}{grantor}"
+    # GRANT ALL (every pre-17 table privilege) includes MAINTAIN from 17, and so do the owner's
+    # implicit privileges: pg_dump of an older source spells the owner's out when any was revoked.
+    if not (set(privs.replace("*", "")) >= _ALL_TABLE_PRIVS or (owner is not None and grantee == acl_name(owner))):
+        return item
+    stripped = privs.replace("m*", "").replace("m", "")
+    return f"{grantee}={stripped}{slash}{grantor}" if stripped else None
+
+
+def _relation_default(owner: str | None, *, maintain: bool) -> tuple[str, ...]:
+    if owner is None:
+        return ()
+    name = acl_name(owner)
+    return (f"{name}=arwdDxt{'m' if maintain else ''}/{name}",)
 
 
 def _maintain(c: Candidate, ctx: Context) -> bool:
-    # 17 added the MAINTAIN privilege (aclitem letter 'm'), which GRANT ALL on a table includes.
+    # 17 added the MAINTAIN privilege (aclitem letter 'm'): GRANT ALL on a table, the owner's
+    # default privileges and ALTER DEFAULT PRIVILEGES … GRANT ALL ON TABLES include it.
     if not ctx.crosses(170000) or c.attribute != "acl" or c.source is None or c.target is None:
         return False
-    if not ({"relation", "defacl:r"} & c.target.flags) or c.source.acl is None or c.target.acl is None:
+    if not {"relation", "defacl:r"} & c.target.flags:
         return False
-    return sorted(c.source.acl) == sorted(_strip_maintain(i) for i in c.target.acl)
+    owner = c.target.owner or next((f[12:] for f in c.target.flags if f.startswith("defacl-role:")), None)
+    # A NULL ACL is the owner's defaults, which gained MAINTAIN in 17.
+    src = c.source.acl if c.source.acl is not None else _relation_default(c.source.owner, maintain=False)
+    tgt = c.target.acl if c.target.acl is not None else _relation_default(c.target.owner, maintain=True)
+    stripped = [i for i in (_strip_maintain(i, owner) for i in tgt) if i is not None]
+    return sorted(src) == sorted(stripped) and sorted(src) != sorted(tgt)
+
+
+def _server_named_clone(c: Candidate, ctx: Context) -> bool:
+    # pg_dump does not dump what the server clones onto partitions (foreign keys referencing a
+    # partitioned table, its keys on partitions, inherited NOT NULL constraints in 18); the
+    # target's server names them again, by its own scheme (fk_a_fkey1 before 18, fk_a_fkey_1
+    # from 18) and in its own order. compare_inventories pairs them by table, definition and
+    # parent; only the name differs.
+    if c.attribute != "name" or c.source is None or c.target is None:
+        return False
+    return "clone" in c.source.flags and "clone" in c.target.flags
 
 
 def _procedure_modes(c: Candidate, ctx: Context) -> bool:
@@ -159,6 +195,11 @@ def _role_only_on_target(c: Candidate, ctx: Context) -> bool:
 
 RULES: tuple[Rule, ...] = (
     Rule(
+        "server-named-clone",
+        "the server names the constraints and indexes it clones onto partitions itself (pg_dump does not dump them)",
+        _server_named_clone,
+    ),
+    Rule(
         "not-null-constraints-18",
         "PostgreSQL 18 catalogs NOT NULL column constraints in pg_constraint",
         _not_null_table,
@@ -180,7 +221,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "maintain-privilege-17",
-        "PostgreSQL 17 added the MAINTAIN privilege, part of ALL on tables",
+        "PostgreSQL 17 added the MAINTAIN privilege, part of ALL on tables and of an owner's privileges",
         _maintain,
     ),
     Rule(
@@ -220,14 +261,14 @@ RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 
 def classify(
     candidates: list[Candidate], ctx: Context, rules: tuple[Rule, ...] = RULES
-) -> tuple[list[Difference], list[ExpectedDifference]]:
+) -> tuple[list[Difference], list[ExplainedDifference]]:
     """Split differences into real ones and those a rule explains."""
     real: list[Difference] = []
-    expected: list[ExpectedDifference] = []
+    expected: list[ExplainedDifference] = []
     for cand in candidates:
         rule = next((r for r in rules if r.applies(cand, ctx)), None)
         if rule is None:
             real.append(cand.difference)
         else:
-            expected.append(ExpectedDifference(rule.name, rule.reason, cand.difference))
+            expected.append(ExplainedDifference(rule.name, rule.reason, cand.difference))
     return real, expected
