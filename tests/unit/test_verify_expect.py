@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pgshift.catalog.inventory import COLUMN_PREFIX, DbObject, Inventory
+from pgshift.errors import UsageError
 from pgshift.verify import Difference, ExpectedDifference
 from pgshift.verify.compare import Requote, compare_inventories
-from pgshift.verify.expect import declare, matches
+from pgshift.verify.expect import declare, matches, parse_expected
 from pgshift.verify.rules import Candidate, Context, classify
 from pgshift.version import PgVersion
 
@@ -208,3 +211,30 @@ def test_maintain_in_default_privileges_of_a_role() -> None:
         Difference("privileges", "shop", "default privileges own on tables", "changed", "", "", "x"), s, t, "acl"
     )
     assert [e.rule for e in classify([c], ctx)[1]] == ["maintain-privilege-17"]
+
+
+def test_parse_expected_reads_a_list_or_a_document() -> None:
+    text = '[{"remedy": "rename-rule", "database": "shop", "kind": "rule", "object": "public.t._RETURN",'
+    text += ' "renamed_to": "_RETURN_insert"}]'
+    assert parse_expected(text, "f") == [
+        ExpectedDifference("rename-rule", "shop", "rule", "public.t._RETURN", renamed_to="_RETURN_insert")
+    ]
+    doc = '{"expected": [{"remedy": "x", "database": null, "kind": "role", "object": "alice", "note": "n"}]}'
+    assert parse_expected(doc, "f") == [ExpectedDifference("x", None, "role", "alice", "n")]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{", "is not JSON"),
+        ('{"other": []}', "holds no list"),
+        ("[1]", "entry 1 is not an object"),
+        ('[{"remedy": "r", "kind": "table"}]', "needs 'object'"),
+        ('[{"remedy": "r", "kind": "table", "object": "t", "colour": 1}]', "unknown keys: colour"),
+        ('[{"remedy": "r", "kind": "table", "object": "t", "database": 3}]', "'database' must be a string"),
+    ],
+)
+def test_parse_expected_names_what_is_wrong(text: str, says: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_expected(text, "--expected x.json")
+    assert says in err.value.message and err.value.exit_code == 64 and err.value.hint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,6 +36,7 @@ from pgshift.conninfo import Endpoint
 from pgshift.errors import UsageError
 from pgshift.report.verify import json_document, render_console, render_html, render_markdown
 from pgshift.verify import VerifyOptions, verify_servers
+from pgshift.verify.expect import parse_expected
 
 
 def register(app: typer.Typer) -> None:
@@ -83,6 +85,15 @@ def verify(
         int,
         typer.Option("--chunk-rows", metavar="N", parser=at_least_one, help="Rows per checksummed key range."),
     ] = VerifyOptions.checksum_chunk_rows,
+    expected_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--expected",
+            metavar="FILE",
+            help="Differences made on purpose (migrate's remedies), as JSON: reported under their remedy, "
+            "not counted (docs/verify.md).",
+        ),
+    ] = None,
     fmt: FormatOption = OutputFormat.console,
     as_json: JsonOption = False,
     output: OutputOption = None,
@@ -95,6 +106,15 @@ def verify(
     if no_rows and no_schema:
         raise UsageError("--no-rows and --no-schema leave nothing to compare in the databases", hint="drop one")
     renames = parse_pairs(rename or [], "--rename")
+    expected = []
+    if expected_file is not None:
+        try:
+            text = expected_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"cannot read --expected {expected_file}: {exc}", hint="give a readable JSON file"
+            ) from None
+        expected = parse_expected(text, f"--expected {expected_file}")
     pairs = [(d, renames.get(d, d)) for d in database] if database else None
     options = VerifyOptions(
         checksums=checksums,
@@ -113,7 +133,9 @@ def verify(
     src = Endpoint.parse(source, "source")
     tgt = Endpoint.parse(target, "target")
     with progress_sink(quiet=quiet or fmt is not OutputFormat.console, verbose=verbose) as sink:
-        report = verify_servers(src, tgt, databases=pairs, options=options, sink=sink, renames=renames)
+        report = verify_servers(
+            src, tgt, databases=pairs, options=options, sink=sink, renames=renames, expected=expected
+        )
     if fmt is OutputFormat.json:
         write_output(json_text(json_document(report)), output)
     elif fmt is OutputFormat.markdown:

@@ -10,8 +10,11 @@ kinds of difference its remedy can make (``REMEDY_KINDS``): an object excluded o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from pgshift.errors import UsageError
 from pgshift.verify.compare import table_of
 from pgshift.verify.model import DeclaredDifference, ExpectedDifference
 from pgshift.verify.rules import Candidate
@@ -125,4 +128,49 @@ def declare(
     return rest, declared, unmatched
 
 
-__all__ = ["REMEDY_KINDS", "declare", "matches"]
+_FIELDS = ("remedy", "database", "kind", "object", "note", "renamed_to")
+_HINT = (
+    'give a JSON list of {"remedy": …, "database": …, "kind": …, "object": …} '
+    "(note and renamed_to optional; docs/verify.md, Declared differences)"
+)
+
+
+def parse_expected(text: str, source: str) -> list[ExpectedDifference]:
+    """Declarations from JSON: a list of objects, or a document with such a list under "expected"."""
+    try:
+        doc: Any = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not JSON: {exc}", hint=_HINT) from None
+    items = doc.get("expected") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise UsageError(f"{source} holds no list of expected differences", hint=_HINT)
+    out: list[ExpectedDifference] = []
+    for i, item in enumerate(items, 1):
+        where = f"{source}, entry {i}"
+        if not isinstance(item, dict):
+            raise UsageError(f"{where} is not an object", hint=_HINT)
+        unknown = sorted(set(item) - set(_FIELDS))
+        if unknown:
+            raise UsageError(f"{where} has unknown keys: {', '.join(unknown)}", hint=_HINT)
+        for key in ("remedy", "kind", "object"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise UsageError(f"{where} needs {key!r} (a non-empty string)", hint=_HINT)
+        for key in ("database", "renamed_to"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise UsageError(f"{where}: {key!r} must be a string or null", hint=_HINT)
+        if not isinstance(item.get("note", ""), str):
+            raise UsageError(f"{where}: 'note' must be a string", hint=_HINT)
+        out.append(
+            ExpectedDifference(
+                item["remedy"],
+                item.get("database"),
+                item["kind"],
+                item["object"],
+                item.get("note", ""),
+                item.get("renamed_to"),
+            )
+        )
+    return out
+
+
+__all__ = ["REMEDY_KINDS", "declare", "matches", "parse_expected"]
