@@ -128,4 +128,15 @@ EXCLUDE_SCHEMA = Flag(("--exclude-schema", "-N"), "Not these schemas (pg_dump -N
 TABLE = Flag(("--table", "-t"), "Only these tables (pg_dump -t).", metavar="PATTERN")
 EXCLUDE_TABLE = Flag(("--exclude-table", "-T"), "Not these tables (pg_dump -T).", metavar="PATTERN")
 RENAME = Flag(("--rename",), "The source database OLD is called NEW on the target (repeatable).", metavar="OLD=NEW")
+REMEDY = Flag(
+    ("--remedy",),
+    "Carry what a check blocker names in a declared, changed form on the target (repeatable): "
+    "generated-as-plain, rename-rule, drop-removed-settings, leave-out-extension.",
+    metavar="NAME",
+)
+EXCLUDE_OBJECT = Flag(
+    ("--exclude-object",),
+    "Leave out this object and what depends on it: '[DB:]KIND schema.name', e.g. 'table public.t' (repeatable).",
+    metavar="OBJECT",
+)
 PG_BIN = Flag(("--pg-bin",), "A directory of PostgreSQL programs to use (repeatable).", metavar="DIR")

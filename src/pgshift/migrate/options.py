@@ -10,9 +10,11 @@ from typing import Any, Literal
 from pgshift.conninfo import Endpoint
 from pgshift.errors import UsageError
 from pgshift.flags import (
+    EXCLUDE_OBJECT,
     EXCLUDE_SCHEMA,
     EXCLUDE_TABLE,
     PG_BIN,
+    REMEDY,
     RENAME,
     SCHEMA,
     TABLE,
@@ -92,6 +94,10 @@ class MigrateOptions:
             "--accept", metavar="RULE_ID", resumable=True, help="Override a blocker of pgshift check (repeatable)."
         ),
     )
+    # Named remedies (migrate/remedies.py) and objects left out: they change what the target
+    # receives, so a resumed run keeps those it started with.
+    remedies: tuple[str, ...] = field(default=(), metadata=cli(REMEDY))
+    exclude_objects: tuple[str, ...] = field(default=(), metadata=cli(EXCLUDE_OBJECT))
     check: bool = field(  # run pgshift check's rules in the preflight
         default=True, metadata=cli("--no-check", resumable=True, help="Do not run pgshift check's rules first.")
     )
@@ -167,6 +173,18 @@ class MigrateOptions:
             raise UsageError(f"--if-exists must be one of {', '.join(IF_EXISTS_CHOICES)}, not {self.if_exists!r}")
         if self.resume and self.workdir is None:
             raise UsageError("--resume needs the work directory of the run to continue")
+        from pgshift.migrate.remedies import REMEDIES, parse_object_spec
+
+        unknown = [r for r in self.remedies if r not in REMEDIES or r == "exclude-object"]
+        if unknown:
+            raise UsageError(
+                f"--remedy {unknown[0]}: no such remedy",
+                hint="remedies: "
+                + ", ".join(r for r in REMEDIES if r != "exclude-object")
+                + "; to leave an object out use --exclude-object",
+            )
+        for spec in self.exclude_objects:
+            parse_object_spec(spec)
         targets = list(self.renames.values())
         dupes = sorted({t for t in targets if targets.count(t) > 1})
         if dupes:

@@ -44,6 +44,59 @@ class ExtensionPlan:
 
 
 @dataclass(frozen=True)
+class AppliedRemedy:
+    """A remedy applied to one object on the target (migrate/remedies.py): said in the plan and
+    the report, and declared to verify as the difference it makes."""
+
+    remedy: str  # generated-as-plain, rename-rule, drop-removed-settings, leave-out-extension, exclude-object
+    database: str | None  # the source database; None: a global object (a role's setting)
+    kind: str  # as verify names objects: column, rule, function, procedure, extension, database, role, table …
+    name: str  # as verify prints it: public.child.b, public.t._RETURN, public.f(integer), hstore
+    change: str  # what the target gets instead
+    also: tuple[str, ...] = ()  # exclude-object: the dependents left out with it ("view public.v")
+    renamed_to: str | None = None  # rename-rule: the new name
+
+    @property
+    def object(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "remedy": self.remedy,
+            "database": self.database,
+            "object": self.object,
+            "kind": self.kind,
+            "name": self.name,
+            "change": self.change,
+            "also": list(self.also),
+            "renamed_to": self.renamed_to,
+        }
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """What a remedy does to one item of the dump, found by its catalog address on the source."""
+
+    remedy: str
+    classid: int
+    objid: int
+    about: str
+    omit: bool = False  # left out of the restore (with its data, comments and grants)
+    plain_columns: tuple[str, ...] = ()  # CREATE TABLE rewritten: these columns lose GENERATED … STORED
+    drop_settings: tuple[str, ...] = ()  # CREATE FUNCTION rewritten: these SET clauses left out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "remedy": self.remedy,
+            "object": self.about,
+            "address": [self.classid, self.objid],
+            "omit": self.omit,
+            "plain_columns": list(self.plain_columns),
+            "drop_settings": list(self.drop_settings),
+        }
+
+
+@dataclass(frozen=True)
 class DatabasePlan:
     source: str
     target: str
@@ -62,6 +115,7 @@ class DatabasePlan:
     # A dump finished by an earlier attempt, taken again unless the source database is unchanged.
     reuse_dump: bool = False
     dump_note: str = ""
+    remedies: tuple[AppliedRemedy, ...] = ()
 
     @property
     def moves(self) -> bool:
@@ -85,6 +139,7 @@ class DatabasePlan:
             "large_objects": self.large_objects,
             "reuse_dump": self.reuse_dump,
             "dump_note": self.dump_note,
+            "remedies": [r.as_dict() for r in self.remedies],
         }
 
 
@@ -128,8 +183,10 @@ StepKind = Literal[
     "create-database",
     "dump",
     "reuse-dump",
-    "restore-schema",  # pg_restore --section=pre-data
+    "script-schema",  # pg_restore --section=pre-data --file: the schema as SQL, rewritten by remedies
+    "restore-schema",  # pg_restore --section=pre-data (or psql of the rewritten script)
     "restore-data",  # pg_restore --section=data --section=post-data: tables, then indexes and constraints
+    "remedy",  # statements of remedies after the data: values of generated-as-plain columns, renamed rules
     "database-settings",  # extensions a filtered dump left out, role settings in the database
     "analyze",
     "finish",  # the database's own comment in place of pgshift's in-progress mark
@@ -187,6 +244,8 @@ class Step:
     warnings: tuple[str, ...] = ()  # said when the step runs (also shown by --dry-run)
     # Journaled when the step starts, before its work: e.g. that this run creates the database.
     intent: Mapping[str, Any] = field(default_factory=dict)
+    # Remedies: dump items a restore step leaves out, or a script step rewrites.
+    items: tuple[ItemChange, ...] = ()
 
     @property
     def tolerates(self) -> tuple[str, ...]:
@@ -209,6 +268,7 @@ class Step:
             "tolerates": list(self.tolerates),
             "note": self.note,
             "warnings": list(self.warnings),
+            "items": [i.as_dict() for i in self.items],
         }
 
 
@@ -241,6 +301,11 @@ class MigrationPlan:
     check: CheckSummary = field(default_factory=lambda: CheckSummary(ran=False))
     resumed: bool = False
     run_id: str = ""
+    remedies: tuple[AppliedRemedy, ...] = ()  # global ones (role settings); per database in DatabasePlan
+
+    @property
+    def applied_remedies(self) -> tuple[AppliedRemedy, ...]:
+        return (*self.remedies, *(r for d in self.moving for r in d.remedies))
 
     def steps_of(self, database: str | None) -> tuple[Step, ...]:
         return tuple(s for s in self.steps if s.database == database)
@@ -270,6 +335,7 @@ class MigrationPlan:
             "changes": list(self.changes),
             "check": self.check.as_dict(),
             "resumed": self.resumed,
+            "remedies": [r.as_dict() for r in self.applied_remedies],
             "total_bytes": self.total_bytes,
             "options": self.options.as_dict(),
         }

@@ -19,8 +19,9 @@ from pgshift.catalog import cluster, ddl
 from pgshift.catalog.ddl import Grant
 from pgshift.catalog.session import connect, session
 from pgshift.migrate.journal import DatabaseRecord, Journal
-from pgshift.migrate.plan import Action, DatabasePlan, MigrationPlan, ProgramCall, Step, StepKind
+from pgshift.migrate.plan import Action, DatabasePlan, ItemChange, MigrationPlan, ProgramCall, Step, StepKind
 from pgshift.migrate.preflight import Facts
+from pgshift.migrate.remedies import drops_setting
 from pgshift.migrate.workdir import GLOBALS, dump_dir_name
 from pgshift.toolchain.clients import run_client
 from pgshift.units import human_size
@@ -55,7 +56,7 @@ def role_actions(facts: Facts) -> list[Action]:
                 Action(f"role {role.name}", ddl.comment_on_role(role.name, role.comment), requires_role=role.name)
             )
         for database, setting in role.settings:
-            if database is None:
+            if database is None and not _setting_dropped(facts, setting):
                 out.append(
                     Action(
                         f"role {role.name}",
@@ -133,6 +134,10 @@ def extension_actions(facts: Facts, dbp: DatabasePlan) -> list[Action]:
     ]
 
 
+def _setting_dropped(facts: Facts, setting: str) -> bool:
+    return drops_setting(facts.options.remedies, facts.target_settings, setting)
+
+
 def database_actions(
     facts: Facts,
     dbp: DatabasePlan,
@@ -175,6 +180,8 @@ def database_actions(
         # Until its last step the new database says whose half-done work it is (final_comment_action).
         out.append(Action(about, ddl.mark_in_progress(dbp.target, run_id, workdir)))
     for setting in db.settings:
+        if _setting_dropped(facts, setting):
+            continue
         out.append(Action(about, ddl.alter_database_set(dbp.target, setting), setting=True, tolerates=_UNKNOWN_SETTING))
     if not options.no_privileges and not db.acl_is_default:
         target_owner = owner or facts.target.user
@@ -221,7 +228,7 @@ def role_database_actions(facts: Facts, dbp: DatabasePlan, created: set[str]) ->
         if role.name not in created:
             continue
         for database, setting in role.settings:
-            if database == dbp.source:
+            if database == dbp.source and not _setting_dropped(facts, setting):
                 out.append(
                     Action(
                         f"role {role.name}",
@@ -299,6 +306,55 @@ def restore_args(
     return args
 
 
+def remedy_use_list(dump_dir: Path) -> Path:
+    """The ``--use-list`` file of a restore the remedies leave items out of (written when it runs)."""
+    return dump_dir.with_name(dump_dir.name + ".remedies.list")
+
+
+def schema_script(dump_dir: Path) -> Path:
+    return dump_dir.with_name(dump_dir.name + ".pre-data.sql")
+
+
+def remedied_script(dump_dir: Path) -> Path:
+    return dump_dir.with_name(dump_dir.name + ".pre-data.remedied.sql")
+
+
+def script_args(facts: Facts, dump_dir: Path, script: Path, *, use_list: Path | None) -> list[str]:
+    """pg_restore of the pre-data as SQL: with --verbose each item starts with its TOC entry header."""
+    options = facts.options
+    args = ["--section=pre-data", "--verbose", f"--file={script}"]
+    if use_list is not None:
+        args.append(f"--use-list={use_list}")
+    if options.no_owner:
+        args.append("--no-owner")
+    if options.no_privileges:
+        args.append("--no-privileges")
+    if options.no_tablespaces:
+        args.append("--no-tablespaces")
+    args.append(str(dump_dir))
+    return args
+
+
+def psql_script_args(facts: Facts, dbp: DatabasePlan, script: Path) -> list[str]:
+    return [
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--set=ON_ERROR_STOP=1",
+        f"--dbname={facts.target.child_conninfo(dbp.target)}",
+        f"--file={script}",
+    ]
+
+
+def _change_text(item: ItemChange) -> str:
+    parts = []
+    if item.plain_columns:
+        parts.append("plain column " + ", ".join(item.plain_columns))
+    if item.drop_settings:
+        parts.append("without SET " + ", ".join(item.drop_settings))
+    return "; ".join(parts)
+
+
 def globals_args(facts: Facts, out: Path) -> list[str]:
     args = ["--globals-only", f"--file={out}", "--no-password"]
     if facts.globals_plan is not None and not facts.globals_plan.passwords:
@@ -358,6 +414,7 @@ def build_plan(facts: Facts, workdir: Path, journal: Journal | None, run_id: str
         check=facts.check,
         resumed=journal is not None,
         run_id=run_id,
+        remedies=tuple(facts.global_remedies),
     )
 
 
@@ -499,12 +556,35 @@ def _database_steps(
             program=program_call(facts, "pg_dump", dump_args(facts, dbp, dump_dir), "source"),
             note=dbp.dump_note,
         )
+    remedies = facts.remedies.get(dbp.source)
+    items = tuple(remedies.items) if remedies is not None else ()
+    omit_list = remedy_use_list(dump_dir) if remedies is not None and remedies.omits else None
     if not options.data_only and not skip("restore-schema"):
-        add(
-            "restore-schema",
-            "restore the schema",
-            program=program_call(facts, "pg_restore", restore_args(facts, dbp, dump_dir, "schema"), "target"),
-        )
+        if remedies is not None and remedies.rewrites_schema:
+            script = schema_script(dump_dir)
+            add(
+                "script-schema",
+                "write the schema as SQL, with the remedies' changes",
+                program=program_call(
+                    facts, "pg_restore", script_args(facts, dump_dir, script, use_list=omit_list), "target"
+                ),
+                items=items,
+                note="; ".join(i.about + ": " + _change_text(i) for i in items if i.plain_columns or i.drop_settings),
+            )
+            add(
+                "restore-schema",
+                "restore the schema (the rewritten script)",
+                program=program_call(facts, "psql", psql_script_args(facts, dbp, remedied_script(dump_dir)), "target"),
+            )
+        else:
+            add(
+                "restore-schema",
+                "restore the schema",
+                program=program_call(
+                    facts, "pg_restore", restore_args(facts, dbp, dump_dir, "schema", use_list=omit_list), "target"
+                ),
+                items=items,
+            )
     if not skip("restore-data"):
         if continuing and record is not None and record.step("restore-data").begun and not options.data_only:
             left = remaining_items(facts, dbp, dump_dir, record)
@@ -520,6 +600,7 @@ def _database_steps(
                 # The backends of a killed pg_restore may still be at work (a COPY commits after its
                 # client died): they are ended first, and what is left is read again from the catalog.
                 sql=(Action(f"database {dbp.target}", ddl.terminate_sessions(dbp.target)),),
+                items=items,
                 note=left.note
                 + (
                     "; emptied and loaded again: " + ", ".join(f"{s}.{n}" for s, n in left.truncate)
@@ -532,8 +613,19 @@ def _database_steps(
             add(
                 "restore-data",
                 "restore the data" + ("" if options.data_only else ", indexes and constraints"),
-                program=program_call(facts, "pg_restore", restore_args(facts, dbp, dump_dir, "data"), "target"),
+                program=program_call(
+                    facts, "pg_restore", restore_args(facts, dbp, dump_dir, "data", use_list=omit_list), "target"
+                ),
+                items=items,
             )
+    if remedies is not None and remedies.after_data and not options.schema_only and not skip("remedy"):
+        add(
+            "remedy",
+            "remedies after the data",
+            connect_to=dbp.target,
+            sql=tuple(remedies.after_data),
+            note="; ".join(f"{r.remedy}: {r.object}: {r.change}" for r in remedies.applied),
+        )
     settings = [*extension_actions(facts, dbp), *role_database_actions(facts, dbp, created_roles)]
     if settings and not skip("database-settings"):
         add("database-settings", "extensions and role settings", connect_to=dbp.target, sql=tuple(settings))

@@ -8,14 +8,16 @@ from typing import Any
 import psycopg
 
 from pgshift.catalog import cluster, ddl
+from pgshift.catalog import remedies as remedy_catalog
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, ServerInfo, TablespaceInfo
 from pgshift.catalog.session import Connection, query_failed, resolve, session
 from pgshift.conninfo import ResolvedEndpoint
-from pgshift.errors import PreflightRefused, UnknownDatabase
+from pgshift.errors import PreflightRefused, UnknownDatabase, UsageError
 from pgshift.events import EventSink, Level, Message
 from pgshift.migrate.journal import DatabaseRecord, Journal
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import (
+    AppliedRemedy,
     CheckSummary,
     DatabaseAction,
     DatabasePlan,
@@ -24,6 +26,7 @@ from pgshift.migrate.plan import (
     RolePlan,
     ServerSummary,
 )
+from pgshift.migrate.remedies import DatabaseRemedies, drops_setting, parse_object_spec, plan_database
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
 from pgshift.version import PgVersion, check_direction
@@ -70,6 +73,10 @@ class Facts:
     check: CheckSummary = field(default_factory=lambda: CheckSummary(ran=False))
     parallel_databases: int = 1
     jobs_per_database: int = 1
+    # Remedies asked for (--remedy, --exclude-object), per source database: what they do there.
+    remedies: dict[str, DatabaseRemedies] = field(default_factory=dict)
+    global_remedies: list[AppliedRemedy] = field(default_factory=list)
+    target_settings: frozenset[str] = frozenset()
 
     @property
     def source_version(self) -> PgVersion:
@@ -166,22 +173,38 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
         ) from None
     refused: list[tuple[Any, str]] = []
     accepted: list[tuple[Any, str]] = []
+    carried: list[str] = []
     warned: list[str] = []
     for finding in report.findings:
         where = f" [{finding.database}{': ' + finding.object if finding.object else ''}]" if finding.database else ""
         text = f"{finding.rule_id}{where}: {finding.message}"
         if finding.rule_id in HANDLED_BY_MIGRATE:
             sink(Message(f"check: {text} (decided by migrate's preflight)", level=Level.DEBUG))
+        elif finding.severity is Severity.BLOCKER and finding.remedy and finding.remedy in options.remedies:
+            carried.append(f"{text} (carried by --remedy {finding.remedy})")
         elif finding.severity is Severity.BLOCKER:
             (accepted if finding.rule_id in options.accept else refused).append((finding, text))
         elif finding.severity is Severity.WARNING:
             warned.append(text)
-    for _f, text in accepted:
-        _warn(sink, facts.warnings, f"accepted blocker {text}")
+    for finding, text in accepted:
+        if finding.remedy:
+            consequence = (
+                f"; migrate can carry it with --remedy {finding.remedy}, not given, so the restore stops there"
+                if finding.remedy != "exclude-object"
+                else "; the restore stops there unless it is fixed on the source or left out with --exclude-object"
+            )
+        else:
+            consequence = "; no remedy carries it: expect the restore to fail at this object unless it is fixed first"
+        _warn(sink, facts.warnings, f"accepted blocker {text}{consequence}")
+    for text in carried:
+        sink(Message(f"check: {text}", level=Level.INFO))
     for text in warned:
         sink(Message(f"check: {text}", level=Level.WARNING))
     facts.check = CheckSummary(
-        ran=True, blockers=tuple(t for _f, t in accepted), warnings=tuple(warned), note=f"{len(refused)} refused"
+        ran=True,
+        blockers=tuple(t for _f, t in accepted) + tuple(carried),
+        warnings=tuple(warned),
+        note=f"{len(refused)} refused",
     )
     if refused:
         lines = []
@@ -205,6 +228,13 @@ def _database_plans(
 ) -> list[DatabasePlan]:
     options = facts.options
     available = cluster.available_extensions(tconn)
+    specs = [parse_object_spec(text) for text in options.exclude_objects]
+    unknown_dbs = sorted({s.database for s in specs if s.database and s.database not in {d.name for d in chosen}})
+    if unknown_dbs:
+        raise UsageError(
+            f"--exclude-object names database {unknown_dbs[0]!r}, which this run does not move",
+            hint="name a database of the selection (or leave out the DATABASE: prefix)",
+        )
     plans: list[DatabasePlan] = []
     refusals: list[str] = []
     missing_ext: dict[str, list[str]] = {}
@@ -226,8 +256,34 @@ def _database_plans(
                 can_bypass = ddl.role_can_bypass_rls(sconn)
             if entry is not None and entry.dump_complete and not entry.finished:
                 reuse_dump, dump_note = _dump_decision(options, entry, ddl.dump_evidence(sconn))
+            remedies = DatabaseRemedies()
+            if options.remedies or specs:
+                remedies = plan_database(
+                    sconn,
+                    db.name,
+                    remedies=options.remedies,
+                    specs=specs,
+                    target_major=facts.target_info.version.major,
+                    target_settings=facts.target_settings,
+                    target_extensions=frozenset(available),
+                    superuser=facts.target_info.is_superuser,
+                )
+            for setting in db.settings:
+                if drops_setting(options.remedies, facts.target_settings, setting):
+                    remedies.applied.append(
+                        AppliedRemedy(
+                            "drop-removed-settings",
+                            db.name,
+                            "database",
+                            db.name,
+                            f"ALTER DATABASE … SET {setting.split('=', 1)[0]} left out",
+                        )
+                    )
+            facts.remedies[db.name] = remedies
         ext_plans = []
         for ext in extensions:
+            if ext.name in remedies.left_out_extensions:
+                continue
             avail = available.get(ext.name)
             ext_plans.append(ExtensionPlan(ext.name, ext.version, ext.schema, avail.default_version if avail else None))
             if avail is None and ext.name not in _BUILTIN_EXTENSIONS:
@@ -318,9 +374,11 @@ def _database_plans(
                 large_objects=content.large_objects,
                 reuse_dump=reuse_dump,
                 dump_note=dump_note,
+                remedies=tuple(remedies.applied),
             )
         )
-        if content.large_objects and options.has_object_filters:
+        if content.large_objects and (options.schemas or options.tables):
+            # pg_dump -n/-t leave large objects out; -N/-T do not (pg_dump's --large-objects).
             _warn(
                 sink,
                 facts.warnings,
@@ -549,6 +607,7 @@ def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None
             warnings=warnings,
         )
         facts.target_roles = ddl.role_names(tconn)
+        facts.target_settings = remedy_catalog.known_settings(tconn)
         facts.protected_roles = {target_info.current_user, ddl.bootstrap_superuser(tconn)}
         chosen = _select_databases(options, found, warnings, sink)
         if not chosen:
@@ -564,6 +623,20 @@ def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None
         _check_connections(facts, sconn, tconn)
         if options.globals:
             _globals_plan(facts, sconn, tconn, journal, sink)
+            created = set(facts.globals_plan.created) if facts.globals_plan else set()
+            for role in facts.roles:
+                for database, setting in role.settings:
+                    if role.name in created and drops_setting(options.remedies, facts.target_settings, setting):
+                        scope = f" IN DATABASE {database}" if database else ""
+                        facts.global_remedies.append(
+                            AppliedRemedy(
+                                "drop-removed-settings",
+                                None,
+                                "role",
+                                role.name,
+                                f"ALTER ROLE …{scope} SET {setting.split('=', 1)[0]} left out",
+                            )
+                        )
     if moving:
         _check_findings(facts, [p.source for p in moving], sink)
     return facts

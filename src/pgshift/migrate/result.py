@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pgshift.migrate.plan import AppliedRemedy
+
 DatabaseStatus = Literal["done", "skipped", "failed", "interrupted", "pending"]
 
 
@@ -69,6 +71,7 @@ class MigrationResult:
     verify: Any | None = None  # pgshift.verify's report, or None when verification did not run
     verify_note: str = ""  # why verification did not run, or its summary
     resumed: bool = False
+    remedies: tuple[AppliedRemedy, ...] = ()  # what the remedies changed on the target, on purpose
 
     @property
     def moved(self) -> tuple[DatabaseResult, ...]:
@@ -101,4 +104,5 @@ class MigrationResult:
             "verify": verify,
             "verify_note": self.verify_note,
             "resumed": self.resumed,
+            "remedies": [r.as_dict() for r in self.remedies],
         }

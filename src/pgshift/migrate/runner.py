@@ -41,7 +41,7 @@ from pgshift.migrate.workdir import (
     new_run_id,
 )
 from pgshift.process import REDACTED, terminate_all
-from pgshift.verify import VerifyOptions, VerifyReport, verify_servers
+from pgshift.verify import ExpectedDifference, VerifyOptions, VerifyReport, verify_servers
 
 # --- plan ----------------------------------------------------------------------------------------
 
@@ -139,8 +139,33 @@ def _verify(run: steps.Run, pairs: list[tuple[str, str]]) -> tuple[VerifyReport,
         exclude_tables=options.exclude_tables,
         roles_left_alone=tuple(sorted(_left_alone(run.facts))),
     )
-    report = verify_servers(run.facts.source, run.facts.target, databases=pairs, options=vopts, sink=run.sink)
+    report = verify_servers(
+        run.facts.source,
+        run.facts.target,
+        databases=pairs,
+        options=vopts,
+        sink=run.sink,
+        expected=declared_differences(run.facts),
+    )
     return report, report_summary(report)
+
+
+def declared_differences(facts: Facts) -> list[ExpectedDifference]:
+    """What the applied remedies change on purpose, declared to verify (each named by its remedy)."""
+    applied = [*facts.global_remedies, *(r for rem in facts.remedies.values() for r in rem.applied)]
+    out = []
+    for a in applied:
+        out.append(ExpectedDifference(a.remedy, a.database, a.kind, a.name, note=a.change, renamed_to=a.renamed_to))
+        for dependent in a.also:
+            kind = next((k for k in _DECLARABLE if dependent.startswith(k + " ")), None)
+            if kind is not None:
+                out.append(ExpectedDifference(a.remedy, a.database, kind, dependent[len(kind) + 1 :], note=a.change))
+    return out
+
+
+# Dependents of an excluded object declared one by one (pg_describe_object's words); their own
+# parts (indexes, constraints, rows …) verify covers with them.
+_DECLARABLE = ("materialized view", "foreign table", "view", "table", "sequence", "function", "procedure", "type")
 
 
 def _left_alone(facts: Facts) -> set[str]:
@@ -499,4 +524,5 @@ def _result(
         verify=verify,
         verify_note=verify_note,
         resumed=plan.resumed,
+        remedies=plan.applied_remedies,
     )

@@ -24,9 +24,17 @@ from pgshift.catalog.ddl import Statement
 from pgshift.catalog.session import Connection, connect, query_failed
 from pgshift.errors import Interrupted, PgshiftError, StepFailed
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted
+from pgshift.migrate import remedies
 from pgshift.migrate.journal import Journal, StepState
 from pgshift.migrate.plan import Action, ProgramCall, Step
-from pgshift.migrate.planner import remaining_items, toc_listing, tolerate_transaction_timeout, write_use_list
+from pgshift.migrate.planner import (
+    remaining_items,
+    remedied_script,
+    remedy_use_list,
+    toc_listing,
+    tolerate_transaction_timeout,
+    write_use_list,
+)
 from pgshift.migrate.preflight import Facts
 from pgshift.migrate.workdir import RunLog, dir_size
 from pgshift.process import Completed, how_it_ended
@@ -490,17 +498,95 @@ def run_reuse_dump(run: Run, step: Step) -> None:
 _FINISHED_ITEM = re.compile(r"^pg_restore: finished item (?P<id>\d+) ")
 
 
+def _write_remedy_list(run: Run, step: Step, dump_dir: Path, use_list: Path) -> int:
+    """The use-list of a restore that remedies leave items out of: what the dump holds, minus those."""
+    listing = toc_listing(run.facts, dump_dir)
+    skip = remedies.omitted_ids(remedies.parse_listing(listing), step.items)
+    fd = os.open(use_list, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(remedies.use_list(listing, skip)) + "\n")
+    run.log.write("info", f"{len(skip)} item(s) of the dump left out by remedies: {sorted(skip)}")
+    return len(listing) - len(skip)
+
+
+def run_script_schema(run: Run, step: Step) -> None:
+    """The pre-data as an SQL script (pg_restore --file), rewritten where remedies say so."""
+    assert step.program is not None
+    dump_dir = Path(step.program.args[-1])
+    script = Path(_arg(step.program, "--file="))
+    use_list = _arg(step.program, "--use-list=")
+    _say(run, step)
+    with run.step(step) as artifacts:
+        if use_list:
+            _write_remedy_list(run, step, dump_dir, Path(use_list))
+        os.close(os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        run.program(step.program)
+        text = script.read_text(encoding="utf-8", errors="surrogateescape")
+        if tolerate_transaction_timeout(run.facts):
+            # pg_restore 17+ sets transaction_timeout, which targets before 17 do not know.
+            text = text.replace("\nSET transaction_timeout = 0;\n", "\n")
+        try:
+            text, changes = remedies.rewrite_script(text, step.items)
+        except remedies.RewriteFailed as exc:
+            raise StepFailed(
+                f"a remedy could not be applied to the schema of database {step.database!r}: {exc}",
+                hint="the dump does not look as the remedy expects; leave the object out with --exclude-object, "
+                "or fix it on the source",
+            ) from None
+        out = remedied_script(dump_dir)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(text)
+        for change in changes:
+            run.log.write("info", f"remedy: {change}")
+        artifacts["changes"] = changes
+
+
+_PSQL_ERROR = re.compile(r"^psql:(?P<file>.*?):(?P<line>\d+): (?:ERROR|FATAL):  (?P<msg>.*)$")
+
+
+def _run_script(run: Run, step: Step) -> None:
+    """psql of the rewritten schema script, stopping at the first error."""
+    assert step.program is not None and step.database is not None
+    dbname = next(d.target for d in run.facts.databases if d.source == step.database)
+    with run.step(step):
+        errors: list[str] = []
+
+        def line(text: str) -> None:
+            run.log.write("psql", text)
+            m = _PSQL_ERROR.match(text)
+            if m:
+                errors.append(f"{m['msg']} (line {m['line']} of {Path(m['file']).name})")
+
+        done = run.program(step.program, on_line=line, check=False)
+        if not done.ok:
+            run.check_cancel()
+            message = errors[0] if errors else "\n".join(done.stderr_tail[-3:])
+            raise StepFailed(
+                f"restoring the schema of database {dbname!r} failed: {message}",
+                detail="\n".join(done.stderr_tail) or None,
+                hint=restore_advice(message),
+                program="psql",
+            )
+
+
 def run_restore(run: Run, step: Step) -> None:
     """pg_restore of the schema or of the data; a resumed data step first empties what it reloads."""
     facts = run.facts
     assert step.program is not None and step.database is not None
+    if step.program.program == "psql":
+        _run_script(run, step)
+        return
     dump_dir = Path(step.program.args[-1])
     dbname = next(d.target for d in facts.databases if d.source == step.database)
     use_list = _arg(step.program, "--use-list=")
     items = len(toc_listing(facts, dump_dir)) if facts.client.docker_image is None else 1
     total = float(max(items, 1))
     with run.step(step, total=total) as artifacts:
-        if use_list:
+        if use_list and Path(use_list) == remedy_use_list(dump_dir):
+            items = _write_remedy_list(run, step, dump_dir, Path(use_list))
+            total = float(max(items, 1))
+        elif use_list:
             items = _continue_restore(run, step, dump_dir, Path(use_list), dbname)
             artifacts["continued_items"] = items
             total = float(max(items, 1))
@@ -553,7 +639,8 @@ def _continue_restore(run: Run, step: Step, dump_dir: Path, use_list: Path, dbna
         with run.target_session(step.connect_to) as conn:
             for schema, name in left.truncate:
                 run.apply(conn, Action(f"table {schema}.{name}", ddl.truncate_only(schema, name)))
-    return write_use_list(run.facts, dump_dir, use_list, set(left.skip))
+    omitted = remedies.omitted_ids(remedies.parse_listing(toc_listing(run.facts, dump_dir)), step.items)
+    return write_use_list(run.facts, dump_dir, use_list, set(left.skip) | omitted)
 
 
 def _arg(call: ProgramCall, prefix: str) -> str:
@@ -569,8 +656,10 @@ EXECUTORS: dict[str, Callable[[Run, Step], None]] = {
     "create-database": run_sql_step,
     "dump": run_dump,
     "reuse-dump": run_reuse_dump,
+    "script-schema": run_script_schema,
     "restore-schema": run_restore,
     "restore-data": run_restore,
+    "remedy": run_sql_step,
     "database-settings": run_sql_step,
     "analyze": run_sql_step,
     "finish": run_sql_step,

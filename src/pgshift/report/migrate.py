@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pgshift.migrate.plan import MigrationPlan, Step
+from pgshift.migrate.plan import AppliedRemedy, MigrationPlan, Step
 from pgshift.migrate.result import MigrationResult
 from pgshift.report.common import md_table
 from pgshift.units import human_size
@@ -62,6 +63,7 @@ def render_plan(plan: MigrationPlan, console: Console) -> None:
             f"{g.memberships} membership(s) on the source, {len(g.tablespaces)} tablespace(s); "
             f"passwords {'copied' if g.passwords else 'not copied'}"
         )
+    _render_remedies(plan.applied_remedies, console, "Remedies to apply")
     console.print("\n[bold]Steps, in order[/] (databases side by side, each in its order)")
     for i, step in enumerate(plan.steps, start=1):
         console.print(f"{i:>3}. [bold]{escape(step.id)}[/]  {escape(step.title)}")
@@ -111,9 +113,15 @@ def render_plan_markdown(plan: MigrationPlan) -> str:
             ],
         ),
         "",
-        "## Steps, in order",
-        "",
     ]
+    if plan.applied_remedies:
+        lines += [
+            "## Remedies to apply (on the target only; verify expects these differences)",
+            "",
+            md_table(["remedy", "database", "object", "on the target"], _remedy_rows(plan.applied_remedies)),
+            "",
+        ]
+    lines += ["## Steps, in order", ""]
     for i, step in enumerate(plan.steps, start=1):
         lines.append(f"{i}. **{step.id}** {step.title}" + (f" (after {', '.join(step.after)})" if step.after else ""))
         body = step_lines(step)
@@ -161,6 +169,7 @@ def render_result(result: MigrationResult, console: Console) -> None:
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in result.phases.items())
     if phases:
         console.print(f"time per phase: {phases}")
+    _render_remedies(result.remedies, console, "Remedies applied")
     console.print(f"verify: {escape(result.verify_note or 'not run')}")
     if result.verify is not None and not result.ok:
         for diff in list(result.verify.differences)[:20]:
@@ -169,6 +178,21 @@ def render_result(result: MigrationResult, console: Console) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     console.print(f"log: {escape(str(result.log_path))}")
     console.print(f"journal: {escape(str(result.journal_path))}")
+
+
+def _render_remedies(remedies: Sequence[AppliedRemedy], console: Console, title: str) -> None:
+    if not remedies:
+        return
+    table = Table(title=f"{title} (on the target only; verify expects these differences)", title_justify="left")
+    for col in ("remedy", "database", "object", "on the target"):
+        table.add_column(col, overflow="fold")
+    for r in remedies:
+        table.add_row(escape(r.remedy), escape(r.database or "—"), escape(r.object), escape(r.change))
+    console.print(table)
+
+
+def _remedy_rows(remedies: Sequence[AppliedRemedy]) -> list[list[str]]:
+    return [[r.remedy, r.database or "", r.object, r.change] for r in remedies]
 
 
 def render_markdown(result: MigrationResult) -> str:
@@ -198,6 +222,13 @@ def render_markdown(result: MigrationResult) -> str:
         f"Verify: {result.verify_note or 'not run'}",
         "",
     ]
+    if result.remedies:
+        lines += [
+            "## Remedies applied",
+            "",
+            md_table(["remedy", "database", "object", "on the target"], _remedy_rows(result.remedies)),
+            "",
+        ]
     lines += [f"- warning: {w}" for w in result.warnings]
     lines += ["", f"Log: `{result.log_path}`"]
     return "\n".join(lines) + "\n"
