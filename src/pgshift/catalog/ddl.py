@@ -20,7 +20,7 @@ from typing import Any, LiteralString
 from psycopg import sql
 
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, TablespaceInfo
-from pgshift.catalog.session import Connection, fetch_all, fetch_one, server_version
+from pgshift.catalog.session import Connection, fetch_all, fetch_one, printable, server_version
 from pgshift.process import REDACTED
 from pgshift.version import PgVersion
 
@@ -35,10 +35,28 @@ class Statement:
     no_transaction: bool = False
 
     def display(self) -> str:
-        text = self.query.as_string(None)
+        try:
+            text = self.query.as_string(None)
+        except UnicodeEncodeError:
+            # A name held undecoded (bytes not valid in its database's encoding, see session.py):
+            # composed by hand for the log, each such byte shown as \xNN.
+            text = printable(_compose_for_display(self.query))
         for secret in self.secrets:
             text = text.replace(sql.Literal(secret).as_string(None), f"'{REDACTED}'")
         return text
+
+
+def _compose_for_display(part: sql.Composable) -> str:
+    # psycopg keeps each part's value in ``_obj`` (no public accessor for a Composed's parts).
+    if isinstance(part, sql.Composed):
+        return "".join(_compose_for_display(p) for p in part._obj)
+    if isinstance(part, sql.SQL):
+        return part.as_string(None)
+    if isinstance(part, sql.Identifier):
+        return ".".join('"' + name.replace('"', '""') + '"' for name in part._obj)
+    if isinstance(part, sql.Literal) and isinstance(part._obj, str):
+        return "'" + part._obj.replace("'", "''") + "'"
+    return part.as_string(None)
 
 
 def execute(conn: Connection, statement: Statement) -> None:

@@ -153,7 +153,7 @@ def write_output(text: str, output: Path | None) -> None:
         text = printable(text)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        output.write_text(text, encoding="utf-8")
+        output.write_text(printable(text), encoding="utf-8")
 
 
 def render_error(exc: PgshiftError, *, verbose: bool = False) -> None:

@@ -207,7 +207,7 @@ class Journal:
         """The header alone (the options, the servers): what resuming needs before the run starts."""
         path = workdir / JOURNAL
         try:
-            header = json.loads(path.read_text(encoding="utf-8"))
+            header = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
         except FileNotFoundError:
             raise UsageError(
                 f"{workdir} holds no migration journal ({JOURNAL})",
@@ -236,7 +236,9 @@ class Journal:
             self._apply(event)
             if self._events is None:
                 fd = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                self._events = os.fdopen(fd, "a", encoding="utf-8")
+                # Names the catalog holds undecoded (bytes not valid in their database's encoding,
+                # session.py) are written as those very bytes, and read back the same way.
+                self._events = os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape")
             self._events.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
             self._events.flush()
             if sync:
@@ -424,7 +426,7 @@ def _damaged(path: Path, line: int) -> UsageError:
 
 def _read_events(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except FileNotFoundError:
         return
     for i, line in enumerate(lines):
@@ -442,7 +444,7 @@ def _read_events(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

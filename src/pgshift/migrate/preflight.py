@@ -209,12 +209,15 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
     if refused:
         lines = []
         for finding, text in refused:
-            lines.append(text + (f"\n    fix: {finding.remediation}" if finding.remediation else ""))
+            lines.append(text + (f"\n    fix: {finding.fix}" if finding.remediation else ""))
         ids = sorted({f.rule_id for f, _t in refused})
+        carriers = sorted({f.remedy for f, _t in refused if f.remedy and f.remedy != "exclude-object"})
         raise PreflightRefused(
             f"pgshift check found {len(refused)} blocker(s): {', '.join(ids)}",
             detail="\n".join(lines),
-            hint="fix them on the source, or override each one knowingly with "
+            hint="fix them on the source"
+            + (f", let migrate carry them with {' '.join(f'--remedy {r}' for r in carriers)}" if carriers else "")
+            + ", or override each one knowingly with "
             + " ".join(f"--accept {i}" for i in ids),
         )
 
@@ -413,11 +416,22 @@ def _database_plans(
     missing_ext = {k: v for k, v in missing_ext.items() if k in moving}
     if missing_ext:
         names = sorted({e for v in missing_ext.values() for e in v})
+        unused = set()
+        for db_name, exts in missing_ext.items():
+            with session(facts.source, db_name) as sconn:
+                unused |= {
+                    u.name for u in remedy_catalog.extension_uses(sconn) if u.name in exts and not u.outside_uses
+                }
         raise PreflightRefused(
             f"extension {', '.join(names)} is installed on the source but not available on the target",
             detail="\n".join(f"{db}: {', '.join(v)}" for db, v in missing_ext.items()),
             hint=f"install the package that provides {', '.join(names)} on the target server "
-            "(e.g. postgresql-contrib or the extension's own package), or drop the extension on the source",
+            "(e.g. postgresql-contrib or the extension's own package), or drop the extension on the source"
+            + (
+                f"; nothing uses {', '.join(sorted(unused))}: --remedy leave-out-extension leaves it out"
+                if unused
+                else ""
+            ),
         )
     unreadable = {k: v for k, v in unreadable.items() if k in moving}
     if unreadable:
