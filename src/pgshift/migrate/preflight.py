@@ -182,6 +182,8 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             sink(Message(f"check: {text} (decided by migrate's preflight)", level=Level.DEBUG))
         elif finding.severity is Severity.BLOCKER and finding.remedy and finding.remedy in options.remedies:
             carried.append(f"{text} (carried by --remedy {finding.remedy})")
+        elif finding.severity is Severity.BLOCKER and _extension_left_out(facts, finding.database, finding.object):
+            carried.append(f"{text} (left out by --remedy leave-out-extension)")
         elif finding.severity is Severity.BLOCKER:
             (accepted if finding.rule_id in options.accept else refused).append((finding, text))
         elif finding.severity is Severity.WARNING:
@@ -220,6 +222,12 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             + ", or override each one knowingly with "
             + " ".join(f"--accept {i}" for i in ids),
         )
+
+
+def _extension_left_out(facts: Facts, database: str | None, obj: str | None) -> bool:
+    """A finding about an extension the leave-out-extension remedy leaves out of that database."""
+    remedies = facts.remedies.get(database or "")
+    return remedies is not None and obj is not None and obj in remedies.left_out_extensions
 
 
 def _database_plans(

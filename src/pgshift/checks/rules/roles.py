@@ -86,6 +86,7 @@ REMOVED_GUC_SETTINGS = Rule(
     remediation="Remove or rename the setting on the source (ALTER FUNCTION … RESET name; ALTER ROLE … RESET name).",
     detect=_removed_gucs,
     verified="13->14, 15->16, 15->18",
+    remedy="drop-removed-settings",
 )
 
 

@@ -63,6 +63,7 @@ GENERATED_INHERITANCE_MISMATCH = Rule(
     ),
     message="column {object} is generated differently from its parent {parent}",
     verified="15->16",
+    remedy="generated-as-plain",
 )
 
 UNLOGGED_PARTITIONED = Rule(
