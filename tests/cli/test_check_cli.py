@@ -67,6 +67,7 @@ def test_blockers_exit_2_and_json_names_rule_database_object(oids_server: Any) -
             "message": "table public.t_oids has OIDs; a dump for 12+ drops them",
             "remediation": oids[0]["remediation"],
             "changed_in": "PostgreSQL 12",
+            "remedy": None,
         }
     ]
     assert "SET WITHOUT OIDS" in oids[0]["remediation"]

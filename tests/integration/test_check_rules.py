@@ -538,6 +538,7 @@ def test_every_rule_has_a_case_or_a_reason() -> None:
         "vacuum-defer-cleanup-age-etc",
         "tablespaces",
         "source-is-target",
+        "encoding-shared-text",  # tests/integration/test_encodings_shared.py
     }
     missing = {r.id for r in ALL_RULES} - covered - unit_only - own_server
     assert not missing
