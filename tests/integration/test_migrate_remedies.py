@@ -80,6 +80,16 @@ def test_each_remedy_carries_its_object_and_verify_expects_the_change(
     assert "generated-inheritance-mismatch" in refused.stderr and "removed-guc-settings" in refused.stderr
     assert not _rows(target, f"SELECT 1 FROM pg_database WHERE datname = '{db}'", "postgres")
 
+    # No rule knows the renamed rule: the preflight's schema trial finds it on the target before
+    # anything is made there, and names the remedy's alternative (leaving the rule out).
+    pairs = list(zip(REMEDIES[::2], REMEDIES[1::2], strict=True))
+    without_rename = [a for pair in pairs if pair != ("--remedy", "rename-rule") for a in pair]
+    refused = _pgshift(*base, *without_rename, "--workdir", str(tmp_path / "refused3"))
+    assert refused.returncode == 2, refused.stderr
+    assert 'non-view rule for "t" must not be named "_RETURN"' in refused.stderr, refused.stderr
+    assert not _rows(target, f"SELECT 1 FROM pg_database WHERE datname = '{db}'", "postgres")
+    assert not _rows(target, "SELECT 1 FROM pg_database WHERE datname LIKE 'pgshift_trial_%'", "postgres")
+
     plan = _pgshift(*base, *REMEDIES, "--workdir", str(tmp_path / "plan"), "--dry-run", "--json")
     assert plan.returncode == 0, plan.stderr
     doc = json.loads(plan.stdout)

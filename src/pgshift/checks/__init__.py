@@ -13,7 +13,7 @@ Public API (used by ``migrate`` for its preflight; kept stable):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pgshift.catalog.inventory_check import SourceInventory, TargetInventory
     from pgshift.checks.trial import TrialReport
     from pgshift.conninfo import Endpoint, ResolvedEndpoint
+    from pgshift.migrate.plan import ItemChange
     from pgshift.toolchain.select import ClientChoice
 
 # Version of the JSON document ``pgshift check --format json`` writes (docs/check.md).
@@ -227,6 +228,7 @@ def run_check(
     work_dir: Path | None = None,
     client: ClientChoice | None = None,
     trial: bool = False,
+    remedies: Mapping[str, Sequence[ItemChange]] | None = None,
 ) -> CheckReport:
     """Inventory both servers and run every rule that applies; change nothing on either.
 
@@ -261,7 +263,7 @@ def run_check(
         raise query_failed("check could not read the servers", exc) from None
     if not trial:
         return report
-    return _with_trial(report, source, target, sink=sink, work_dir=work_dir, dump_args=())
+    return _with_trial(report, source, target, sink=sink, work_dir=work_dir, dump_args=(), remedies=remedies)
 
 
 def _with_trial(
@@ -272,6 +274,7 @@ def _with_trial(
     sink: EventSink,
     work_dir: Path | None,
     dump_args: Sequence[str],
+    remedies: Mapping[str, Sequence[ItemChange]] | None = None,
 ) -> CheckReport:
     """The report with the schema trial's outcome: its refusals merged into the findings."""
     import psycopg
@@ -296,6 +299,7 @@ def _with_trial(
             dump_args=dump_args,
             sink=sink,
             work_dir=work_dir,
+            remedies=remedies,
         )
     except psycopg.Error as exc:
         raise query_failed("the schema trial could not finish", exc) from None

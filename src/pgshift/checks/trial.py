@@ -32,11 +32,11 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -50,6 +50,9 @@ from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress
 from pgshift.process import base_env
 from pgshift.toolchain.select import ClientChoice
 from pgshift.version import PgVersion, major_label
+
+if TYPE_CHECKING:
+    from pgshift.migrate.plan import ItemChange
 
 RULE_ID = "schema-trial"
 TITLE = "The target refuses a statement of the schema"
@@ -506,11 +509,14 @@ def run_trial(
     dump_args: Sequence[str] = (),
     sink: EventSink = discard,
     work_dir: Path | None = None,
+    remedies: Mapping[str, Sequence[ItemChange]] | None = None,
 ) -> TrialReport:
     """Try the schema of each database in ``databases`` on ``target`` (or a lab server of ``target_major``).
 
     ``dump_args`` are pg_dump's object filters (``--schema=…``, ``--exclude-table=…``) when the check
-    is limited to some objects. Returns why it did not run instead of raising when the trial cannot
+    is limited to some objects. ``remedies`` (per database: migrate's item changes) are applied as
+    migrate applies them — items left out, the schema script rewritten — so that the trial tries the
+    move that will run. Returns why it did not run instead of raising when the trial cannot
     run (no client, no binaries for a lab server, a target role that may not create databases).
     Ctrl-C and SIGTERM end it as ``Interrupted`` once the scratch database is dropped.
     """
@@ -547,7 +553,18 @@ def run_trial(
                     globals_failures, more = _lab_roles(source, server, client, tmp, sink)
                     notes += more
                 done = [
-                    _trial_database(source, server, db, source_roles, client, dump_args, tmp, sink) for db in databases
+                    _trial_database(
+                        source,
+                        server,
+                        db,
+                        source_roles,
+                        client,
+                        dump_args,
+                        tmp,
+                        sink,
+                        (remedies or {}).get(db.name, ()),
+                    )
+                    for db in databases
                 ]
                 return TrialReport(
                     True,
@@ -720,7 +737,9 @@ def _trial_database(
     dump_args: Sequence[str],
     tmp: Path,
     sink: EventSink,
+    changes: Sequence[ItemChange] | None = None,
 ) -> DatabaseTrial:
+    changes = changes or ()
     step = f"check:trial:{db.name}"
     sink(StepStarted(f"schema trial of {db.name}: dumping the schema", step=step))
     started = time.monotonic()
@@ -743,19 +762,26 @@ def _trial_database(
             source,
             tmp,
         )
-        _client_run(
-            client,
-            "pg_restore",
-            ["--verbose", "--no-tablespaces", "--no-subscriptions", f"--file={script}", str(archive)],
-            None,
-            tmp,
-        )
+        restore = ["--verbose", "--no-tablespaces", "--no-subscriptions", f"--file={script}"]
+        if any(c.omit for c in changes):
+            restore.append(f"--use-list={_remedy_list(client, archive, changes, tmp)}")
+        _client_run(client, "pg_restore", [*restore, str(archive)], None, tmp)
     except StepFailed as exc:
         # One database that cannot be dumped (a privilege on the source) must not hide the others' trial.
         reason = f"not tried: {exc.message}" + (f" ({first_detail(exc)})" if exc.detail else "")
         sink(StepFinished(f"schema trial of {db.name}: {reason}", step=step, ok=False))
         return DatabaseTrial(db.name, 0, time.monotonic() - started, (), error=reason)
-    statements = split_script(script.read_bytes().decode("latin-1"))
+    text = script.read_bytes().decode("latin-1")  # byte for byte: the statements go back as they came
+    remedy_notes: list[str] = []
+    if changes:
+        from pgshift.migrate.remedies import RewriteFailed, rewrite_script
+
+        try:
+            text, applied = rewrite_script(text, changes)
+            remedy_notes += [f"remedy: {a}" for a in applied]
+        except RewriteFailed as exc:
+            remedy_notes.append(f"a remedy could not be applied, so the schema was tried unchanged: {exc}")
+    statements = split_script(text)
     script.unlink()
     archive.unlink()
     missing_roles = frozenset(source_roles) - server.roles
@@ -782,8 +808,21 @@ def _trial_database(
         )
     )
     return DatabaseTrial(
-        db.name, sent, seconds, tuple(judge.result()), tuple(judge.not_tried), tuple(notes + judge.notes)
+        db.name, sent, seconds, tuple(judge.result()), tuple(judge.not_tried), tuple(notes + remedy_notes + judge.notes)
     )
+
+
+def _remedy_list(client: ClientChoice, archive: Path, changes: Sequence[ItemChange], tmp: Path) -> Path:
+    """A use-list of the archive without the items migrate's remedies leave out."""
+    from pgshift.migrate.remedies import omitted_ids, parse_listing, use_list
+    from pgshift.toolchain.clients import run_client
+
+    done = run_client(client, "pg_restore", ["--list", str(archive)], env=base_env(), mounts=[str(tmp)])
+    listing = [line for line in done.stdout.splitlines() if line]
+    skip = omitted_ids(parse_listing(listing), changes)
+    path = archive.with_suffix(".list")
+    path.write_text("\n".join(use_list(listing, skip)) + "\n", encoding="utf-8")
+    return path
 
 
 def _drop_scratch(server: _Server, maintenance: Connection, name: str) -> None:

@@ -162,6 +162,10 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             pg_bins=options.pg_bins,
             sink=sink,
             client=facts.client,
+            # The schema tried on the target before anything is made there, as this run will
+            # restore it: with the remedies' items left out or rewritten.
+            trial=True,
+            remedies={name: rem.items for name, rem in facts.remedies.items()},
         )
     except psycopg.Error as exc:
         raise query_failed(
