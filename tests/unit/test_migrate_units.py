@@ -205,6 +205,19 @@ def test_journal_appends_instead_of_rewriting_and_compacts_on_a_new_attempt(tmp_
     assert final.header["options"] == {"jobs": 4} and final.attempts == 2
 
 
+def test_names_held_undecoded_go_through_the_journal_as_the_same_bytes(tmp_path: Path) -> None:
+    # A LATIN1 database's name read through a UTF8 session: byte 0xdc kept as U+DCDC (session.py).
+    name = "gr\udcdcn"
+    journal = Journal.create(make_private(tmp_path / "run"), {"run_id": "r1", "options": {"databases": [name]}})
+    journal.add_database(name, name, "01-x")
+    journal.role_intended(name)
+    journal.close()
+    assert b"gr\xdcn" in (tmp_path / "run" / "journal.events").read_bytes()
+    again = Journal.load(tmp_path / "run")
+    assert again.header["options"]["databases"] == [name]
+    assert again.database(name) is not None and again.roles_of_run({name}) == {name}
+
+
 def test_a_journal_of_another_schema_version_is_refused_by_name(tmp_path: Path) -> None:
     workdir = make_private(tmp_path / "run")
     (workdir / "journal.json").write_text(json.dumps({"kind": "pgshift-migrate-journal", "schema_version": 1}))
