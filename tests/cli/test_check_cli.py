@@ -41,7 +41,8 @@ def test_clean_source_exits_0_with_a_ready_verdict(fresh_server: Any) -> None:
 
 def test_warnings_exit_1(fresh_server: Any) -> None:
     server = fresh_server(17)
-    server.execute("CREATE UNLOGGED TABLE up (a int) PARTITION BY RANGE (a)")
+    server.execute("CREATE DATABASE app")  # postgres is not moved by default (migrate's -d default)
+    server.execute("CREATE UNLOGGED TABLE up (a int) PARTITION BY RANGE (a)", "app")
     done = pgshift("check", server.conninfo(), "--target-version", "18", "--format", "json")
     assert done.returncode == 1, done.stderr
     doc = json.loads(done.stdout)

@@ -150,3 +150,45 @@ def test_every_knowledge_base_entry_is_a_rule_or_has_a_reason() -> None:
     # A reason for not being a rule names an entry that exists, and is not also a rule.
     assert sorted(set(NOT_RULES) - ids) == []
     assert sorted(set(NOT_RULES) & set(BY_ID)) == []
+
+
+# psql patterns as pg_dump 14-18 turn them into regular expressions (each expectation was checked
+# against pg_dump itself: tests/integration/test_check_filters.py compares whole selections).
+@pytest.mark.parametrize(
+    ("pattern", "name", "schema", "database"),
+    [
+        ("foo", "^(foo)$", None, None),
+        ("Foo", "^(foo)$", None, None),  # unquoted: lower-cased
+        ('"Foo"', "^(Foo)$", None, None),
+        ("*foo*", "^(.*foo.*)$", None, None),
+        ("f?o", "^(f.o)$", None, None),
+        ("s1.foo", "^(foo)$", "^(s1)$", None),
+        ("*.foo", "^(foo)$", "^(.*)$", None),
+        ('"a.b"', "^(a\\.b)$", None, None),  # a quoted dot is part of the name
+        ("x$y", "^(x\\$y)$", None, None),  # $ is always literal
+        ("int[]", "^(int\\[])$", None, None),  # so is []
+        ("foo|bar", "^(foo|bar)$", None, None),  # other regex syntax passes through unquoted
+        ('"x*"', "^(x\\*)$", None, None),
+        ('"a""b"', '^(a"b)$', None, None),
+        ("app.public.foo", "^(foo)$", "^(public)$", "app"),
+        (".foo", "^(foo)$", "^()$", None),
+    ],
+)
+def test_table_patterns_become_pg_dumps_regular_expressions(
+    pattern: str, name: str, schema: str | None, database: str | None
+) -> None:
+    from pgshift.catalog.inventory_check import NamePattern, name_pattern
+
+    assert name_pattern(pattern, tables=True) == NamePattern(name, schema, database)
+
+
+def test_schema_patterns_do_not_split_and_refuse_a_dot_as_pg_dump_does() -> None:
+    from pgshift.catalog.inventory_check import NamePattern, name_pattern
+    from pgshift.errors import UsageError
+
+    assert name_pattern("s?x", tables=False) == NamePattern("^(s.x)$")
+    assert name_pattern('"a.b"', tables=False) == NamePattern("^(a\\.b)$")
+    with pytest.raises(UsageError, match="cross-database"):
+        name_pattern("app.s1", tables=False)
+    with pytest.raises(UsageError, match="too many dotted names"):
+        name_pattern("a.b.c.d", tables=True)

@@ -29,6 +29,7 @@ from pgshift.catalog.cluster import (
     server_info,
 )
 from pgshift.catalog.session import Connection, fetch_all, fetch_one
+from pgshift.errors import UsageError
 
 USER_NAMESPACES: LiteralString = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
 
@@ -387,3 +388,270 @@ def count_matching(conn: Connection, schema: str, table: str, predicate: sql.Com
         cur.execute(query)
         row = cur.fetchone()
     return int(row["n"]) if row else 0
+
+
+# --- what a filtered dump moves (pg_dump -n/-N/-t/-T) --------------------------------------------
+# pg_dump's own selection, redone in one place so that check reports on the objects migrate moves:
+# the same psql patterns turned into the same regular expressions, matched by the same catalog
+# conditions (src/bin/pg_dump/pg_dump.c expand_*_name_patterns, selectDumpable*), on the same
+# search_path (pg_dump matches unqualified table patterns against the visible tables after
+# RESET search_path). Tried against pg_dump 14-18 on 14 and 16 servers (tests/unit/test_check_rules_unit.py
+# and tests/integration/test_check_filters.py compare with pg_dump itself).
+
+# The relkinds -t/-T match: tables, sequences, views, materialized views, foreign and partitioned tables.
+_PATTERN_RELKINDS = ("r", "S", "v", "m", "f", "p")
+
+
+@dataclass(frozen=True)
+class ObjectFilters:
+    """pg_dump's object filters as migrate passes them (psql patterns, each list repeatable)."""
+
+    schemas: tuple[str, ...] = ()  # -n
+    exclude_schemas: tuple[str, ...] = ()  # -N
+    tables: tuple[str, ...] = ()  # -t
+    exclude_tables: tuple[str, ...] = ()  # -T
+
+    def __bool__(self) -> bool:
+        return bool(self.schemas or self.exclude_schemas or self.tables or self.exclude_tables)
+
+    def dump_args(self) -> tuple[str, ...]:
+        """The pg_dump options of these filters, in migrate's order (migrate/planner.py dump_args)."""
+        return (
+            *(f"--schema={p}" for p in self.schemas),
+            *(f"--exclude-schema={p}" for p in self.exclude_schemas),
+            *(f"--table={p}" for p in self.tables),
+            *(f"--exclude-table={p}" for p in self.exclude_tables),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class NamePattern:
+    """A psql pattern as regular expressions over catalog names (``^(...)$``, as pg_dump builds them)."""
+
+    name: str
+    schema: str | None = None  # None: no schema given, so only objects visible on the search_path
+    database: str | None = None  # the literal database part of db.schema.name, if given
+
+
+def name_pattern(pattern: str, *, tables: bool) -> NamePattern:
+    """psql's patternToSQLRegex (fe_utils/string_utils.c) as pg_dump calls it for -t (``tables``) or -n.
+
+    Outside double quotes letters are lower-cased, ``*`` is ``.*``, ``?`` is ``.``; other characters
+    pass through as regular expression syntax except ``$`` and ``[]``, which are literal. Inside
+    double quotes everything is literal (``""`` is one quote). For -t a ``.`` outside quotes separates
+    [database.]schema.table; more dots are pg_dump's "improper relation name". For -n pg_dump does not
+    split at all: any ``.`` outside quotes stops it ("cross-database references are not implemented",
+    tried with pg_dump 14-18), so both are usage errors here.
+    """
+    parts: list[str] = [""]
+    first = ""  # the first part as typed (quotes removed, unquoted letters lower-cased): a database name
+    inquotes = False
+    dots = 0
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        add = ch
+        if ch == '"':
+            if inquotes and pattern[i + 1 : i + 2] == '"':
+                parts[-1] += '"'
+                i += 1
+            else:
+                inquotes = not inquotes
+                add = ""
+        elif not inquotes and "A" <= ch <= "Z":
+            add = ch.lower()
+            parts[-1] += add
+        elif not inquotes and ch == "*":
+            parts[-1] += ".*"
+        elif not inquotes and ch == "?":
+            parts[-1] += "."
+        elif not inquotes and ch == ".":
+            dots += 1
+            add = ""
+            if tables and len(parts) < 3:
+                parts.append("")
+            else:
+                parts[-1] += ch
+        elif ch == "$":
+            parts[-1] += "\\$"
+        else:
+            if (inquotes and ch in "|*+?()[]{}.^$\\") or (ch == "[" and pattern[i + 1 : i + 2] == "]"):
+                parts[-1] += "\\"
+            parts[-1] += ch
+        if dots == 0:
+            first += add
+        i += 1
+    if tables and dots > 2:
+        raise UsageError(
+            f"improper relation name (too many dotted names): {pattern}",
+            hint='--table takes [database.]schema.table; quote a name that holds a dot ("a.b")',
+        )
+    if not tables and dots:
+        raise UsageError(
+            f"--schema/--exclude-schema {pattern}: pg_dump refuses a dot in a schema pattern "
+            "(cross-database references are not implemented)",
+            hint='give the schema alone; quote a schema name that holds a dot ("a.b")',
+        )
+    regexes = [f"^({p})$" for p in parts]
+    if len(regexes) == 1:
+        return NamePattern(regexes[0])
+    if len(regexes) == 2:
+        return NamePattern(regexes[1], schema=regexes[0])
+    return NamePattern(regexes[2], schema=regexes[1], database=first)
+
+
+@dataclass(frozen=True)
+class DumpSelection:
+    """What pg_dump with the filters moves from one database (definitions and data alike)."""
+
+    database: str
+    filters: ObjectFilters
+    relations: frozenset[int]  # pg_class oids of the tables, views, sequences … that are moved
+    schemas: frozenset[str]  # schemas whose other objects (functions, types, operators …) are moved
+    # pg_dump's "include everything", which -n and -t turn off (-N and -T do not): then it leaves out
+    # large objects, event triggers, publications, subscriptions, casts and procedural languages.
+    include_everything: bool
+    errors: tuple[str, ...] = ()  # what makes pg_dump itself fail (a pattern matching nothing …)
+
+    @property
+    def large_objects(self) -> bool:
+        """Whether large objects are moved (pg_dump -b is not among migrate's options)."""
+        return self.include_everything
+
+    def moves_relation(self, oid: int) -> bool:
+        return oid in self.relations
+
+    def moves_schema(self, name: str) -> bool:
+        return name in self.schemas
+
+    def creates_schema(self, name: str) -> bool:
+        """Whether the schema exists on the target: dumped, or public (every new database has it)."""
+        return name == "public" or (not self.filters.tables and name in self.schemas)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "relations": len(self.relations),
+            "schemas": sorted(self.schemas),
+            "include_everything": self.include_everything,
+            "large_objects": self.large_objects,
+            "errors": list(self.errors),
+        }
+
+
+# pg_dump never dumps these schemas (selectDumpableNamespace), whatever the filters say.
+_SYSTEM_SCHEMAS: LiteralString = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'"
+)
+
+
+def _matching(conn: Connection, pattern: NamePattern, *, tables: bool, collate: bool) -> set[int]:
+    # Every name qualified: this session runs on the role's own search_path, as pg_dump's lookup does.
+    # From 12 the regex is matched under the database's collation (pg_dump adds COLLATE pg_catalog.default).
+    coll = sql.SQL(" COLLATE pg_catalog.default" if collate else "")
+    if tables:
+        cond: list[sql.Composable] = [
+            sql.SQL("c.relname OPERATOR(pg_catalog.~) {}{}").format(sql.Literal(pattern.name), coll)
+        ]
+        if pattern.schema is not None:
+            cond.append(sql.SQL("n.nspname OPERATOR(pg_catalog.~) {}{}").format(sql.Literal(pattern.schema), coll))
+        else:
+            cond.append(sql.SQL("pg_catalog.pg_table_is_visible(c.oid)"))
+        query = sql.SQL(
+            "SELECT c.oid FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n "
+            "ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+            'WHERE c.relkind OPERATOR(pg_catalog.=) ANY ({kinds}::pg_catalog."char"[]) AND {cond}'
+        ).format(kinds=sql.Literal(list(_PATTERN_RELKINDS)), cond=sql.SQL(" AND ").join(cond))
+    else:
+        query = sql.SQL(
+            "SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.~) {}{}"
+        ).format(sql.Literal(pattern.name), coll)
+    with conn.cursor() as cur:
+        cur.execute(query)
+        return {int(r["oid"]) for r in cur.fetchall()}
+
+
+def _database_part(pattern: NamePattern, database: str, text: str) -> str | None:
+    if pattern.database is not None and pattern.database != database:
+        return f"cross-database references are not implemented: {text}"
+    return None
+
+
+def dump_selection(conn: Connection, database: str, filters: ObjectFilters) -> DumpSelection:
+    """What ``pg_dump`` with ``filters`` moves from the database of ``conn``.
+
+    ``conn`` must be a session on the role's own search_path (not pgshift's pinned one): unqualified
+    table patterns match the tables visible there, as in pg_dump.
+    """
+    collate = conn.info.server_version >= 120000
+    errors: list[str] = []
+
+    def expand(patterns: tuple[str, ...], *, tables: bool) -> set[int] | None:
+        if not patterns:
+            return None
+        out: set[int] = set()
+        for text in patterns:
+            pattern = name_pattern(text, tables=tables)
+            problem = _database_part(pattern, database, text)
+            if problem:
+                errors.append(problem)
+                continue
+            out |= _matching(conn, pattern, tables=tables, collate=collate)
+        return out
+
+    # In pg_dump's order; it stops at the first error, before dumping anything (without
+    # --strict-names a list of patterns fails only when all of them match nothing).
+    include_schemas = expand(filters.schemas, tables=False)
+    if include_schemas is not None and not include_schemas:
+        errors.append("no matching schemas were found")
+    exclude_schemas = expand(filters.exclude_schemas, tables=False) or set()
+    include_tables = expand(filters.tables, tables=True)
+    if include_tables is not None and not include_tables:
+        errors.append("no matching tables were found")
+    exclude_tables = expand(filters.exclude_tables, tables=True) or set()
+
+    rows = fetch_all(
+        conn,
+        "SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n WHERE " + _SYSTEM_SCHEMAS,
+    )
+    every = {int(r["oid"]): str(r["nspname"]) for r in rows}
+    # selectDumpableNamespace: with -t no schema's contents are dumped (only the tables named);
+    # otherwise -n names the schemas (all by default), and -N takes schemas away.
+    if include_tables is not None:
+        schema_oids: set[int] = set()
+    elif include_schemas is not None:
+        schema_oids = (include_schemas & set(every)) - exclude_schemas
+    else:
+        schema_oids = set(every) - exclude_schemas
+    if include_tables is not None:
+        # selectDumpableTable: -t decides alone (-n/-N do not apply to the tables it names).
+        chosen = include_tables - exclude_tables
+    else:
+        found = fetch_all(
+            conn,
+            "SELECT c.oid FROM pg_catalog.pg_class c "
+            "WHERE c.relnamespace OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.oid[])",
+            (sorted(schema_oids),),
+        )
+        chosen = {int(r["oid"]) for r in found} - exclude_tables
+    # A sequence owned by a moved table is moved with it (pg_dump's getOwnedSeqs), even under -t.
+    owned = fetch_all(
+        conn,
+        "SELECT d.objid AS oid, d.refobjid AS owner FROM pg_catalog.pg_depend d "
+        "JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) d.objid "
+        "WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+        "AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+        "AND s.relkind OPERATOR(pg_catalog.=) 'S' AND d.deptype OPERATOR(pg_catalog.=) ANY ('{a,i}')",
+    )
+    chosen |= {int(r["oid"]) for r in owned if int(r["owner"]) in chosen}
+    return DumpSelection(
+        database=database,
+        filters=filters,
+        relations=frozenset(chosen),
+        schemas=frozenset(every[o] for o in schema_oids if o in every),
+        include_everything=not (filters.schemas or filters.tables),
+        errors=tuple(errors[:1]),
+    )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pgshift.events import EventSink, discard
 
 if TYPE_CHECKING:
-    from pgshift.catalog.inventory_check import SourceInventory, TargetInventory
+    from pgshift.catalog.inventory_check import DumpSelection, ObjectFilters, SourceInventory, TargetInventory
     from pgshift.checks.trial import TrialReport
     from pgshift.conninfo import Endpoint, ResolvedEndpoint
     from pgshift.migrate.plan import ItemChange
@@ -142,6 +142,26 @@ class Estimates:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """What the checked move carries: migrate's -d/-D/--rename and pg_dump's -n/-N/-t/-T."""
+
+    databases: tuple[str, ...]  # the source databases checked (migrate's default: all but postgres and templates)
+    exclude_databases: tuple[str, ...]
+    renames: Mapping[str, str]  # source name -> name on the target
+    filters: ObjectFilters
+    per_database: tuple[DumpSelection, ...] = ()  # what the object filters select in each database
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "databases": list(self.databases),
+            "exclude_databases": list(self.exclude_databases),
+            "renames": dict(self.renames),
+            "filters": self.filters.as_dict(),
+            "per_database": [d.as_dict() for d in self.per_database],
+        }
+
+
+@dataclass(frozen=True)
 class CheckReport:
     source: SourceInventory
     target: TargetInventory | None
@@ -154,6 +174,7 @@ class CheckReport:
     rules_run: tuple[str, ...] = field(default=())
     seconds: float = 0.0
     trial: TrialReport | None = None  # the schema trial; None with --no-trial
+    selection: Selection | None = None  # the databases and objects checked (what the move carries)
 
     @property
     def blockers(self) -> tuple[Finding, ...]:
@@ -213,6 +234,7 @@ class CheckReport:
             "findings": [f.as_dict() for f in self.findings],
             "skipped": [s.as_dict() for s in self.skipped],
             "trial": self.trial.as_dict() if self.trial is not None else None,
+            "selection": self.selection.as_dict() if self.selection is not None else None,
         }
 
 
@@ -229,12 +251,18 @@ def run_check(
     client: ClientChoice | None = None,
     trial: bool = False,
     remedies: Mapping[str, Sequence[ItemChange]] | None = None,
+    exclude_databases: Sequence[str] = (),
+    renames: Mapping[str, str] | None = None,
+    filters: ObjectFilters | None = None,
 ) -> CheckReport:
     """Inventory both servers and run every rule that applies; change nothing on either.
 
-    ``databases=None`` checks every database of the source that allows connections (templates
-    excluded, postgres included). Without ``target``, ``target_version`` (default: the newest
-    known major) names the planned major and the target-side rules are reported as skipped.
+    The databases and objects are those ``pgshift migrate`` moves with the same options:
+    ``databases`` (default: every database but postgres and the templates) minus ``exclude_databases``;
+    ``renames`` (source name -> target name) for the target-side rules; ``filters`` (pg_dump's
+    -n/-N/-t/-T patterns): findings on objects the filters leave out are not reported.
+    Without ``target``, ``target_version`` (default: the newest known major) names the planned major
+    and the target-side rules are reported as skipped.
     Resolved endpoints and a ``client`` choice (migrate's preflight) are used as they are.
 
     ``trial`` runs the schema trial after the rules (``checks.trial``): the source's schema is restored
@@ -258,12 +286,23 @@ def run_check(
             sink=sink,
             work_dir=work_dir,
             chosen_client=client,
+            exclude_databases=exclude_databases,
+            renames=renames,
+            filters=filters,
         )
     except psycopg.Error as exc:
         raise query_failed("check could not read the servers", exc) from None
     if not trial:
         return report
-    return _with_trial(report, source, target, sink=sink, work_dir=work_dir, dump_args=(), remedies=remedies)
+    return _with_trial(
+        report,
+        source,
+        target,
+        sink=sink,
+        work_dir=work_dir,
+        dump_args=filters.dump_args() if filters else (),
+        remedies=remedies,
+    )
 
 
 def _with_trial(
@@ -319,6 +358,7 @@ __all__ = [
     "ClientAdvice",
     "Estimates",
     "Finding",
+    "Selection",
     "Severity",
     "Skipped",
     "run_check",

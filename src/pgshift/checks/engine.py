@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +14,7 @@ from pgshift import paths
 from pgshift.catalog import inventory_check as inv
 from pgshift.catalog.cluster import ServerInfo
 from pgshift.catalog.session import SAFE_OPTIONS, Connection, resolve, session
-from pgshift.checks import CheckReport, ClientAdvice, Estimates, Finding, Skipped
+from pgshift.checks import CheckReport, ClientAdvice, Estimates, Finding, Selection, Skipped
 from pgshift.checks.rule import Context, Hit, Rule, Scope
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
 from pgshift.errors import PgshiftError, UnknownDatabase, UsageError
@@ -34,6 +34,9 @@ from pgshift.version import (
 # in the database's own encoding, decoded by the catalog session (SQL_ASCII included, see session.py):
 # forcing UTF8 made a SQL_ASCII server validate its bytes and refuse any that were not UTF-8.
 _OPTIONS = SAFE_OPTIONS + " -c default_transaction_read_only=on"
+# The session that finds what -t/-T patterns match runs on the role's own search_path, as pg_dump's
+# lookup does (it resets search_path for it): unqualified patterns match the tables visible there.
+_SELECTION_OPTIONS = "-c statement_timeout=0 -c lock_timeout=10000 -c default_transaction_read_only=on"
 
 
 def _client_advice(
@@ -47,6 +50,8 @@ def _client_advice(
     superuser: bool,
     work_dir: Path,
     chosen: ClientChoice | None = None,
+    filters: inv.ObjectFilters | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> ClientAdvice:
     if chosen is not None:  # the caller (migrate's preflight) chose already, Docker included
         choice = chosen
@@ -66,7 +71,9 @@ def _client_advice(
         reason=choice.reason,
         warnings=choice.warnings,
         dump_flags=choice.dump_flags,
-        commands=manual_commands(choice, src, tgt, databases, jobs, superuser, work_dir),
+        commands=manual_commands(
+            choice, src, tgt, databases, jobs, superuser, work_dir, filters=filters, renames=renames
+        ),
         choice=choice,
     )
 
@@ -79,6 +86,9 @@ def manual_commands(
     jobs: int,
     superuser: bool,
     work_dir: Path,
+    *,
+    filters: inv.ObjectFilters | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> tuple[str, ...]:
     """The commands a DBA would type for the same move (passwords come from PGPASSWORD/.pgpass)."""
     import shlex
@@ -88,7 +98,8 @@ def manual_commands(
 
     target_db = tgt.child_conninfo("postgres") if tgt is not None else "host=TARGET dbname=postgres"
     tgt_postgres = target_db
-    flags = " ".join(choice.dump_flags)
+    flags = " ".join([*choice.dump_flags, *(q(a) for a in (filters.dump_args() if filters else ()))])
+    renames = renames or {}
     lines = [
         f"# clients: PostgreSQL {choice.version} ({choice.where}); set PGPASSWORD or use ~/.pgpass",
         f"mkdir -p {q(str(work_dir))}",
@@ -105,11 +116,19 @@ def manual_commands(
             + (f" {flags}" if flags else "")
             + f" --dbname={q(src.child_conninfo(db))} --file={q(str(archive))}"
         )
-        if db == "postgres":
+        if db == "postgres" and db not in renames:
             # postgres exists on every server: restore into it rather than creating it.
             lines.append(
                 f"{q(choice.program('pg_restore'))} --jobs={jobs} --dbname={q(tgt_postgres)} {q(str(archive))}"
             )
+        elif db in renames:
+            # --create would name the database as on the source: create the new name, restore into it.
+            new = renames[db]
+            new_db = tgt.child_conninfo(new) if tgt is not None else f"host=TARGET dbname={new}"
+            create = f"CREATE DATABASE {_ident(new)} TEMPLATE template0"
+            lines.append(f"{q(choice.program('psql'))} -X --dbname={q(target_db)} -c {q(create)}")
+            restore = q(choice.program("pg_restore"))
+            lines.append(f"{restore} --exit-on-error --jobs={jobs} --dbname={q(new_db)} {q(str(archive))}")
         else:
             lines.append(
                 f"{q(choice.program('pg_restore'))} --create --exit-on-error --jobs={jobs}"
@@ -118,6 +137,10 @@ def manual_commands(
     vacuumdb = str(Path(choice.program("psql")).with_name("vacuumdb")) if choice.installation else "vacuumdb"
     lines.append(f"{q(vacuumdb)} --all --analyze-in-stages --dbname={q(target_db)}")
     return tuple(lines)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _estimates(
@@ -196,8 +219,20 @@ def run(
     sink: EventSink = discard,
     work_dir: Path | None = None,
     chosen_client: ClientChoice | None = None,
+    exclude_databases: Sequence[str] = (),
+    renames: Mapping[str, str] | None = None,
+    filters: inv.ObjectFilters | None = None,
 ) -> CheckReport:
     from pgshift.checks.rules import ALL_RULES
+
+    renames = dict(renames or {})
+    filters = filters if filters else None  # no filter given: nothing to select
+    if filters is not None:
+        # Patterns pg_dump refuses whatever the database (too many dots …) are usage errors, before connecting.
+        for text in (*filters.schemas, *filters.exclude_schemas):
+            inv.name_pattern(text, tables=False)
+        for text in (*filters.tables, *filters.exclude_tables):
+            inv.name_pattern(text, tables=True)
 
     started = time.monotonic()
     if jobs < 1:
@@ -244,7 +279,17 @@ def run(
             else:
                 tmajor = Major(target_version if target_version is not None else NEWEST_KNOWN_MAJOR)
 
-            wanted = _databases_to_check(source_inv, databases)
+            wanted = _databases_to_check(source_inv, databases, exclude_databases)
+            unknown = [r for r in renames if r not in wanted]
+            if unknown:
+                raise UsageError(
+                    f"--rename names {', '.join(repr(u) for u in unknown)}, which is not among the databases to move",
+                    hint="rename only databases the move includes (see --database / --exclude-database)",
+                )
+            targets = list(renames.values())
+            dupes = sorted({t for t in targets if targets.count(t) > 1})
+            if dupes:
+                raise UsageError(f"--rename maps several databases to {', '.join(dupes)}")
             client = _client_advice(
                 src,
                 tgt,
@@ -256,6 +301,8 @@ def run(
                 source_inv.privileges.superuser,
                 work_dir,
                 chosen=chosen_client,
+                filters=filters,
+                renames=renames,
             )
 
             applicable = [r for r in ALL_RULES if r.applies(source_major, tmajor)]
@@ -270,8 +317,14 @@ def run(
             db_rules = [r for r in runnable if r.scope is Scope.DATABASE]
             done = iter(range(1, len(wanted) + 1))
 
-            def check_database(item: tuple[int, str]) -> tuple[inv.DatabaseInventory, list[Finding]]:
+            def check_database(
+                item: tuple[int, str],
+            ) -> tuple[inv.DatabaseInventory, inv.DumpSelection | None, list[Finding]]:
                 i, db = item
+                selection = None
+                if filters is not None:
+                    with session(src, db, options=_SELECTION_OPTIONS) as own_path:
+                        selection = inv.dump_selection(own_path, db, filters)
                 with session(src, db, options=_OPTIONS) as conn:
                     dbi = inv.database_inventory(conn, db)
                     ctx = Context(
@@ -285,22 +338,34 @@ def run(
                         db_inventory=dbi,
                         target_conn=tconn,
                         first_database=i == 0,
+                        selection=selection,
+                        renames=renames,
                     )
                     found = _run_rules(db_rules, ctx, sink, skipped)
                 sink(StepProgress(f"checked {db}", step="check:databases", completed=next(done), total=len(wanted)))
-                return dbi, found
+                return dbi, selection, found
 
             # Databases are checked in parallel, up to --jobs sessions (the move would use as many).
             workers = max(1, min(jobs, 4, len(wanted)))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgshift-check") as pool:
                 results = list(pool.map(check_database, enumerate(wanted)))
-            checked = [dbi for dbi, _ in results]
-            findings: list[Finding] = [f for _, found in results for f in found]
+            checked = [dbi for dbi, _, _ in results]
+            selections = tuple(sel for _, sel, _ in results if sel is not None)
+            findings: list[Finding] = [f for _, _, found in results for f in found]
             sink(StepFinished("databases checked", step="check:databases"))
             source_inv = replace(source_inv, checked=tuple(checked))
             estimates = _estimates(source_inv, target_inv, jobs, work_dir)
             ctx = Context(
-                source_inv, target_inv, tmajor, main, None, client, jobs, estimates=estimates, target_conn=tconn
+                source_inv,
+                target_inv,
+                tmajor,
+                main,
+                None,
+                client,
+                jobs,
+                estimates=estimates,
+                target_conn=tconn,
+                renames=renames,
             )
             findings = _run_rules([r for r in runnable if r.scope is Scope.CLUSTER], ctx, sink, skipped) + findings
 
@@ -317,6 +382,13 @@ def run(
         estimates=estimates,
         rules_run=tuple(r.id for r in runnable),
         seconds=time.monotonic() - started,
+        selection=Selection(
+            databases=tuple(wanted),
+            exclude_databases=tuple(exclude_databases),
+            renames=renames,
+            filters=filters or inv.ObjectFilters(),
+            per_database=selections,
+        ),
     )
 
 
@@ -326,7 +398,8 @@ def _run_rules(rules: list[Rule], ctx: Context, sink: EventSink, skipped: list[S
     out: list[Finding] = []
     for rule in rules:
         try:
-            out += _to_findings(rule, rule.run(ctx))
+            # Only what the move carries: objects the object filters leave out are no hazard of it.
+            out += _to_findings(rule, [hit for hit in rule.run(ctx) if ctx.moves(hit)])
         except psycopg.Error as exc:
             # One rule's query failing (a privilege, an unexpected catalog) must not hide the others.
             where = f" in database {ctx.database}" if ctx.database else ""
@@ -341,18 +414,24 @@ def _run_rules(rules: list[Rule], ctx: Context, sink: EventSink, skipped: list[S
     return out
 
 
-def _databases_to_check(source: inv.SourceInventory, databases: Sequence[str] | None) -> list[str]:
+def _databases_to_check(
+    source: inv.SourceInventory, databases: Sequence[str] | None, exclude: Sequence[str] = ()
+) -> list[str]:
+    """migrate's choice (migrate/preflight.py): the databases named, else every database but postgres
+    and the templates; minus the excluded ones; those that refuse connections are left out (named ones
+    are an error), datallowconn-false reports them."""
     connectable = [d.name for d in source.databases if d.allow_connections and not d.is_template and d.connlimit != -2]
-    if databases is None:
-        return connectable
+    excluded = set(exclude)
+    if not databases:
+        return [name for name in connectable if name != "postgres" and name not in excluded]
     known = {d.name: d for d in source.databases}
     missing = [name for name in databases if name not in known]
     if missing:
         raise UnknownDatabase(missing, (d.name for d in source.databases if not d.is_template))
     for name in databases:
-        if name not in connectable:
+        if name not in connectable and name not in excluded:
             raise UsageError(
                 f"database {name!r} does not accept connections (a template, or datallowconn = false)",
                 hint="leave it out, or ALTER DATABASE ... ALLOW_CONNECTIONS true",
             )
-    return list(dict.fromkeys(databases))
+    return [name for name in dict.fromkeys(databases) if name not in excluded]

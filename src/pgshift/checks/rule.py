@@ -8,7 +8,7 @@ beside its metadata; they run it through ``pgshift.catalog.session``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, LiteralString
@@ -17,7 +17,7 @@ from pgshift.catalog.session import Connection, fetch_all
 from pgshift.checks import ClientAdvice, Estimates, Severity
 
 if TYPE_CHECKING:
-    from pgshift.catalog.inventory_check import DatabaseInventory, SourceInventory, TargetInventory
+    from pgshift.catalog.inventory_check import DatabaseInventory, DumpSelection, SourceInventory, TargetInventory
 
 ANY_MAJOR = 99
 
@@ -46,6 +46,12 @@ class Hit:
     severity: Severity | None = None  # overrides the rule's severity for this hit
     remediation: str | None = None  # the fix for this object, when it can be spelled out exactly
     remedy: str | None = None  # overrides the rule's remedy for this hit
+    # Where the object lives, for the move's object filters (-n/-N/-t/-T): a hit is reported only when
+    # the move carries it. ``relation``: the pg_class oid of the table (view, sequence …) it belongs to;
+    # ``schema``: the schema of an object that is no table (function, type, operator …). Neither: the
+    # hit is about the database or the cluster and always reported.
+    relation: int | None = None
+    schema: str | None = None
 
 
 @dataclass
@@ -65,6 +71,21 @@ class Context:
     target_conn: Connection | None = None  # a session on the target's maintenance database
     first_database: bool = False  # database-scope rules report cluster-wide facts only once
     cache: dict[str, Any] = field(default_factory=dict)
+    # What the move carries from this database under -n/-N/-t/-T; None: everything (no filters).
+    selection: DumpSelection | None = None
+    renames: Mapping[str, str] = field(default_factory=dict)  # source database -> its name on the target (--rename)
+
+    def target_name(self, database: str) -> str:
+        """The name the move gives a source database on the target."""
+        return self.renames.get(database, database)
+
+    def moves(self, hit: Hit) -> bool:
+        """Whether the move carries the object of ``hit`` (always, without object filters)."""
+        if self.selection is None:
+            return True
+        if hit.relation is not None and not self.selection.moves_relation(hit.relation):
+            return False
+        return hit.schema is None or self.selection.moves_schema(hit.schema)
 
     @property
     def source_major(self) -> int:
@@ -117,7 +138,19 @@ class Rule:
             values: dict[str, Any] = {k: ("" if v is None else v) for k, v in row.items()}
             values.setdefault("database", ctx.database or "")
             fix = self.fix.format(**values) if self.fix else None
-            hits.append(Hit(str(row["object"]), self.message.format(**values), ctx.database, remediation=fix))
+            # A query names where its object lives with the columns relid (a pg_class oid) and
+            # schema_name (the schema of an object that is no table), for the move's object filters.
+            relid = row.get("relid")
+            hits.append(
+                Hit(
+                    str(row["object"]),
+                    self.message.format(**values),
+                    ctx.database,
+                    remediation=fix,
+                    relation=int(relid) if relid is not None else None,
+                    schema=row.get("schema_name"),
+                )
+            )
         return hits
 
     @property

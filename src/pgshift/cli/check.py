@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pgshift.catalog.inventory_check import ObjectFilters
 from pgshift.checks import run_check
 from pgshift.checks.rules import ALL_RULES
 from pgshift.cli.common import (
@@ -30,20 +31,36 @@ from pgshift.cli.common import (
     stdout_console,
     write_output,
 )
+from pgshift.cli.declared import GivenOptions, declared_command
 from pgshift.cli.help import usage
 from pgshift.conninfo import Endpoint
 from pgshift.errors import UsageError
+from pgshift.migrate.options import CLI_OPTIONS
 from pgshift.report.check import json_document, render_console, render_html, render_markdown
 from pgshift.version import NEWEST_KNOWN_MAJOR, parse_major
+
+# What the move carries, spelled and documented as migrate's own options (migrate/options.py): check
+# reports the hazards of the move the same options would run.
+_SELECTION_FIELDS = (
+    "databases",
+    "exclude_databases",
+    "renames",
+    "schemas",
+    "exclude_schemas",
+    "tables",
+    "exclude_tables",
+)
+SELECTION_OPTIONS = tuple(o for o in CLI_OPTIONS if o.field in _SELECTION_FIELDS)
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "check",
         cls=usage("[OPTION]... SOURCE [TARGET]", "--list-rules [--json | --format markdown] [--output FILE]"),
-        help="Report every hazard of moving SOURCE to TARGET (or to --target-version N) without changing either. "
+        help="Report every hazard of moving SOURCE to TARGET (or to --target-version N) without changing either; "
+        "the databases and objects are those pgshift migrate moves with the same -d/-D/--rename/-n/-N/-t/-T. "
         "Exit 0: nothing above info; 1: warnings; 2: blockers; 3: cannot connect; 4: toolchain; 64: usage.",
-    )(check)
+    )(declared_command(check, SELECTION_OPTIONS))
 
 
 def check(
@@ -57,6 +74,7 @@ def check(
             metavar="TARGET", help=conninfo_help("target", "Optional: without it, check against --target-version.")
         ),
     ] = None,
+    *,
     target_version: Annotated[
         str | None,
         typer.Option(
@@ -66,10 +84,8 @@ def check(
             f"(default without TARGET: {NEWEST_KNOWN_MAJOR}, the newest pgshift knows).",
         ),
     ] = None,
-    database: Annotated[
-        list[str] | None,
-        typer.Option("--database", "-d", metavar="NAME", help="Check only this database (repeatable). Default: all."),
-    ] = None,
+    # The move's selection: migrate's -d/-D/--rename/-n/-N/-t/-T (SELECTION_OPTIONS).
+    declared: GivenOptions,
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", metavar="N", parser=at_least_one, help="Parallel jobs the move would use.")
     ] = 2,
@@ -106,6 +122,7 @@ def check(
     if source is None:
         raise UsageError("missing SOURCE", hint="usage: pgshift check [OPTION]... SOURCE [TARGET] (or --list-rules)")
     major = parse_major(target_version) if target_version is not None else None
+    chosen = declared.values()  # refuses a malformed --rename
     src = Endpoint.parse(source, "source")
     tgt = Endpoint.parse(target, "target") if target is not None else None
     with progress_sink(quiet=quiet or fmt is not OutputFormat.console, verbose=verbose) as sink:
@@ -113,7 +130,12 @@ def check(
             src,
             tgt,
             target_version=major,
-            databases=database,
+            databases=chosen["databases"] or None,
+            exclude_databases=chosen["exclude_databases"],
+            renames=chosen["renames"],
+            filters=ObjectFilters(
+                chosen["schemas"], chosen["exclude_schemas"], chosen["tables"], chosen["exclude_tables"]
+            ),
             jobs=jobs,
             pg_bins=pg_bin or [],
             sink=sink,

@@ -46,7 +46,8 @@ def _user_collations(ctx: Context) -> Iterator[Hit]:
     rows = fetch_all(
         ctx.conn,
         """
-        SELECT c.oid::regcollation::text AS object, c.collcollate, c.collprovider::text AS provider
+        SELECT c.oid::regcollation::text AS object, c.collcollate, c.collprovider::text AS provider,
+               (SELECT n.nspname FROM pg_namespace n WHERE n.oid = c.collnamespace) AS schema
         FROM pg_collation c WHERE c.oid >= 16384
         AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_collation'::regclass
                         AND d.objid = c.oid AND d.deptype = 'e')
@@ -54,18 +55,27 @@ def _user_collations(ctx: Context) -> Iterator[Hit]:
         """
         if ctx.source_major >= 13  # regcollation appeared in 13
         else """
-        SELECT n.nspname || '.' || c.collname AS object, c.collcollate, c.collprovider::text AS provider
+        SELECT n.nspname || '.' || c.collname AS object, c.collcollate, c.collprovider::text AS provider,
+               n.nspname AS schema
         FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid >= 16384
         ORDER BY 1
         """,
     )
     target_has_icu = any(c.endswith("-x-icu") for c in ctx.target.collations)
     libc = {f"collation {r['object']}": r["collcollate"] for r in rows if r["provider"] == "c"}
+    schema = {f"collation {r['object']}": r["schema"] for r in rows}
     for obj, loc in missing_locales(libc, set(ctx.target.locales)):
-        yield Hit(obj, f"{obj} uses the locale {loc}, which the target server does not have", ctx.database)
+        yield Hit(
+            obj, f"{obj} uses the locale {loc}, which the target server does not have", ctx.database, schema=schema[obj]
+        )
     for r in rows:
         if r["provider"] == "i" and not target_has_icu:
-            yield Hit(r["object"], f"collation {r['object']} is an ICU collation; the target has no ICU", ctx.database)
+            yield Hit(
+                r["object"],
+                f"collation {r['object']} is an ICU collation; the target has no ICU",
+                ctx.database,
+                schema=r["schema"],
+            )
 
 
 LOCALE_AVAILABILITY = Rule(
@@ -239,8 +249,16 @@ TABLESPACES = Rule(
 )
 
 
+def _everything(ctx: Context) -> bool:
+    """Whether the move carries the database-wide objects pg_dump -n/-t leave out (event triggers,
+    publications, subscriptions, large objects)."""
+    return ctx.selection is None or ctx.selection.include_everything
+
+
 def _subscriptions(ctx: Context) -> Iterator[Hit]:
     assert ctx.db_inventory is not None
+    if not _everything(ctx):
+        return
     for name in ctx.db_inventory.subscriptions:
         yield Hit(
             name,
@@ -267,14 +285,28 @@ SUBSCRIPTIONS = Rule(
 def _large_objects(ctx: Context) -> Iterator[Hit]:
     assert ctx.db_inventory is not None
     n = ctx.db_inventory.large_objects
-    if n:
+    if not n:
+        return
+    if ctx.selection is not None and not ctx.selection.large_objects:
+        # pg_dump 10-18: large objects come only with "include everything" dumps, which -n/-t end
+        # (-N and -T keep them; tried with pg_dump 14-18, tests/integration/test_check_filters.py).
         yield Hit(
             ctx.database,
-            f"database {ctx.database} has {n} large object(s): included in whole-database dumps only (not with "
-            "-n/-t/--schema-only); many of them make pg_dump/pg_restore slow",
+            f"database {ctx.database} has {n} large object(s), which the move leaves out: pg_dump does not dump "
+            "large objects when --schema or --table is given",
             ctx.database,
-            Severity.WARNING if n >= 100_000 else None,
+            Severity.WARNING,
+            remediation="Select with --exclude-schema/--exclude-table instead of --schema/--table (large objects "
+            "then come along), or move them separately.",
         )
+        return
+    yield Hit(
+        ctx.database,
+        f"database {ctx.database} has {n} large object(s): the move carries them"
+        + ("; this many make pg_dump/pg_restore slow and memory-hungry" if n >= 100_000 else ""),
+        ctx.database,
+        Severity.WARNING if n >= 100_000 else None,
+    )
 
 
 LARGE_OBJECTS = Rule(
@@ -282,15 +314,18 @@ LARGE_OBJECTS = Rule(
     title="Large objects",
     severity=Severity.INFO,
     changed_in="pg_dump behaviour (17 batches large objects)",
-    what_happens="Large objects are dumped with whole databases but not by selective dumps (-n, -t, "
-    "--schema-only), silently; millions of them make dump and restore slow and memory-hungry.",
+    what_happens="Large objects are dumped with whole databases, and with -N/-T, but not when --schema or "
+    "--table is given (pg_dump without -b), silently; millions of them make dump and restore slow and "
+    "memory-hungry.",
     remediation="Keep whole-database dumps (pgshift does) or add --large-objects to selective ones; allow time.",
     detect=_large_objects,
-    verified="14",
+    verified="pg_dump 14-18: left out with -n/-t, kept with -N/-T, -b/-B as documented",
 )
 
 
 def _event_triggers(ctx: Context) -> Iterator[Hit]:
+    if not _everything(ctx):
+        return  # pg_dump -n/-t dump no event triggers
     for r in fetch_all(ctx.conn, "SELECT evtname AS object, evtevent FROM pg_event_trigger ORDER BY 1"):
         if r["evtevent"] == "login":
             yield Hit(

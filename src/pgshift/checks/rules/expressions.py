@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, LiteralString
 
 from pgshift.catalog.session import fetch_all
@@ -16,51 +17,61 @@ from pgshift.checks.rule import Context, Hit, Query, Rule
 # expression trees are scanned. prosqlbody exists from 14 (to_jsonb keeps the query version-free).
 _CATALOG_REFS: LiteralString = """
 WITH exprs AS (
-  SELECT 'view/rule ' || ev_class::regclass::text AS obj, ev_action::text AS t FROM pg_rewrite WHERE oid >= 16384
+  SELECT 'view/rule ' || ev_class::regclass::text AS obj, ev_class AS relid, NULL::text AS nsp, ev_action::text AS t
+            FROM pg_rewrite WHERE oid >= 16384
   UNION ALL SELECT 'default ' || adrelid::regclass::text || '.' || (SELECT quote_ident(attname) FROM pg_attribute
-                   WHERE attrelid = adrelid AND attnum = adnum), adbin::text FROM pg_attrdef WHERE adrelid >= 16384
-  UNION ALL SELECT 'constraint ' || conname || COALESCE(' on ' || NULLIF(conrelid, 0)::regclass::text, ''),
-                   conbin::text FROM pg_constraint WHERE conbin IS NOT NULL AND oid >= 16384
-  UNION ALL SELECT 'index ' || indexrelid::regclass::text, coalesce(indexprs::text, '') || coalesce(indpred::text, '')
+                   WHERE attrelid = adrelid AND attnum = adnum), adrelid, NULL, adbin::text
+            FROM pg_attrdef WHERE adrelid >= 16384
+  UNION ALL SELECT 'constraint ' || c.conname || COALESCE(' on ' || NULLIF(c.conrelid, 0)::regclass::text, ''),
+                   NULLIF(c.conrelid, 0), CASE WHEN c.conrelid = 0 THEN n.nspname END, c.conbin::text
+            FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+            WHERE c.conbin IS NOT NULL AND c.oid >= 16384
+  UNION ALL SELECT 'index ' || indexrelid::regclass::text, indrelid, NULL,
+                   coalesce(indexprs::text, '') || coalesce(indpred::text, '')
             FROM pg_index WHERE indexrelid >= 16384 AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
-  UNION ALL SELECT 'policy ' || polname || ' on ' || polrelid::regclass::text,
+  UNION ALL SELECT 'policy ' || polname || ' on ' || polrelid::regclass::text, polrelid, NULL,
                    coalesce(polqual::text, '') || coalesce(polwithcheck::text, '') FROM pg_policy
-  UNION ALL SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text, tgqual::text
+  UNION ALL SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text, tgrelid, NULL, tgqual::text
             FROM pg_trigger WHERE tgqual IS NOT NULL
-  UNION ALL SELECT 'function ' || p.oid::regprocedure::text, to_jsonb(p) ->> 'prosqlbody' FROM pg_proc p
+  UNION ALL SELECT 'function ' || p.oid::regprocedure::text, NULL, n.nspname, to_jsonb(p) ->> 'prosqlbody'
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE p.oid >= 16384 AND to_jsonb(p) ->> 'prosqlbody' IS NOT NULL
 ), refs AS (
-  SELECT obj, 'operator' AS kind, m[1]::oid AS ref FROM exprs, regexp_matches(t, ':opno (\\d+)', 'g') m
-  UNION ALL SELECT obj, 'function', m[1]::oid
+  SELECT obj, relid, nsp, 'operator' AS kind, m[1]::oid AS ref FROM exprs, regexp_matches(t, ':opno (\\d+)', 'g') m
+  UNION ALL SELECT obj, relid, nsp, 'function', m[1]::oid
             FROM exprs, regexp_matches(t, ':(?:funcid|aggfnoid|winfnoid) (\\d+)', 'g') m
-  UNION ALL SELECT obj, 'type', m[1]::oid
+  UNION ALL SELECT obj, relid, nsp, 'type', m[1]::oid
             FROM exprs, regexp_matches(t, ':(?:consttype|vartype|resulttype|funcresulttype) (\\d+)', 'g') m
-  UNION ALL SELECT 'column ' || a.attrelid::regclass::text || '.' || quote_ident(a.attname), 'type', a.atttypid
+  UNION ALL SELECT 'column ' || a.attrelid::regclass::text || '.' || quote_ident(a.attname), a.attrelid, NULL, 'type',
+                   a.atttypid
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.oid >= 16384 AND c.relkind IN ('r', 'p', 'm', 'c', 'f') AND a.attnum > 0 AND NOT a.attisdropped
               AND c.relnamespace <> 'information_schema'::regnamespace
 )
-SELECT kind,
+SELECT DISTINCT kind,
        CASE kind WHEN 'operator' THEN ref::regoperator::text
                  WHEN 'function' THEN ref::regprocedure::text
                  ELSE ref::regtype::text END AS signature,
-       array_agg(DISTINCT obj ORDER BY obj) AS objects
+       obj, relid, nsp
 FROM refs WHERE ref < 16384 AND ref <> 0
-GROUP BY 1, 2 ORDER BY 1, 2
+ORDER BY 1, 2, 3
 """
 
 # User objects that use operators of hstore/cube/intarray/seg named @ or ~ (removed in 14).
 _EXTENSION_CONTAINMENT_REFS: LiteralString = """
 WITH exprs AS (
-  SELECT 'view/rule ' || ev_class::regclass::text AS obj, ev_action::text AS t FROM pg_rewrite WHERE oid >= 16384
-  UNION ALL SELECT 'index ' || indexrelid::regclass::text, coalesce(indexprs::text, '') || coalesce(indpred::text, '')
+  SELECT 'view/rule ' || ev_class::regclass::text AS obj, ev_class AS relid, ev_action::text AS t
+            FROM pg_rewrite WHERE oid >= 16384
+  UNION ALL SELECT 'index ' || indexrelid::regclass::text, indrelid,
+                   coalesce(indexprs::text, '') || coalesce(indpred::text, '')
             FROM pg_index WHERE indexrelid >= 16384 AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
-  UNION ALL SELECT 'constraint ' || conname, conbin::text FROM pg_constraint WHERE conbin IS NOT NULL
-  UNION ALL SELECT 'default ' || adrelid::regclass::text, adbin::text FROM pg_attrdef
+  UNION ALL SELECT 'constraint ' || conname, NULLIF(conrelid, 0), conbin::text FROM pg_constraint
+            WHERE conbin IS NOT NULL
+  UNION ALL SELECT 'default ' || adrelid::regclass::text, adrelid, adbin::text FROM pg_attrdef
 ), refs AS (
-  SELECT obj, m[1]::oid AS ref FROM exprs, regexp_matches(t, ':opno (\\d+)', 'g') m
+  SELECT obj, relid, m[1]::oid AS ref FROM exprs, regexp_matches(t, ':opno (\\d+)', 'g') m
 )
-SELECT DISTINCT r.obj, o.oid::regoperator::text AS signature, e.extname
+SELECT DISTINCT r.obj, r.relid, o.oid::regoperator::text AS signature, e.extname
 FROM refs r JOIN pg_operator o ON o.oid = r.ref
 JOIN pg_depend d ON d.classid = 'pg_operator'::regclass AND d.objid = o.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid
@@ -76,10 +87,27 @@ _REMOVED_IN_14 = re.compile(
 _REMOVED_TYPES_12 = re.compile(r"^(abstime|reltime|tinterval)(\[\])?$")
 
 
+@dataclass(frozen=True)
+class _User:
+    """A user object of a built-in, and where it lives (for the move's object filters)."""
+
+    name: str
+    relation: int | None
+    schema: str | None
+
+
 def catalog_refs(ctx: Context) -> list[dict[str, Any]]:
-    """The scan, once per database (several rules read it)."""
+    """The scan, once per database (several rules read it): one row per built-in (kind, signature)
+    with ``objects``, the user objects that use it."""
     if "catalog_refs" not in ctx.cache:
-        ctx.cache["catalog_refs"] = fetch_all(ctx.conn, _CATALOG_REFS)
+        grouped: dict[tuple[str, str], list[_User]] = {}
+        for r in fetch_all(ctx.conn, _CATALOG_REFS):
+            grouped.setdefault((r["kind"], r["signature"]), []).append(
+                _User(r["obj"], int(r["relid"]) if r["relid"] is not None else None, r["nsp"])
+            )
+        ctx.cache["catalog_refs"] = [
+            {"kind": kind, "signature": signature, "objects": users} for (kind, signature), users in grouped.items()
+        ]
     rows: list[dict[str, Any]] = ctx.cache["catalog_refs"]
     return rows
 
@@ -133,12 +161,14 @@ def _missing_on_target(ctx: Context) -> Iterator[Hit]:
     for m in missing:
         if m["signature"] in still_there:
             continue
-        for obj in by_sig[(m["kind"], m["signature"])]:
+        for user in by_sig[(m["kind"], m["signature"])]:
             yield Hit(
-                obj,
-                f"{obj} uses the built-in {m['kind']} {m['signature']}, which PostgreSQL {ctx.target_major} "
+                user.name,
+                f"{user.name} uses the built-in {m['kind']} {m['signature']}, which PostgreSQL {ctx.target_major} "
                 "does not have",
                 ctx.database,
+                relation=user.relation,
+                schema=user.schema,
             )
 
 
@@ -160,13 +190,20 @@ CATALOG_REFS = Rule(
 def _removed_builtin_ops(ctx: Context) -> Iterator[Hit]:
     for r in catalog_refs(ctx):
         if _REMOVED_IN_14.match(r["signature"]):
-            for obj in r["objects"]:
-                yield Hit(obj, f"{obj} uses {r['kind']} {r['signature']}, removed in PostgreSQL 14", ctx.database)
+            for user in r["objects"]:
+                yield Hit(
+                    user.name,
+                    f"{user.name} uses {r['kind']} {r['signature']}, removed in PostgreSQL 14",
+                    ctx.database,
+                    relation=user.relation,
+                    schema=user.schema,
+                )
     for r in fetch_all(ctx.conn, _EXTENSION_CONTAINMENT_REFS):
         yield Hit(
             r["obj"],
             f"{r['obj']} uses the {r['extname']} operator {r['signature']}, removed in PostgreSQL 14",
             ctx.database,
+            relation=int(r["relid"]) if r["relid"] is not None else None,
         )
 
 
@@ -197,8 +234,8 @@ POSTFIX_OPERATORS = Rule(
     # oprright = 0 marks a postfix (right-unary) operator up to 13; 14 removed them.
     queries=(
         Query(
-            "SELECT o.oid::regoperator::text AS object FROM pg_operator o WHERE o.oprright = 0 AND o.oid >= 16384 "
-            "ORDER BY 1",
+            "SELECT o.oid::regoperator::text AS object, n.nspname AS schema_name FROM pg_operator o "
+            "JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1",
             until=13,
         ),
     ),
@@ -228,13 +265,17 @@ POLYMORPHIC_ANYARRAY = Rule(
                'array_replace(anyarray,anyelement,anyelement)', 'array_position(anyarray,anyelement)',
                'array_position(anyarray,anyelement,integer)', 'array_positions(anyarray,anyelement)',
                'width_bucket(anyelement,anyarray)']) x)
-            SELECT 'aggregate' AS kind, a.aggfnoid::regprocedure::text AS object
+            SELECT 'aggregate' AS kind, a.aggfnoid::regprocedure::text AS object,
+                   (SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE p.oid = a.aggfnoid) AS schema_name
             FROM pg_aggregate a
             WHERE a.aggfnoid >= 16384
               AND (a.aggtransfn IN (SELECT f FROM oldpoly) OR a.aggfinalfn IN (SELECT f FROM oldpoly))
               AND a.aggtranstype IN ('anyarray'::regtype, 'anyelement'::regtype)
             UNION ALL
-            SELECT 'operator', o.oid::regoperator::text FROM pg_operator o
+            SELECT 'operator', o.oid::regoperator::text,
+                   (SELECT n.nspname FROM pg_namespace n WHERE n.oid = o.oprnamespace)
+            FROM pg_operator o
             WHERE o.oid >= 16384 AND o.oprcode IN (SELECT f FROM oldpoly)
               AND o.oprleft IN ('anyarray'::regtype, 'anyelement'::regtype)
             ORDER BY 2
@@ -259,7 +300,8 @@ ENCODING_CONVERSIONS = Rule(
     queries=(
         Query(
             """
-            SELECT c.oid, n.nspname || '.' || c.conname AS object, c.conproc::regprocedure::text AS function
+            SELECT c.oid, n.nspname || '.' || c.conname AS object, c.conproc::regprocedure::text AS function,
+                   n.nspname AS schema_name
             FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace
             JOIN pg_proc p ON p.oid = c.conproc JOIN pg_language l ON l.oid = p.prolang
             WHERE c.oid >= 16384 AND p.oid >= 16384 AND l.lanname = 'c'
@@ -284,12 +326,12 @@ INTERVAL_TEXT_INDEX = Rule(
     queries=(
         Query(
             """
-            SELECT 'index' AS kind, i.indexrelid::regclass::text AS object
+            SELECT 'index' AS kind, i.indexrelid::regclass::text AS object, i.indrelid AS relid
             FROM pg_index i
             WHERE i.indexrelid >= 16384 AND (i.indexprs::text ~ 'COERCEVIAIO :arg \\{VAR [^{}]*:vartype 1186 '
                OR i.indpred::text ~ 'COERCEVIAIO :arg \\{VAR [^{}]*:vartype 1186 ')
             UNION ALL
-            SELECT 'generated column', d.adrelid::regclass::text || '.' || quote_ident(a.attname)
+            SELECT 'generated column', d.adrelid::regclass::text || '.' || quote_ident(a.attname), d.adrelid
             FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
             WHERE d.adbin::text ~ 'COERCEVIAIO :arg \\{VAR [^{}]*:vartype 1186 '
             ORDER BY 2
@@ -301,6 +343,51 @@ INTERVAL_TEXT_INDEX = Rule(
     verified="14->18",
 )
 
+# Functions without SET search_path that indexes, matviews, constraints and defaults use, and the
+# table those belong to. Only a body that names a user object without its schema can fail under
+# pg_dump's empty search_path: built-ins (pg_catalog) are always found, so a body made only of
+# operators, built-in calls, parameters and qualified names is safe. Words of the body are matched
+# against the names of user tables, views, sequences, functions and types (a word right after a dot
+# is qualified). BEGIN ATOMIC bodies (prosqlbody, 14+) are stored resolved: never affected.
+_SEARCH_PATH_FUNCTIONS: LiteralString = """
+WITH users AS (
+  SELECT DISTINCT p.oid AS fn, d.classid, d.objid, d.objsubid,
+         COALESCE(x.indrelid, rc.oid, NULLIF(k.conrelid, 0), a.adrelid) AS relid,
+         CASE WHEN d.classid = 'pg_constraint'::regclass AND k.conrelid = 0
+              THEN (SELECT n.nspname FROM pg_namespace n WHERE n.oid = k.connamespace) END AS domain_schema
+  FROM pg_depend d
+  JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid
+  LEFT JOIN pg_index x ON d.classid = 'pg_class'::regclass AND x.indexrelid = d.objid
+  LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+  LEFT JOIN pg_class rc ON rc.oid = r.ev_class AND rc.relkind = 'm'
+  LEFT JOIN pg_constraint k ON d.classid = 'pg_constraint'::regclass AND k.oid = d.objid
+  LEFT JOIN pg_attrdef a ON d.classid = 'pg_attrdef'::regclass AND a.oid = d.objid
+  WHERE p.oid >= 16384 AND (x.indexrelid IS NOT NULL OR rc.oid IS NOT NULL OR k.oid IS NOT NULL OR a.oid IS NOT NULL)
+), user_names AS (
+  SELECT lower(c.relname::text) AS word FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname !~ '^pg_'
+  UNION SELECT lower(p.proname::text) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
+  UNION SELECT lower(t.typname::text) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
+)
+SELECT p.oid::regprocedure::text AS object, pg_describe_object(u.classid, u.objid, u.objsubid) AS used_by,
+       l.lanname, u.relid, COALESCE(u.domain_schema, n.nspname) AS schema_name
+FROM users u
+JOIN pg_proc p ON p.oid = u.fn
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
+WHERE l.lanname NOT IN ('c', 'internal')
+  AND (to_jsonb(p) ->> 'prosqlbody') IS NULL
+  AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search_path=%')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass
+                  AND x.objid = p.oid AND x.deptype = 'e')
+  AND EXISTS (SELECT 1 FROM regexp_matches(p.prosrc, '(^|[^.[:alnum:]_$"])([[:alpha:]_][[:alnum:]_$]*)', 'g') w
+              WHERE lower(w[2]) IN (SELECT word FROM user_names))
+ORDER BY 1, 2
+"""
+
 SEARCH_PATH_FUNCTIONS = Rule(
     id="search-path-functions",
     title="Functions without a pinned search_path used by indexes, matviews, constraints or defaults",
@@ -308,31 +395,13 @@ SEARCH_PATH_FUNCTIONS = Rule(
     changed_in="pg_dump behaviour; PostgreSQL 17 (maintenance runs with a safe search_path)",
     what_happens="pg_dump restores with search_path = '', so such a function whose body names unqualified objects "
     "fails during the restore (index missing, matview unpopulated); from 17 CREATE INDEX / REFRESH / REINDEX "
-    "always use a safe search_path.",
+    "always use a safe search_path. Bodies that name no user object (only built-ins, parameters, qualified "
+    "names) and BEGIN ATOMIC bodies are not affected.",
     remediation="ALTER FUNCTION f SET search_path = app, pg_catalog; or schema-qualify the names in its body.",
-    queries=(
-        Query(
-            """
-            SELECT DISTINCT p.oid::regprocedure::text AS object,
-                   pg_describe_object(d.classid, d.objid, d.objsubid) AS used_by, l.lanname
-            FROM pg_depend d
-            JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid
-            JOIN pg_language l ON l.oid = p.prolang
-            LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
-            LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
-            LEFT JOIN pg_class rc ON rc.oid = r.ev_class
-            WHERE p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')
-              AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search_path=%')
-              AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass
-                              AND x.objid = p.oid AND x.deptype = 'e')
-              AND (c.relkind IN ('i', 'I') OR rc.relkind = 'm'
-                   OR d.classid IN ('pg_constraint'::regclass, 'pg_attrdef'::regclass))
-            ORDER BY 1, 2
-            """
-        ),
-    ),
-    message="function {object} ({lanname}) is used by {used_by} and has no SET search_path",
-    verified="16->16, 16->17",
+    queries=(Query(_SEARCH_PATH_FUNCTIONS),),
+    message="function {object} ({lanname}) is used by {used_by}, has no SET search_path and names user objects "
+    "without their schema",
+    verified="16->16, 16->17; bodies naming no user object restore fine (tests/integration/test_check_silent.py)",
 )
 
 LC_COLLATE_GUC = Rule(
@@ -348,10 +417,12 @@ LC_COLLATE_GUC = Rule(
     queries=(
         Query(
             """
-            SELECT 'function' AS kind, p.oid::regprocedure::text AS object FROM pg_proc p
+            SELECT 'function' AS kind, p.oid::regprocedure::text AS object, NULL::oid AS relid,
+                   (SELECT n.nspname FROM pg_namespace n WHERE n.oid = p.pronamespace) AS schema_name
+            FROM pg_proc p
             WHERE p.oid >= 16384 AND p.prosrc ~* '\\mlc_(collate|ctype)\\M'
             UNION ALL
-            SELECT 'view', c.oid::regclass::text FROM pg_class c
+            SELECT 'view', c.oid::regclass::text, c.oid, NULL FROM pg_class c
             WHERE c.relkind IN ('v', 'm') AND c.oid >= 16384 AND pg_get_viewdef(c.oid) ~* '\\mlc_(collate|ctype)\\M'
             ORDER BY 2
             """,
@@ -375,7 +446,8 @@ NUMERIC_LITERAL_JUNK = Rule(
     queries=(
         Query(
             """
-            SELECT p.oid::regprocedure::text AS object FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+            SELECT p.oid::regprocedure::text AS object, n.nspname AS schema_name
+            FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')
               AND regexp_replace(p.prosrc, '''[^'']*''', '', 'g') ~ '(^|[^[:alnum:]_$.])\\d+[a-zA-Z_]'
               AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass
@@ -407,8 +479,9 @@ def _removed_functions(ctx: Context) -> Iterator[Hit]:
     not_agg: LiteralString = "p.prokind <> 'a'" if ctx.source_major >= 11 else "NOT p.proisagg"
     query = (
         """
-        SELECT p.oid::regprocedure::text AS object, (to_jsonb(p) ->> 'prosqlbody') IS NOT NULL AS atomic
-        FROM pg_proc p
+        SELECT p.oid::regprocedure::text AS object, (to_jsonb(p) ->> 'prosqlbody') IS NOT NULL AS atomic,
+               n.nspname AS schema_name
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE p.oid >= 16384
           AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass
                           AND x.objid = p.oid AND x.deptype = 'e')
@@ -426,6 +499,7 @@ def _removed_functions(ctx: Context) -> Iterator[Hit]:
                 f"{ctx.target_major}: it fails to restore",
                 ctx.database,
                 Severity.BLOCKER,
+                schema=r["schema_name"],
             )
         else:
             yield Hit(
@@ -433,6 +507,7 @@ def _removed_functions(ctx: Context) -> Iterator[Hit]:
                 f"function {r['object']} calls a function removed before {ctx.target_major}: it restores but "
                 "fails when called",
                 ctx.database,
+                schema=r["schema_name"],
             )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pgshift.catalog.cluster import ExtensionInfo
+from pgshift.catalog.remedies import extension_uses
 from pgshift.catalog.session import fetch_all
 from pgshift.checks import Severity
 from pgshift.checks.rule import Context, Hit, Rule, Scope
@@ -31,15 +33,32 @@ def removed_on(ctx: Context, name: str) -> bool:
     return gone is not None and ctx.source_major < gone <= ctx.target_major
 
 
+def _moved(ctx: Context, ext: ExtensionInfo) -> bool:
+    """Whether the move creates the extension: with object filters migrate creates every extension whose
+    schema exists on the target (planner extension_actions), and leaves the others out."""
+    return ctx.selection is None or ctx.selection.creates_schema(ext.schema)
+
+
+def _unused(ctx: Context) -> set[str]:
+    """Extensions nothing outside them depends on (pg_depend): migrate's leave-out-extension remedy can
+    leave those out, with nothing else missing on the target."""
+    if "unused_extensions" not in ctx.cache:
+        ctx.cache["unused_extensions"] = {u.name for u in extension_uses(ctx.conn) if u.outside_uses == 0}
+    unused: set[str] = ctx.cache["unused_extensions"]
+    return unused
+
+
 def _removed_extensions(ctx: Context) -> Iterator[Hit]:
     assert ctx.db_inventory is not None
     for ext in ctx.db_inventory.extensions:
-        if removed_on(ctx, ext.name):
+        if removed_on(ctx, ext.name) and _moved(ctx, ext):
             yield Hit(
                 ext.name,
                 f"extension {ext.name} {ext.version} in database {ctx.database} no longer exists in PostgreSQL "
-                f"{REMOVED_EXTENSIONS[ext.name]}",
+                f"{REMOVED_EXTENSIONS[ext.name]}"
+                + ("; nothing outside it uses its objects" if ext.name in _unused(ctx) else ""),
                 ctx.database,
+                remedy="leave-out-extension" if ext.name in _unused(ctx) else None,
             )
 
 
@@ -59,14 +78,17 @@ REMOVED_EXTENSION = Rule(
 def _availability(ctx: Context) -> Iterator[Hit]:
     assert ctx.db_inventory is not None and ctx.target is not None
     for ext in ctx.db_inventory.extensions:
-        if removed_on(ctx, ext.name):
-            continue  # removed-extension names it
+        if removed_on(ctx, ext.name) or not _moved(ctx, ext):
+            continue  # removed-extension names it; or the move leaves it out
         avail = ctx.target.extensions.get(ext.name)
         if avail is None:
+            unused = ext.name in _unused(ctx)
             yield Hit(
                 ext.name,
-                f"extension {ext.name} {ext.version} (database {ctx.database}) is not installed on the target host",
+                f"extension {ext.name} {ext.version} (database {ctx.database}) is not installed on the target host"
+                + ("; nothing outside it uses its objects" if unused else ""),
                 ctx.database,
+                remedy="leave-out-extension" if unused else None,
             )
         elif ext.version not in avail.versions and ext.name != "plpgsql":
             yield Hit(
@@ -108,7 +130,7 @@ _EXTENSION_CHANGES: tuple[tuple[str, int, str], ...] = (
 
 def _extension_changes(ctx: Context) -> Iterator[Hit]:
     assert ctx.db_inventory is not None
-    installed = {e.name for e in ctx.db_inventory.extensions}
+    installed = {e.name for e in ctx.db_inventory.extensions if _moved(ctx, e)}
     for name, major, what in _EXTENSION_CHANGES:
         if name in installed and ctx.source_major < major <= ctx.target_major:
             yield Hit(name, f"extension {name}: in {major} {what}", ctx.database)
@@ -133,21 +155,29 @@ def _superuser_only(ctx: Context) -> Iterator[Hit]:
     for r in fetch_all(
         ctx.conn,
         """
-        SELECT p.oid::regprocedure::text AS object, l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+        SELECT p.oid::regprocedure::text AS object, l.lanname, n.nspname AS schema
+        FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE NOT l.lanpltrusted AND p.oid >= 16384
           AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass
                           AND x.objid = p.oid AND x.deptype = 'e')
         ORDER BY 1
         """,
     ):
-        yield Hit(r["object"], f"function {r['object']} is in the untrusted language {r['lanname']}", ctx.database)
-    for name in ctx.db_inventory.event_triggers:
+        yield Hit(
+            r["object"],
+            f"function {r['object']} is in the untrusted language {r['lanname']}",
+            ctx.database,
+            schema=r["schema"],
+        )
+    # pg_dump -n/-t dump no event triggers and no subscriptions.
+    everything = ctx.selection is None or ctx.selection.include_everything
+    for name in ctx.db_inventory.event_triggers if everything else ():
         yield Hit(name, f"event trigger {name} needs a superuser to create", ctx.database)
-    for name in ctx.db_inventory.subscriptions:
+    for name in ctx.db_inventory.subscriptions if everything else ():
         yield Hit(name, f"subscription {name} needs a superuser to dump and create", ctx.database)
     for ext in ctx.db_inventory.extensions:
         avail = ctx.target.extensions.get(ext.name)
-        if avail is not None and ext.name != "plpgsql" and not avail.trusted:
+        if avail is not None and ext.name != "plpgsql" and not avail.trusted and _moved(ctx, ext):
             yield Hit(ext.name, f"extension {ext.name} is not trusted: only a superuser can create it", ctx.database)
 
 
@@ -167,6 +197,8 @@ SUPERUSER_ONLY_OBJECTS = Rule(
 
 
 def _plpython2(ctx: Context) -> Iterator[Hit]:
+    if ctx.selection is not None and not ctx.selection.include_everything:
+        return  # pg_dump -n/-t dump no procedural languages
     for r in fetch_all(
         ctx.conn,
         """

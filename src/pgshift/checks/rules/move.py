@@ -99,8 +99,10 @@ SOURCE_IS_TARGET = Rule(
 def _existing_databases(ctx: Context) -> Iterator[Hit]:
     assert ctx.target is not None
     for db in ctx.source.checked:
-        if db.name in ctx.target.databases and db.name != "postgres":
-            yield Hit(db.name, f"database {db.name} already exists on the target", db.name)
+        name = ctx.target_name(db.name)  # --rename: the name the move creates
+        if name in ctx.target.databases and name != "postgres":
+            renamed = f" (the new name of {db.name})" if name != db.name else ""
+            yield Hit(name, f"database {name}{renamed} already exists on the target", db.name)
 
 
 TARGET_DATABASE_EXISTS = Rule(
@@ -112,7 +114,8 @@ TARGET_DATABASE_EXISTS = Rule(
     needs_target=True,
     what_happens="pg_restore --create fails on an existing database; restoring into it mixes old and new objects. "
     "(postgres exists everywhere: its objects are restored into the target's.)",
-    remediation="Drop or rename the database on the target, or leave it out of the move (--database).",
+    remediation="Drop or rename the database on the target, give it another name (--rename OLD=NEW), or leave it "
+    "out of the move (--exclude-database).",
     detect=_existing_databases,
 )
 
@@ -217,7 +220,7 @@ SOURCE_READ_PRIVILEGES = Rule(
     queries=(
         Query(
             """
-            SELECT c.oid::regclass::text AS object,
+            SELECT c.oid::regclass::text AS object, c.oid AS relid,
                    CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'p', 'S', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -230,7 +233,34 @@ SOURCE_READ_PRIVILEGES = Rule(
     message="the source role cannot read {kind} {object}",
 )
 
+
+def _filter_errors(ctx: Context) -> Iterator[Hit]:
+    if ctx.selection is None:
+        return
+    for error in ctx.selection.errors:
+        yield Hit(
+            ctx.database,
+            f"pg_dump with {' '.join(ctx.selection.filters.dump_args())} stops on database {ctx.database}: {error}",
+            ctx.database,
+        )
+
+
+OBJECT_FILTERS_FAIL = Rule(
+    id="object-filters-fail",
+    title="Object filters that make pg_dump stop",
+    severity=Severity.BLOCKER,
+    changed_in="pg_dump behaviour (all versions)",
+    what_happens="pg_dump refuses to start when a --schema or --table pattern matches nothing in the database "
+    "('no matching schemas were found', 'no matching tables were found') or names another database: that "
+    "database is not moved at all.",
+    remediation='Fix the pattern (psql rules: unquoted names are lower-cased, quote mixed case "Name"; * and ?), '
+    "or leave the database out of the move (--exclude-database).",
+    detect=_filter_errors,
+    verified="pg_dump 14-18 (tests/integration/test_check_filters.py)",
+)
+
 RULES = (
+    OBJECT_FILTERS_FAIL,
     CLIENT_DUMP_NEWER_SERVER,
     CLIENT_NEWER_RESTORE_OLDER_TARGET,
     TARGET_OLDER_THAN_SOURCE,

@@ -40,8 +40,9 @@ def _removed_gucs(ctx: Context) -> Iterator[Hit]:
     for r in fetch_all(
         ctx.conn,
         """
-        SELECT DISTINCT p.oid::regprocedure::text AS object, split_part(s, '=', 1) AS name
-        FROM pg_proc p, unnest(p.proconfig) s WHERE p.oid >= 16384 ORDER BY 1, 2
+        SELECT DISTINCT p.oid::regprocedure::text AS object, split_part(s, '=', 1) AS name, n.nspname AS schema
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, unnest(p.proconfig) s
+        WHERE p.oid >= 16384 ORDER BY 1, 2
         """,
     ):
         if unknown_on_target(ctx, r["name"]):
@@ -50,6 +51,7 @@ def _removed_gucs(ctx: Context) -> Iterator[Hit]:
                 f"function {r['object']} has SET {r['name']}, a parameter PostgreSQL {ctx.target_major} does not "
                 "know: the function is not created",
                 ctx.database,
+                schema=r["schema"],
             )
     if not ctx.first_database:
         return
@@ -127,7 +129,7 @@ PUBLIC_SCHEMA_ACL = Rule(
     queries=(
         Query(
             """
-            SELECT 'public' AS object FROM pg_namespace n
+            SELECT 'public' AS object, 'public' AS schema_name FROM pg_namespace n
             WHERE n.nspname = 'public' AND has_schema_privilege('public', n.oid, 'CREATE')
             """,
             until=14,
@@ -249,7 +251,7 @@ def _rls(ctx: Context) -> Iterator[Hit]:
     for r in fetch_all(
         ctx.conn,
         """
-        SELECT c.oid::regclass::text AS object FROM pg_class c
+        SELECT c.oid::regclass::text AS object, c.oid AS relid FROM pg_class c
         WHERE c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
         ORDER BY 1
         """,
@@ -260,6 +262,7 @@ def _rls(ctx: Context) -> Iterator[Hit]:
             "neither superuser nor BYPASSRLS: pg_dump fails (or, with --enable-row-security, silently dumps "
             "only the visible rows)",
             ctx.database,
+            relation=r["relid"],
         )
 
 
@@ -287,7 +290,8 @@ AFTER_TRIGGER_ROLE = Rule(
     queries=(
         Query(
             """
-            SELECT t.tgname || ' on ' || t.tgrelid::regclass::text AS object, t.tgfoid::regprocedure::text AS func
+            SELECT t.tgname || ' on ' || t.tgrelid::regclass::text AS object, t.tgfoid::regprocedure::text AS func,
+                   t.tgrelid AS relid
             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
             WHERE NOT t.tgisinternal AND (t.tgtype & 2) = 0
               AND p.prosrc ~* '\\m(current_user|current_role|session_user)\\M'

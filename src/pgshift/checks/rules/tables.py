@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pgshift.catalog.session import fetch_one
+from pgshift.catalog.remedies import reserved_name_rules
+from pgshift.catalog.session import fetch_all, fetch_one
 from pgshift.checks import Severity
 from pgshift.checks.rule import Context, Hit, Query, Rule
 
@@ -20,7 +21,7 @@ NOT_NULL_INHERITANCE = Rule(
         Query(
             """
             SELECT DISTINCT i.inhrelid::regclass::text || '.' || quote_ident(ac.attname) AS object,
-                   i.inhparent::regclass::text AS parent
+                   i.inhparent::regclass::text AS parent, i.inhrelid AS relid
             FROM pg_inherits i
             JOIN pg_attribute ac ON ac.attrelid = i.inhrelid AND ac.attnum > 0 AND NOT ac.attisdropped
             JOIN pg_attribute ap ON ap.attrelid = i.inhparent AND ap.attname = ac.attname
@@ -50,7 +51,7 @@ GENERATED_INHERITANCE_MISMATCH = Rule(
         Query(
             """
             SELECT i.inhrelid::regclass::text || '.' || quote_ident(ac.attname) AS object,
-                   i.inhparent::regclass::text AS parent
+                   i.inhparent::regclass::text AS parent, i.inhrelid AS relid
             FROM pg_inherits i
             JOIN pg_attribute ap ON ap.attrelid = i.inhparent AND ap.attnum > 0 AND NOT ap.attisdropped
             JOIN pg_attribute ac ON ac.attrelid = i.inhrelid AND ac.attname = ap.attname
@@ -78,8 +79,8 @@ UNLOGGED_PARTITIONED = Rule(
     remediation="Dump with pg_dump 18 (pgshift does); set UNLOGGED on each partition if wanted.",
     queries=(
         Query(
-            "SELECT c.oid::regclass::text AS object FROM pg_class c WHERE c.relkind = 'p' AND c.relpersistence = 'u' "
-            "ORDER BY 1",
+            "SELECT c.oid::regclass::text AS object, c.oid AS relid FROM pg_class c "
+            "WHERE c.relkind = 'p' AND c.relpersistence = 'u' ORDER BY 1",
             until=17,
         ),
     ),
@@ -101,8 +102,8 @@ NULLS_NOT_DISTINCT_PK = Rule(
     # indnullsnotdistinct appeared in 15.
     queries=(
         Query(
-            "SELECT i.indexrelid::regclass::text AS object, i.indrelid::regclass::text AS tbl FROM pg_index i "
-            "WHERE i.indisprimary AND i.indnullsnotdistinct ORDER BY 1",
+            "SELECT i.indexrelid::regclass::text AS object, i.indrelid::regclass::text AS tbl, i.indrelid AS relid "
+            "FROM pg_index i WHERE i.indisprimary AND i.indnullsnotdistinct ORDER BY 1",
             since=15,
         ),
     ),
@@ -123,7 +124,9 @@ DUPLICATE_CONSTRAINT_NAMES = Rule(
         Query(
             """
             SELECT COALESCE(NULLIF(conrelid, 0)::regclass::text, contypid::regtype::text) || '.' || quote_ident(conname)
-                   AS object
+                   AS object, NULLIF(conrelid, 0) AS relid,
+                   CASE WHEN conrelid = 0 THEN (SELECT n.nspname FROM pg_type t JOIN pg_namespace n
+                                                ON n.oid = t.typnamespace WHERE t.oid = contypid) END AS schema_name
             FROM pg_constraint WHERE oid >= 16384
             GROUP BY conrelid, contypid, conname HAVING count(*) > 1 ORDER BY 1
             """,
@@ -147,7 +150,8 @@ HASH_PARTITION_ENUM = Rule(
     queries=(
         Query(
             """
-            SELECT DISTINCT pt.partrelid::regclass::text AS object, a.attname, a.atttypid::regtype::text AS key_type
+            SELECT DISTINCT pt.partrelid::regclass::text AS object, a.attname, a.atttypid::regtype::text AS key_type,
+                   pt.partrelid AS relid
             FROM pg_partitioned_table pt
             JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = ANY (pt.partattrs::int2[])
             JOIN pg_type t ON t.oid = a.atttypid
@@ -211,6 +215,47 @@ MAX_LOCKS_FOR_DUMP = Rule(
     verified="17",
 )
 
+
+def _reserved_rule_names(ctx: Context) -> Iterator[Hit]:
+    rules = reserved_name_rules(ctx.conn)  # migrate's rename-rule remedy reads the same list
+    if not rules:
+        return
+    tables = {
+        int(r["oid"]): int(r["relid"])
+        for r in fetch_all(
+            ctx.conn, "SELECT oid, ev_class AS relid FROM pg_rewrite WHERE oid = ANY(%s)", ([r.oid for r in rules],)
+        )
+    }
+    for rule in rules:
+        yield Hit(
+            rule.label,
+            f'table {rule.label} has an ON {rule.event.upper()} rule named "_RETURN", a name PostgreSQL keeps for '
+            'the ON SELECT rule of a view: every target refuses it (non-view rule must not be named "_RETURN")',
+            ctx.database,
+            remediation=f'On the source: ALTER RULE "_RETURN" ON {rule.label} RENAME TO {rule.table}_{rule.event};',
+            relation=tables.get(rule.oid),
+        )
+
+
+RESERVED_RULE_NAME = Rule(
+    id="reserved-rule-name",
+    title='Rules named "_RETURN" that are not a view\'s ON SELECT rule',
+    severity=Severity.BLOCKER,
+    changed_in='PostgreSQL 15 (ALTER RULE … RENAME TO "_RETURN" refused from then on)',
+    # Up to 14 ALTER RULE could rename any rule to _RETURN; CREATE RULE refuses the name on every
+    # major, and pg_dump writes CREATE RULE, so the restore fails on any target.
+    source_max=14,
+    what_happens='CREATE RULE "_RETURN" for anything but a view\'s ON SELECT rule fails on every major '
+    '(\'non-view rule for "t" must not be named "_RETURN"\'): the rule is missing on the target, and with '
+    "pg_restore --exit-on-error the restore stops there.",
+    remediation='Rename the rule on the source (ALTER RULE "_RETURN" ON t RENAME TO another_name), or let migrate '
+    "rename it on the target.",
+    detect=_reserved_rule_names,
+    verified='ALTER RULE … RENAME TO "_RETURN" accepted by 10-14, refused by 15-18; CREATE RULE "_RETURN" '
+    "(INSERT) refused by 10-18",
+    remedy="rename-rule",
+)
+
 RULES = (
     NOT_NULL_INHERITANCE,
     GENERATED_INHERITANCE_MISMATCH,
@@ -219,4 +264,5 @@ RULES = (
     DUPLICATE_CONSTRAINT_NAMES,
     HASH_PARTITION_ENUM,
     MAX_LOCKS_FOR_DUMP,
+    RESERVED_RULE_NAME,
 )

@@ -27,7 +27,8 @@ WITH_OIDS = Rule(
     queries=(
         Query(
             """
-            SELECT c.oid::regclass::text AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            SELECT c.oid::regclass::text AS object, c.oid AS relid
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relhasoids AND c.relkind IN ('r', 'p', 'm')
               AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
             """,
@@ -54,7 +55,7 @@ REMOVED_DATETIME_TYPES = Rule(
         Query(
             """
             SELECT c.oid::regclass::text || '.' || quote_ident(a.attname) AS object,
-                   format_type(a.atttypid, a.atttypmod) AS type
+                   format_type(a.atttypid, a.atttypmod) AS type, c.oid AS relid
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE NOT a.attisdropped AND a.attnum > 0
@@ -79,7 +80,7 @@ def _system_composites(ctx: Context) -> Iterator[Hit]:
     rows = fetch_all(
         ctx.conn,
         """
-        SELECT c.oid::regclass::text || '.' || quote_ident(a.attname) AS object,
+        SELECT c.oid::regclass::text || '.' || quote_ident(a.attname) AS object, c.oid AS relid,
                t.oid::regtype::text AS type,
                (SELECT string_agg(x.attname || ' ' || format_type(x.atttypid, x.atttypmod), ', ' ORDER BY x.attnum)
                 FROM pg_attribute x WHERE x.attrelid = t.typrelid AND x.attnum > 0 AND NOT x.attisdropped) AS layout
@@ -108,7 +109,10 @@ def _system_composites(ctx: Context) -> Iterator[Hit]:
                 continue
             what = "has a different layout on the target" if tgt else "does not exist on the target"
             yield Hit(
-                r["object"], f"column {r['object']} is of the system row type {r['type']}, which {what}", ctx.database
+                r["object"],
+                f"column {r['object']} is of the system row type {r['type']}, which {what}",
+                ctx.database,
+                relation=r["relid"],
             )
         elif ctx.source_major != ctx.target_major:
             yield Hit(
@@ -117,6 +121,7 @@ def _system_composites(ctx: Context) -> Iterator[Hit]:
                 f"{ctx.target_major} (not compared: no target server)",
                 ctx.database,
                 Severity.WARNING,
+                relation=r["relid"],
             )
 
 
@@ -132,6 +137,18 @@ SYSTEM_COMPOSITE_COLUMN = Rule(
     verified="16->17",
 )
 
+_REG_TYPE_COLUMNS: LiteralString = """
+SELECT c.oid::regclass::text || '.' || quote_ident(a.attname) AS object, a.atttypid::regtype::text AS type,
+       c.oid AS relid
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+WHERE c.oid >= 16384 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+  AND c.relnamespace <> 'information_schema'::regnamespace {generated}
+  AND a.atttypid IN (SELECT oid FROM pg_type WHERE typnamespace = 'pg_catalog'::regnamespace AND
+      typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper',
+                  'regoperator', 'regproc', 'regprocedure', 'regrole', 'regtype'))
+ORDER BY 1
+"""
+
 REG_TYPES = Rule(
     id="reg-types",
     title="Columns of reg* types (regclass, regproc, regtype …)",
@@ -140,19 +157,12 @@ REG_TYPES = Rule(
     what_happens="reg* values are dumped as names and looked up again while the data loads: a regclass naming an "
     "index fails (indexes are created after the data), as do names missing on the target.",
     remediation="Store such references as text, or restore these tables' data after the post-data section.",
+    # Only columns whose values COPY carries: a generated column (12+: attgenerated 's' stored, 18: 'v'
+    # virtual) is computed again on the target, so it is not in the data at all; nor is a matview's
+    # (refreshed after the indexes exist).
     queries=(
-        Query(
-            """
-            SELECT c.oid::regclass::text || '.' || quote_ident(a.attname) AS object, a.atttypid::regtype::text AS type
-            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-            WHERE c.oid >= 16384 AND c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
-              AND c.relnamespace <> 'information_schema'::regnamespace
-              AND a.atttypid IN (SELECT oid FROM pg_type WHERE typnamespace = 'pg_catalog'::regnamespace AND
-                  typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper',
-                              'regoperator', 'regproc', 'regprocedure', 'regrole', 'regtype'))
-            ORDER BY 1
-            """
-        ),
+        Query(_REG_TYPE_COLUMNS.replace("{generated}", "AND a.attgenerated = ''"), since=12),
+        Query(_REG_TYPE_COLUMNS.replace("{generated}", ""), until=11),
     ),
     message="column {object} is of type {type}: its values are re-resolved by name while the data loads",
     verified="17->18",
@@ -171,7 +181,7 @@ SQL_IDENTIFIER_COLUMNS = Rule(
     queries=(
         Query(
             """
-            SELECT a.attrelid::regclass::text || '.' || quote_ident(a.attname) AS object
+            SELECT a.attrelid::regclass::text || '.' || quote_ident(a.attname) AS object, a.attrelid AS relid
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE a.atttypid = 'information_schema.sql_identifier'::regtype AND a.attrelid >= 16384
               AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'm')
@@ -190,7 +200,7 @@ def _value_scan(type_name: str, predicate: LiteralString, what: str, fix: str) -
         cols = fetch_all(
             ctx.conn,
             """
-            SELECT n.nspname, c.relname, a.attname, c.oid::regclass::text AS tbl, quote_ident(a.attname) AS col,
+            SELECT n.nspname, c.relname, a.attname, c.oid::regclass::text AS tbl, quote_ident(a.attname) AS col, c.oid,
                    c.oid::regclass::text || '.' || quote_ident(a.attname) AS object
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE a.atttypid = to_regtype(%s) AND c.relkind IN ('r', 'm') AND NOT a.attisdropped AND a.attnum > 0
@@ -200,6 +210,8 @@ def _value_scan(type_name: str, predicate: LiteralString, what: str, fix: str) -
             (type_name,),
         )
         for col in cols:
+            if not ctx.moves(Hit(None, "", relation=col["oid"])):
+                continue  # not moved: no need to read its values
             pred = sql.SQL(predicate).format(col=sql.Identifier(col["attname"]))
             if count_matching(ctx.conn, col["nspname"], col["relname"], pred):
                 yield Hit(
@@ -207,6 +219,7 @@ def _value_scan(type_name: str, predicate: LiteralString, what: str, fix: str) -
                     f"column {col['object']} holds {what}",
                     ctx.database,
                     remediation=fix.format(tbl=col["tbl"], col=col["col"]),
+                    relation=col["oid"],
                 )
 
     return detect
