@@ -334,6 +334,28 @@ APP = (
     ("", "CREATE ROLE app_owner LOGIN; CREATE DATABASE app"),
     ("app", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2); ALTER TABLE t OWNER TO app_owner"),
 )
+# One object for each remedy of docs/migrate.md (Remedies): what 18 refuses or lacks.
+REMEDIED = (
+    ("", "CREATE DATABASE hz"),
+    ("", "ALTER DATABASE hz SET force_parallel_mode = on"),
+    (
+        "hz",
+        "CREATE TABLE parent (a int, b int);"
+        " CREATE TABLE child (b int GENERATED ALWAYS AS (a * 2) STORED) INHERITS (parent);"
+        " INSERT INTO child (a) SELECT generate_series(1, 100);"
+        " CREATE TABLE t (x int); CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING;"
+        ' ALTER RULE r ON t RENAME TO "_RETURN";'
+        " CREATE FUNCTION f() RETURNS int LANGUAGE sql SET force_parallel_mode = on AS 'SELECT 1';"
+        " CREATE EXTENSION adminpack;"
+        " CREATE TABLE keep (id int PRIMARY KEY); INSERT INTO keep VALUES (1);"
+        " CREATE TABLE bad (id int PRIMARY KEY, k int REFERENCES keep); INSERT INTO bad VALUES (1, 1);"
+        " CREATE VIEW bv AS SELECT * FROM bad; CREATE VIEW bv2 AS SELECT * FROM bv;",
+    ),
+)
+REMEDY_FLAGS = (
+    "--remedy generated-as-plain --remedy rename-rule --remedy drop-removed-settings"
+    " --remedy leave-out-extension --exclude-object 'table public.bad'"
+)
 # What the changed-target example of docs/verify.md does to the copy, on purpose.
 VERIFY_CHANGES = """
 DELETE FROM film_actor WHERE actor_id = 38 AND film_id = 24;
@@ -459,6 +481,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         move_pair,
         needs=("migrate-done",),
+    ),
+    Scenario(
+        "migrate-remedies-refused",
+        "migrate.md",
+        (Step(f"pgshift migrate {OLD} {NEW} -d hz --workdir {{tmp}}/run0", exit=2, show_exit=True, capture="stderr"),),
+        {"old": Server("rem14", 14, sql=REMEDIED), "new": Server("rem18", 18)},
+    ),
+    Scenario(
+        "migrate-remedies",
+        "migrate.md",
+        (Step(f"pgshift migrate {OLD} {NEW} -d hz {REMEDY_FLAGS} --workdir {{tmp}}/run1", capture="stdout"),),
+        {"old": Server("rem14", 14, sql=REMEDIED), "new": Server("rem18", 18)},
+        needs=("migrate-remedies-refused",),
     ),
     Scenario(
         "migrate-restore-fails",

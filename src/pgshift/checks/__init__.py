@@ -254,6 +254,7 @@ def run_check(
     exclude_databases: Sequence[str] = (),
     renames: Mapping[str, str] | None = None,
     filters: ObjectFilters | None = None,
+    restore_args: Sequence[str] = (),
 ) -> CheckReport:
     """Inventory both servers and run every rule that applies; change nothing on either.
 
@@ -265,6 +266,7 @@ def run_check(
     and the target-side rules are reported as skipped.
     Resolved endpoints and a ``client`` choice (migrate's preflight) are used as they are.
 
+    ``restore_args`` are pg_restore options of the move the trial mimics (``--no-owner``, ``--no-privileges``).
     ``trial`` runs the schema trial after the rules (``checks.trial``): the source's schema is restored
     into a scratch database on the target (or on a lab server of the planned major), which is dropped
     afterwards; what the target refuses becomes findings. Off by default here (migrate's preflight);
@@ -302,6 +304,7 @@ def run_check(
         work_dir=work_dir,
         dump_args=filters.dump_args() if filters else (),
         remedies=remedies,
+        restore_args=restore_args,
     )
 
 
@@ -314,6 +317,7 @@ def _with_trial(
     work_dir: Path | None,
     dump_args: Sequence[str],
     remedies: Mapping[str, Sequence[ItemChange]] | None = None,
+    restore_args: Sequence[str] = (),
 ) -> CheckReport:
     """The report with the schema trial's outcome: its refusals merged into the findings."""
     import psycopg
@@ -339,6 +343,7 @@ def _with_trial(
             sink=sink,
             work_dir=work_dir,
             remedies=remedies,
+            restore_args=restore_args,
         )
     except psycopg.Error as exc:
         raise query_failed("the schema trial could not finish", exc) from None

@@ -510,6 +510,7 @@ def run_trial(
     sink: EventSink = discard,
     work_dir: Path | None = None,
     remedies: Mapping[str, Sequence[ItemChange]] | None = None,
+    restore_args: Sequence[str] = (),
 ) -> TrialReport:
     """Try the schema of each database in ``databases`` on ``target`` (or a lab server of ``target_major``).
 
@@ -563,6 +564,7 @@ def run_trial(
                         tmp,
                         sink,
                         (remedies or {}).get(db.name, ()),
+                        restore_args,
                     )
                     for db in databases
                 ]
@@ -738,6 +740,7 @@ def _trial_database(
     tmp: Path,
     sink: EventSink,
     changes: Sequence[ItemChange] | None = None,
+    restore_args: Sequence[str] = (),
 ) -> DatabaseTrial:
     changes = changes or ()
     step = f"check:trial:{db.name}"
@@ -762,7 +765,7 @@ def _trial_database(
             source,
             tmp,
         )
-        restore = ["--verbose", "--no-tablespaces", "--no-subscriptions", f"--file={script}"]
+        restore = ["--verbose", "--no-tablespaces", "--no-subscriptions", *restore_args, f"--file={script}"]
         if any(c.omit for c in changes):
             restore.append(f"--use-list={_remedy_list(client, archive, changes, tmp)}")
         _client_run(client, "pg_restore", [*restore, str(archive)], None, tmp)

@@ -151,6 +151,7 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
     if not options.check:
         facts.check = CheckSummary(ran=False, note="skipped (--no-check)")
         return
+    from pgshift.catalog.inventory_check import ObjectFilters
     from pgshift.checks import Severity, run_check
 
     try:
@@ -166,6 +167,12 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             # restore it: with the remedies' items left out or rewritten.
             trial=True,
             remedies={name: rem.items for name, rem in facts.remedies.items()},
+            renames=dict(options.renames),
+            filters=ObjectFilters(options.schemas, options.exclude_schemas, options.tables, options.exclude_tables),
+            restore_args=(
+                *(("--no-owner",) if options.no_owner else ()),
+                *(("--no-privileges",) if options.no_privileges else ()),
+            ),
         )
     except psycopg.Error as exc:
         raise query_failed(

@@ -177,11 +177,18 @@ def _left_alone(facts: Facts) -> set[str]:
 
 
 def report_summary(report: VerifyReport) -> str:
+    declared = f"{len(report.declared)} declared by remedies" if report.declared else ""
     if report.equal:
+        if report.expected and declared:
+            return (
+                f"source and target are equal ({len(report.expected)} expected difference(s), each named; {declared})"
+            )
         if report.expected:
             return f"source and target are equal ({len(report.expected)} expected difference(s), each named)"
+        if declared:
+            return f"source and target are equal ({declared})"
         return "source and target are equal"
-    return f"{len(report.differences)} difference(s) between source and target"
+    return f"{len(report.differences)} difference(s) between source and target" + (f" ({declared})" if declared else "")
 
 
 def verified(report: VerifyReport | None) -> bool:
