@@ -17,7 +17,9 @@ With no target server yet, `--target-version N` checks against a planned major: 
 only the source run, and the report lists the target-side checks that could not run.
 
 ```
-pgshift check SOURCE [TARGET] [--target-version N] [-d NAME ...] [-j N] [--workdir DIR] [--trial | --no-trial]
+pgshift check SOURCE [TARGET] [--target-version N] [-d NAME ...] [-D NAME ...] [--rename OLD=NEW ...]
+              [-n PATTERN ...] [-N PATTERN ...] [-t PATTERN ...] [-T PATTERN ...]
+              [-j N] [--workdir DIR] [--trial | --no-trial]
               [--format console|json|markdown|html | --json] [-o FILE] [--pg-bin DIR] [-q] [-v]
 pgshift check --list-rules [--json | --format markdown]
 ```
@@ -25,8 +27,24 @@ pgshift check --list-rules [--json | --format markdown]
 * `SOURCE`, `TARGET`: libpq connection strings (`postgresql://` URIs, key=value pairs or
   `service=NAME`). Passwords come from the string, `PGPASSWORD` or `~/.pgpass` and never appear in
   reports. A string libpq cannot parse, or whose values it refuses (`port=abc`), is a usage error (64).
-* `-d/--database` (repeatable): check only these databases. Default: every database of the source
-  that accepts connections, templates excluded, `postgres` included.
+* The move's selection, spelled and meant as `pgshift migrate`'s own options, so that the findings are
+  those of the move the same options run:
+  * `-d/--database` (repeatable): these databases. Default: migrate's, every database but `postgres`
+    and the templates (so `postgres`'s own objects, e.g. its public schema ACL, are no finding unless
+    `-d postgres` is given). `-D/--exclude-database` takes databases away.
+  * `--rename OLD=NEW`: target-side rules look at the new name (`target-database-exists`), and the
+    manual commands create `NEW` and restore into it.
+  * `-n/--schema`, `-N/--exclude-schema`, `-t/--table`, `-T/--exclude-table` (repeatable): pg_dump's
+    object filters with pg_dump's psql patterns (`*`, `?`, `"Quoted"` names, `schema.table`; unquoted
+    names are lower-cased; an unqualified `-t` pattern matches the tables visible on the role's
+    search_path) and pg_dump's rules: `-t` alone decides which tables move (`-n`/`-N` do not apply to
+    it) and moves no functions, types or other schema objects; `-n` limits the schemas, `-N` and `-T`
+    take schemas and tables away. A finding about an object the move leaves out is not reported.
+    Large objects, event triggers, subscriptions and procedural languages are not dumped when `-n` or
+    `-t` is given (`-N`/`-T` keep them: pg_dump 14-18 tried); `large-objects` then warns. A pattern
+    pg_dump stops on (matching nothing, another database) is the blocker `object-filters-fail`; a
+    pattern no database can satisfy (`-n a.b`, too many dots) is a usage error (64). The JSON
+    document's `selection` says what was checked.
 * `-j/--jobs`: the parallelism the move would use (connection estimate, `connections-for-jobs`); check
   itself inspects up to that many databases at once (at most 4).
 * `--target-version N`: the planned target major when there is no target server (default without
@@ -35,6 +53,16 @@ pgshift check --list-rules [--json | --format markdown]
   estimate and `work-dir-space`).
 * `--trial/--no-trial`: the schema trial (below). Default: on with TARGET, off without.
 * `-v`: the console report also lists the source inventory and the manual migration commands.
+
+Filters change the findings. A 14 source whose database `shop` has non-ASCII `"char"` values in
+`public.orders` and `archive.old_orders` and one large object, checked for 17 (tried on lab servers;
+findings as the JSON document lists them, each run exits 2):
+
+| options | findings |
+|---|---|
+| none | blocker `char-type-nonascii` archive.old_orders.kind and public.orders.kind; warning `public-schema-acl` public; info `large-objects` ("the move carries them") |
+| `-N archive` | blocker `char-type-nonascii` public.orders.kind; warning `public-schema-acl`; info `large-objects` ("the move carries them") |
+| `-t 'archive.*'` | blocker `char-type-nonascii` archive.old_orders.kind; warning `large-objects` ("which the move leaves out: pg_dump does not dump large objects when --schema or --table is given") |
 
 ## Exit codes
 
@@ -59,14 +87,15 @@ A 13 source with a `"char"` column holding `é`, an empty tsvector lexeme, a vie
 <!-- example: check-blockers -->
 ```
 $ pgshift check postgresql://postgres@old-host:5432/postgres postgresql://postgres@new-host:5432/postgres --workdir /srv/pgshift
-pgshift check — NOT READY (13 → 18): 3 blocker(s) must be fixed first, 3 warning(s) to review
+pgshift check — NOT READY (13 → 18): 3 blocker(s) must be fixed first, 2 warning(s) to review
 source             PostgreSQL 13.23 as postgres (superuser)
 target             PostgreSQL 18.6 as postgres (superuser)
-databases checked  postgres, shop
-to move            15.5 MB on disk; 16.0 kB of table data, 16.0 kB of indexes (rebuilt)
+databases checked  shop
+to move            7.8 MB on disk; 16.0 kB of table data, 16.0 kB of indexes (rebuilt)
 connections        --jobs 2: source 4 (free 57), target 3 (free 56)
-work directory     /srv/pgshift: dump needs up to 2.0 MB, ##.# GB free
+work directory     /srv/pgshift: dump needs up to 1.0 MB, ##.# GB free
 client programs    PostgreSQL 18.6 from /var/cache/pgshift/pg/18/bin: same major as the target
+schema trial       10 statements on PostgreSQL 18.6 (the target) in #.# s: 1 refused
 Blockers (3)
 ┏━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
 ┃ rule                      ┃ database ┃ finding                                 ┃ fix                       ┃
@@ -83,16 +112,18 @@ Blockers (3)
 │                           │          │                                         │ ));                       │
 │ removed-builtin-operators │ shop     │ view/rule public.order_stats uses       │ Use factorial(n) instead  │
 │                           │          │ function numeric_fac(bigint), removed   │ of n! / !!n, and <@ / @>  │
-│                           │          │ in PostgreSQL 14                        │ instead of @ / ~.         │
+│                           │          │ in PostgreSQL 14; the schema trial      │ instead of @ / ~.         │
+│                           │          │ confirmed: PostgreSQL 18.6 refused view │                           │
+│                           │          │ public.order_stats: function            │                           │
+│                           │          │ numeric_fac(bigint) does not exist      │                           │
+│                           │          │ Hint: No function matches the given     │                           │
+│                           │          │ name and argument types. You might need │                           │
+│                           │          │ to add explicit type casts.             │                           │
 └───────────────────────────┴──────────┴─────────────────────────────────────────┴───────────────────────────┘
-Warnings (3)
+Warnings (2)
 ┏━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
 ┃ rule              ┃ database ┃ finding                                      ┃ fix                          ┃
 ┡━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩
-│ public-schema-acl │ postgres │ schema public in database postgres grants    │ On the target after the      │
-│                   │          │ CREATE to PUBLIC; the restored target keeps  │ restore (or on the source    │
-│                   │          │ that                                         │ now): REVOKE CREATE ON       │
-│                   │          │                                              │ SCHEMA public FROM PUBLIC;   │
 │ public-schema-acl │ shop     │ schema public in database shop grants CREATE │ On the target after the      │
 │                   │          │ to PUBLIC; the restored target keeps that    │ restore (or on the source    │
 │                   │          │                                              │ now): REVOKE CREATE ON       │
@@ -118,7 +149,7 @@ Information (2)
 │                             │          │ defaults to scram-sha-256              │ user has a SCRAM         │
 │                             │          │                                        │ password.                │
 └─────────────────────────────┴──────────┴────────────────────────────────────────┴──────────────────────────┘
-NOT READY (13 → 18): 3 blocker(s) must be fixed first, 3 warning(s) to review
+NOT READY (13 → 18): 3 blocker(s) must be fixed first, 2 warning(s) to review
 $ echo $?
 2
 ```
