@@ -19,6 +19,7 @@ from pgshift.catalog import cluster, ddl
 from pgshift.catalog.ddl import Grant
 from pgshift.catalog.session import connect, session
 from pgshift.migrate.journal import DatabaseRecord, Journal
+from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import Action, DatabasePlan, ItemChange, MigrationPlan, ProgramCall, Step, StepKind
 from pgshift.migrate.preflight import Facts
 from pgshift.migrate.remedies import drops_setting
@@ -296,14 +297,18 @@ def restore_args(
         args.append(f"--use-list={use_list}")
     if not tolerate_transaction_timeout(facts):
         args.append("--exit-on-error")
-    if options.no_owner:
-        args.append("--no-owner")
-    if options.no_privileges:
-        args.append("--no-privileges")
-    if options.no_tablespaces:
-        args.append("--no-tablespaces")
+    args += restore_object_flags(options)
     args.append(str(dump_dir))
     return args
+
+
+def restore_object_flags(options: MigrateOptions) -> list[str]:
+    """What of the objects' ownerships, grants and tablespaces a restore leaves out (the options')."""
+    return [
+        *(["--no-owner"] if options.no_owner else []),
+        *(["--no-privileges"] if options.no_privileges else []),
+        *(["--no-tablespaces"] if options.no_tablespaces else []),
+    ]
 
 
 def remedy_use_list(dump_dir: Path) -> Path:
@@ -321,18 +326,10 @@ def remedied_script(dump_dir: Path) -> Path:
 
 def script_args(facts: Facts, dump_dir: Path, script: Path, *, use_list: Path | None) -> list[str]:
     """pg_restore of the pre-data as SQL: with --verbose each item starts with its TOC entry header."""
-    options = facts.options
     args = ["--section=pre-data", "--verbose", f"--file={script}"]
     if use_list is not None:
         args.append(f"--use-list={use_list}")
-    if options.no_owner:
-        args.append("--no-owner")
-    if options.no_privileges:
-        args.append("--no-privileges")
-    if options.no_tablespaces:
-        args.append("--no-tablespaces")
-    args.append(str(dump_dir))
-    return args
+    return [*args, *restore_object_flags(facts.options), str(dump_dir)]
 
 
 def psql_script_args(facts: Facts, dbp: DatabasePlan, script: Path) -> list[str]:

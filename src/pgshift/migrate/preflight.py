@@ -153,6 +153,7 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
         return
     from pgshift.catalog.inventory_check import ObjectFilters
     from pgshift.checks import Severity, run_check
+    from pgshift.migrate.planner import restore_object_flags
 
     try:
         report = run_check(
@@ -169,10 +170,8 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             remedies={name: rem.items for name, rem in facts.remedies.items()},
             renames=dict(options.renames),
             filters=ObjectFilters(options.schemas, options.exclude_schemas, options.tables, options.exclude_tables),
-            restore_args=(
-                *(("--no-owner",) if options.no_owner else ()),
-                *(("--no-privileges",) if options.no_privileges else ()),
-            ),
+            # The trial leaves tablespaces out itself (a rule's concern): the rest as the restore does.
+            restore_args=tuple(f for f in restore_object_flags(options) if f != "--no-tablespaces"),
         )
     except psycopg.Error as exc:
         raise query_failed(

@@ -114,13 +114,9 @@ def render_plan_markdown(plan: MigrationPlan) -> str:
         ),
         "",
     ]
-    if plan.applied_remedies:
-        lines += [
-            "## Remedies to apply (on the target only; verify expects these differences)",
-            "",
-            md_table(["remedy", "database", "object", "on the target"], _remedy_rows(plan.applied_remedies)),
-            "",
-        ]
+    lines += _remedies_markdown(
+        plan.applied_remedies, "Remedies to apply (on the target only; verify expects these differences)"
+    )
     lines += ["## Steps, in order", ""]
     for i, step in enumerate(plan.steps, start=1):
         lines.append(f"{i}. **{step.id}** {step.title}" + (f" (after {', '.join(step.after)})" if step.after else ""))
@@ -191,8 +187,11 @@ def _render_remedies(remedies: Sequence[AppliedRemedy], console: Console, title:
     console.print(table)
 
 
-def _remedy_rows(remedies: Sequence[AppliedRemedy]) -> list[list[str]]:
-    return [[r.remedy, r.database or "", r.object, r.change] for r in remedies]
+def _remedies_markdown(remedies: Sequence[AppliedRemedy], title: str) -> list[str]:
+    if not remedies:
+        return []
+    rows = [[r.remedy, r.database or "", r.object, r.change] for r in remedies]
+    return [f"## {title}", "", md_table(["remedy", "database", "object", "on the target"], rows), ""]
 
 
 def render_markdown(result: MigrationResult) -> str:
@@ -222,13 +221,7 @@ def render_markdown(result: MigrationResult) -> str:
         f"Verify: {result.verify_note or 'not run'}",
         "",
     ]
-    if result.remedies:
-        lines += [
-            "## Remedies applied",
-            "",
-            md_table(["remedy", "database", "object", "on the target"], _remedy_rows(result.remedies)),
-            "",
-        ]
+    lines += _remedies_markdown(result.remedies, "Remedies applied")
     lines += [f"- warning: {w}" for w in result.warnings]
     lines += ["", f"Log: `{result.log_path}`"]
     return "\n".join(lines) + "\n"
