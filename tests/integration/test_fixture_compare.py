@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerPool
+from tests.fixtures import kitchen_sink
 from tests.fixtures.compare import diff, diff_globals, snapshot, snapshot_globals
 from tests.fixtures.rich import build, cleanup, ident
 
@@ -79,8 +80,8 @@ def test_cross_version_noise_is_ignored_only_across_its_version(servers: ServerP
         # 17 creates floatmultirange (14), owns public by pg_database_owner (15), adds MAINTAIN (17).
         assert "type:m app" in b.objects and "type:m app" not in a.objects
         assert any("m" in item.split("=")[1].split("/")[0] for item in b.acls["relation app.customer"])
-        # Large object oids (in the comments' keys) differ between two separate builds.
-        assert diff(a, b, ignore=("comments",)) == []
+        # Large object oids (in the comments' and the details' keys) differ between two separate builds.
+        assert diff(a, b, ignore=("comments", "large_object_details")) == []
         # Between two snapshots of one version the same difference is a real one.
         fake_old = dataclasses.replace(b, major=17, objects={**b.objects, "type:m app": ("x",)})
         assert any("type:m app" in line for line in diff(fake_old, b))
@@ -122,3 +123,72 @@ def test_plain_pg_dump_and_restore_of_the_fixture_shows_no_difference(
     finally:
         cleanup(old, fixture)
         cleanup(new, fixture)
+
+
+def test_definitions_name_every_kind_of_change_on_the_kitchen_sink(servers: ServerPool) -> None:
+    """The definitions section sees a changed or lost object of each kind the other sections only count."""
+    server = servers.get(16)
+    sink = kitchen_sink.build(server, tablespace=False)
+    try:
+        before = snapshot(server, sink.database)
+        assert diff(before, snapshot(server, sink.database)) == []
+        server.execute(
+            f"""
+            DROP CAST (ks.mood AS int);
+            ALTER OPERATOR FAMILY ks.rev_ops USING btree DROP OPERATOR 5 (int, int8);
+            DROP STATISTICS ks.item_stats;
+            ALTER TABLE ks.item ALTER COLUMN qty SET DEFAULT 2;
+            ALTER POLICY secret_read ON ks.secret USING (owner_name = 'b');
+            DROP TRANSFORM FOR ks.pair LANGUAGE plpgsql;
+            ALTER TEXT SEARCH CONFIGURATION ks.cfg DROP MAPPING FOR int;
+            ALTER SERVER ks_plain OPTIONS (SET anything 'else');
+            ALTER USER MAPPING FOR PUBLIC SERVER ks_plain OPTIONS (SET who 'someone');
+            GRANT SELECT ON LARGE OBJECT {kitchen_sink.LO_OIDS[2]} TO PUBLIC;
+            ALTER TABLE ks.with_storage SET (fillfactor = 80);
+            ALTER INDEX ks.item_partial RENAME TO item_partial2;
+            ALTER TABLE ks.booking ALTER CONSTRAINT booking_item_id_fkey NOT DEFERRABLE;
+            CREATE OR REPLACE FUNCTION ks.add(a int, b int DEFAULT 1) RETURNS int
+                LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS 'SELECT a + b + 0';
+            ALTER AGGREGATE ks.isum(int) OWNER TO postgres;
+            ALTER COLLATION ks.posix OWNER TO {ident(sink.role("owner"))};
+            ALTER EVENT TRIGGER ks_ddl DISABLE;
+            DROP TRIGGER item_stamp ON ks.item;
+            DROP RULE rule_v_del ON ks.rule_v;
+            ALTER PUBLICATION ks_pub_filtered SET TABLE ks.item (id, name, qty) WHERE (qty > 6);
+            ALTER TYPE ks.mood ADD VALUE 'ecstatic';
+            ALTER LANGUAGE ks_lang OWNER TO {ident(sink.role("owner"))};
+            DELETE FROM ks.item WHERE id = 7;
+            """,
+            sink.database,
+        )
+        text = "\n".join(diff(before, snapshot(server, sink.database)))
+        for expected in (
+            "definitions cast ks.mood as integer: missing",
+            "definitions operator family ks.rev_ops using btree:",
+            "definitions statistics ks.item_stats: missing",
+            "definitions column ks.item.qty:",
+            "definitions policy ks.secret.secret_read:",
+            "definitions transform ks.pair plpgsql: missing",
+            "definitions text search configuration ks.cfg:",
+            "definitions server ks_plain:",
+            "definitions user mapping public server ks_plain:",
+            f"large_object_details large object {kitchen_sink.LO_OIDS[2]}:",
+            "definitions relation ks.with_storage:",
+            "definitions index ks.item_partial: missing",
+            "definitions constraint ks.booking.booking_item_id_fkey:",
+            "definitions function ks.add(a integer, b integer):",
+            "definitions function ks.isum(integer):",
+            "definitions collation ks.posix:",
+            "event_triggers ks_ddl:",
+            "definitions trigger ks.item.item_stamp: missing",
+            "definitions rule ks.rule_v.rule_v_del: missing",
+            "definitions publication table ks_pub_filtered ks.item:",
+            "definitions type ks.mood:",
+            "definitions language ks_lang:",
+            "definitions view rows ks.trig_v:",
+        ):
+            assert expected in text, f"{expected!r} not in:\n{text}"
+        # A user mapping's options may hold a password: never printed, only digested.
+        assert sink.mapping_password not in text
+    finally:
+        kitchen_sink.cleanup(server, sink)
