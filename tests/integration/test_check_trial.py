@@ -89,10 +89,14 @@ def test_trial_reports_every_refusal_with_object_and_message_and_leaves_the_targ
     generated = [f for f in report.findings if f.rule_id == "generated-inheritance-mismatch"]
     assert len(generated) == 1 and "the schema trial confirmed" in generated[0].message
     assert "specifies generation expression" in generated[0].message
+    # The renamed rule is known to a rule too (reserved-rule-name), which carries its remedy.
+    reserved = [f for f in report.findings if f.rule_id == "reserved-rule-name"]
+    assert len(reserved) == 1 and "the schema trial confirmed" in reserved[0].message
+    assert reserved[0].remedy == "rename-rule" and reserved[0].severity.value == "blocker"
     own = {f.object: f for f in report.findings if f.rule_id == RULE_ID}
-    assert set(own) == {"rule _RETURN on public.rt", "view public.bgw"}
+    assert set(own) == {"view public.bgw"}
     assert all(f.severity.value == "blocker" and f.database == hz.database for f in own.values())
-    assert f"--exclude-object '{hz.database}:table public.rt'" in own["rule _RETURN on public.rt"].remediation
+    assert f"--exclude-object '{hz.database}:view public.bgw'" in own["view public.bgw"].remediation
     assert own["view public.bgw"].remedy == "exclude-object"
     assert "also fails: view public.bgw_on_bgw" in own["view public.bgw"].message
     assert report.exit_code == 2
