@@ -37,7 +37,7 @@ class Statement:
     def display(self) -> str:
         try:
             text = self.query.as_string(None)
-        except UnicodeEncodeError:
+        except UnicodeError:  # encoding a lone surrogate, or decoding as UTF-8 the bytes it became
             # A name held undecoded (bytes not valid in its database's encoding, see session.py):
             # composed by hand for the log, each such byte shown as \xNN.
             text = printable(_compose_for_display(self.query))
