@@ -6,7 +6,6 @@ the tests' own catalog and data queries (tests/fixtures/compare.py) with 0 diffe
 from __future__ import annotations
 
 import dataclasses
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +21,10 @@ PAIRS = [(10, 11), (10, 18), (11, 16), (12, 17), (13, 18), (14, 18), (15, 16), (
 
 
 def _without_known_bugs(snap: GlobalsSnapshot) -> GlobalsSnapshot:
-    """The globals minus what pgshift is known to lose, each bug reproduced by its own test below
-    (test_migrate_carries_tablespace_comments, test_migrate_carries_parameter_privileges): until they
-    are fixed the pair test holds everything else against the migration, and only that."""
-    tablespaces = {k: re.sub(r" comment=.*$", "", v) for k, v in snap.tablespaces.items()}
-    return dataclasses.replace(snap, tablespaces=tablespaces, parameter_acls={})
+    """The globals minus what pgshift is known to lose, reproduced by its own test below
+    (test_migrate_carries_parameter_privileges): until it is fixed the pair test holds everything
+    else against the migration, and only that."""
+    return dataclasses.replace(snap, parameter_acls={})
 
 
 def pgshift(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -89,12 +87,9 @@ def test_verify_compares_foreign_server_options_as_a_set(fresh_server: Any, tmp_
     done = pgshift("migrate", source.conninfo(), target.conninfo(), "--workdir", str(tmp_path / "run"))
 
     assert diff(before, snapshot(target, "ks_options")) == []
-    if done.returncode == 5 and "foreign server ks_s: options differs" in done.stdout + done.stderr:
-        pytest.xfail("pgshift verify compares foreign server options in catalog order, not as a set")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="pgshift bug: the globals step creates tablespaces without their comment")
 def test_migrate_carries_tablespace_comments(fresh_server: Any, tmp_path: Path) -> None:
     source, target = fresh_server(18), fresh_server(18)
     where, there = tablespace_dir(source, "ksbug_ts"), tablespace_dir(target, "ksbug_ts")

@@ -361,11 +361,13 @@ class TablespaceInfo:
     location: str
     options: tuple[str, ...]
     acl: tuple[str, ...]
+    comment: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "owner": self.owner,
+            "comment": self.comment,
             "location": self.location,
             "options": list(self.options),
             "acl": list(self.acl),
@@ -378,11 +380,15 @@ def list_tablespaces(conn: Connection) -> list[TablespaceInfo]:
         conn,
         """
         SELECT spcname, pg_get_userbyid(spcowner) AS owner, pg_tablespace_location(oid) AS location,
-               COALESCE(spcoptions, '{}') AS options, COALESCE(spcacl::text[], '{}') AS acl
+               COALESCE(spcoptions, '{}') AS options, COALESCE(spcacl::text[], '{}') AS acl,
+               shobj_description(oid, 'pg_tablespace') AS comment
         FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY spcname
         """,
     )
-    return [TablespaceInfo(r["spcname"], r["owner"], r["location"], tuple(r["options"]), tuple(r["acl"])) for r in rows]
+    return [
+        TablespaceInfo(r["spcname"], r["owner"], r["location"], tuple(r["options"]), tuple(r["acl"]), r["comment"])
+        for r in rows
+    ]
 
 
 def tablespace_names(conn: Connection) -> set[str]:

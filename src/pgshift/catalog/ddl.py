@@ -461,6 +461,10 @@ def create_tablespace(ts: TablespaceInfo, location: str, owner: str | None) -> S
     return Statement(query, no_transaction=True)
 
 
+def comment_on_tablespace(name: str, comment: str) -> Statement:
+    return Statement(sql.SQL("COMMENT ON TABLESPACE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+
+
 def alter_tablespace_options(name: str, options: Iterable[str]) -> Statement | None:
     items = [o.partition("=") for o in options]
     if not items:

@@ -819,7 +819,7 @@ def _foreign(conn: Connection, version: PgVersion) -> list[DbObject]:
         SELECT w.fdwname, pg_get_userbyid(w.fdwowner) AS owner, w.fdwacl::text[] AS acl,
                acldefault('F', w.fdwowner)::text[] AS default_acl,
                obj_description(w.oid, 'pg_foreign_data_wrapper') AS comment,
-               array_to_string(w.fdwoptions, ', ') AS options
+               array_to_string(ARRAY(SELECT o FROM unnest(w.fdwoptions) o ORDER BY 1), ', ') AS options
         FROM pg_foreign_data_wrapper w
         WHERE NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_foreign_data_wrapper'::regclass
                           AND dep.objid = w.oid AND dep.deptype = 'e')
@@ -840,7 +840,7 @@ def _foreign(conn: Connection, version: PgVersion) -> list[DbObject]:
         SELECT s.srvname, w.fdwname, pg_get_userbyid(s.srvowner) AS owner, s.srvacl::text[] AS acl,
                acldefault('S', s.srvowner)::text[] AS default_acl,
                obj_description(s.oid, 'pg_foreign_server') AS comment, s.srvtype, s.srvversion,
-               array_to_string(s.srvoptions, ', ') AS options
+               array_to_string(ARRAY(SELECT o FROM unnest(s.srvoptions) o ORDER BY 1), ', ') AS options
         FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
         WHERE NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_foreign_server'::regclass
                           AND dep.objid = s.oid AND dep.deptype = 'e')

@@ -110,6 +110,8 @@ def tablespace_actions(facts: Facts, existing: set[str]) -> list[Action]:
         options = ddl.alter_tablespace_options(ts.name, ts.options)
         if options is not None:
             out.append(Action(f"tablespace {ts.name}", options))
+        if ts.comment:
+            out.append(Action(f"tablespace {ts.name}", ddl.comment_on_tablespace(ts.name, ts.comment)))
         if not facts.options.no_privileges:
             with contextlib.closing(connect(facts.source)) as sconn:
                 grants = ddl.tablespace_grants(sconn, ts.name)
