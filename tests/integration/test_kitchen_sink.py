@@ -5,7 +5,6 @@ the tests' own catalog and data queries (tests/fixtures/compare.py) with 0 diffe
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +20,9 @@ PAIRS = [(10, 11), (10, 18), (11, 16), (12, 17), (13, 18), (14, 18), (15, 16), (
 
 
 def _without_known_bugs(snap: GlobalsSnapshot) -> GlobalsSnapshot:
-    """The globals minus what pgshift is known to lose, reproduced by its own test below
-    (test_migrate_carries_parameter_privileges): until it is fixed the pair test holds everything
-    else against the migration, and only that."""
-    return dataclasses.replace(snap, parameter_acls={})
+    """The globals as pgshift carries them (no known loss left: the bugs the fixture found have
+    their own tests below)."""
+    return snap
 
 
 def pgshift(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -110,7 +108,6 @@ def test_migrate_carries_tablespace_comments(fresh_server: Any, tmp_path: Path) 
     assert diff_globals(snapshot_globals(source, "ksbug"), snapshot_globals(target, "ksbug")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="pgshift bug: GRANT ... ON PARAMETER (15+) is not carried to the target")
 def test_migrate_carries_parameter_privileges(fresh_server: Any, tmp_path: Path) -> None:
     source, target = fresh_server(18), fresh_server(18)
     source.execute("CREATE DATABASE ksbug_db")  # migrate moves globals with at least one database

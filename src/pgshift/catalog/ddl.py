@@ -119,6 +119,36 @@ def database_grants(conn: Connection, dbname: str) -> list[Grant]:
     ]
 
 
+def parameter_grants(conn: Connection) -> list[tuple[str, Grant]]:
+    """GRANT SET / ALTER SYSTEM ON PARAMETER (pg_parameter_acl, new in 15): (parameter, grant)."""
+    if server_version(conn).major < 15:
+        return []
+    rows = fetch_all(
+        conn,
+        """
+        SELECT p.parname, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
+               a.privilege_type, a.is_grantable
+        FROM pg_parameter_acl p, aclexplode(p.paracl) a
+        WHERE p.paracl IS NOT NULL
+        ORDER BY 1, 2 NULLS FIRST, 3
+        """,
+    )
+    return [(r["parname"], Grant(r["grantee"], r["privilege_type"], r["is_grantable"])) for r in rows]
+
+
+def grant_on_parameter(name: str, grant: Grant) -> Statement:
+    grantee: sql.Composable = sql.SQL("PUBLIC") if grant.grantee is None else sql.Identifier(grant.grantee)
+    query = sql.SQL("GRANT {} ON PARAMETER {} TO {}").format(
+        sql.SQL(_PARAMETER_PRIVILEGES[grant.privilege]), sql.Identifier(*name.split(".")), grantee
+    )
+    if grant.grantable:
+        query += sql.SQL(" WITH GRANT OPTION")
+    return Statement(query)
+
+
+_PARAMETER_PRIVILEGES = {"SET": "SET", "ALTER SYSTEM": "ALTER SYSTEM"}
+
+
 def tablespace_grants(conn: Connection, name: str) -> list[Grant]:
     rows = fetch_all(
         conn,

@@ -446,6 +446,12 @@ def _steps(
                 Step("globals:roles", "create-roles", "globals: roles", connect_to=maintenance, sql=tuple(roles))
             )
         grants, skipped = membership_actions(facts, created)
+        # Privileges on parameters (15+) are global too: granted with the memberships, to roles this
+        # run created (or PUBLIC).
+        grants += [
+            Action(f"parameter {name}", ddl.grant_on_parameter(name, grant), requires_role=grant.grantee)
+            for name, grant in facts.parameter_grants
+        ]
         if grants and not done("globals:memberships"):
             note = f"{len(skipped)} membership(s) not granted: " + "; ".join(skipped[:5]) if skipped else ""
             out.append(

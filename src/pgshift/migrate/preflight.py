@@ -65,6 +65,7 @@ class Facts:
     roles: list[RoleInfo] = field(default_factory=list)
     memberships: list[Membership] = field(default_factory=list)
     tablespaces: list[TablespaceInfo] = field(default_factory=list)
+    parameter_grants: list[tuple[str, ddl.Grant]] = field(default_factory=list)  # 15+: GRANT … ON PARAMETER
     passwords: dict[str, str] = field(default_factory=dict, repr=False)
     target_roles: set[str] = field(default_factory=set)
     protected_roles: set[str] = field(default_factory=set)
@@ -494,6 +495,8 @@ def _globals_plan(facts: Facts, sconn: Connection, tconn: Connection, journal: J
     options = facts.options
     facts.roles = cluster.list_roles(sconn)
     facts.memberships = cluster.list_memberships(sconn)
+    if not options.no_privileges and facts.target_info.version.major >= 15:
+        facts.parameter_grants = ddl.parameter_grants(sconn)
     facts.tablespaces = [] if options.no_tablespaces else cluster.list_tablespaces(sconn)
     passwords = not options.no_role_passwords
     if passwords and not cluster.can_read_authid(sconn):
