@@ -632,6 +632,37 @@ def schema_exists(conn: Connection, name: str) -> bool:
     return fetch_one(conn, "SELECT 1 AS x FROM pg_namespace WHERE nspname = %s", (name,)) is not None
 
 
+def fill_generated_as_plain(
+    schema: str, table: str, columns: Sequence[tuple[str, str]], *, superuser: bool
+) -> Statement:
+    """The values of columns restored plain in place of generated ones: ``(column, expression)`` as the
+    source prints the expression. Triggers stay quiet, as ``pg_restore --disable-triggers`` keeps them."""
+    target = sql.Identifier(schema, table)
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(column), sql.SQL("(" + expression + ")"))
+        for column, expression in columns
+    )
+    update = sql.SQL("UPDATE ONLY {} SET {}").format(target, assignments)
+    if superuser:
+        return Statement(
+            sql.SQL("SET session_replication_role = replica; {}; RESET session_replication_role").format(update)
+        )
+    return Statement(
+        sql.SQL("ALTER TABLE ONLY {t} DISABLE TRIGGER USER; {u}; ALTER TABLE ONLY {t} ENABLE TRIGGER USER").format(
+            t=target, u=update
+        )
+    )
+
+
+def create_rule_as(definition: str, new_name: str) -> Statement:
+    """``pg_get_ruledef``'s CREATE RULE of a rule named ``_RETURN``, under ``new_name``."""
+    head = 'CREATE RULE "_RETURN" AS'
+    if not definition.startswith(head):
+        raise ValueError(f"not the definition of a rule named _RETURN: {definition[:60]!r}")
+    body = definition[len(head) :].rstrip().rstrip(";")
+    return Statement(sql.SQL("CREATE RULE {} AS").format(sql.Identifier(new_name)) + sql.SQL(body))
+
+
 def analyze() -> Statement:
     return Statement(sql.SQL("ANALYZE"))
 

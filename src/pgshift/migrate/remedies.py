@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
+from pgshift.catalog import ddl
 from pgshift.catalog import remedies as cat
-from pgshift.catalog.ddl import Statement
 from pgshift.catalog.session import Connection
 from pgshift.errors import UsageError
 from pgshift.migrate.plan import Action, AppliedRemedy, ItemChange
@@ -265,24 +265,15 @@ def _generated_as_plain(conn: Connection, database: str, out: DatabaseRemedies, 
         by_table.setdefault(col.relid, []).append(col)
     for relid, cols in by_table.items():
         first = cols[0]
-        table = sql.Identifier(first.schema, first.table)
-        label = first.label.rsplit(".", 1)[0] if first.label.count(".") == 2 else table.as_string(None)
+        label = first.label.rsplit(".", 1)[0]
         out.items.append(
             ItemChange("generated-as-plain", _PG_CLASS, relid, f"table {label}", False, tuple(c.column for c in cols))
         )
-        # pg_dump leaves generated columns out of the data; their values are computed again, with
-        # the triggers the restore made kept quiet (as pg_restore --disable-triggers does).
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(c.column), sql.SQL("(" + c.expression + ")")) for c in cols
+        # pg_dump leaves generated columns out of the data: their values are computed again.
+        query = ddl.fill_generated_as_plain(
+            first.schema, first.table, [(c.column, c.expression) for c in cols], superuser=superuser
         )
-        update = sql.SQL("UPDATE ONLY {} SET {}").format(table, assignments)
-        if superuser:
-            query = sql.SQL("SET session_replication_role = replica; {}; RESET session_replication_role").format(update)
-        else:
-            query = sql.SQL(
-                "ALTER TABLE ONLY {t} DISABLE TRIGGER USER; {u}; ALTER TABLE ONLY {t} ENABLE TRIGGER USER"
-            ).format(t=table, u=update)
-        out.after_data.append(Action(f"table {label} (generated-as-plain)", Statement(query)))
+        out.after_data.append(Action(f"table {label} (generated-as-plain)", query))
         for c in cols:
             out.applied.append(
                 AppliedRemedy(
@@ -302,17 +293,15 @@ def _rename_rules(conn: Connection, database: str, out: DatabaseRemedies) -> Non
         while new in rule.siblings:
             n += 1
             new = f"_RETURN_{rule.event}_{n}"
-        head = 'CREATE RULE "_RETURN" AS'
-        if not rule.definition.startswith(head):
-            raise UsageError(
-                f"rule _RETURN on {rule.schema}.{rule.table}: unexpected definition {rule.definition[:60]!r}"
-            )
-        definition = f"CREATE RULE {sql.Identifier(new).as_string(None)} AS" + rule.definition[len(head) :]
+        try:
+            statement = ddl.create_rule_as(rule.definition, new)
+        except ValueError as exc:
+            raise UsageError(f"rule _RETURN on {rule.label}: {exc}") from None
         out.items.append(ItemChange("rename-rule", _PG_REWRITE, rule.oid, f"rule _RETURN on {rule.label}", True))
         out.after_data.append(
             Action(
                 f"rule {new} on {rule.label} (rename-rule)",
-                Statement(sql.SQL(definition.rstrip().rstrip(";"))),
+                statement,
                 # A resume after the statement committed finds the rule made.
                 tolerates=("duplicate_object",),
             )
