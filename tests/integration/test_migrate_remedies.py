@@ -90,6 +90,11 @@ def test_each_remedy_carries_its_object_and_verify_expects_the_change(
     assert not _rows(target, f"SELECT 1 FROM pg_database WHERE datname = '{db}'", "postgres")
     assert not _rows(target, "SELECT 1 FROM pg_database WHERE datname LIKE 'pgshift_trial_%'", "postgres")
 
+    # A misspelt object is a usage error, not a run that leaves nothing out.
+    typo = _pgshift(*base, *REMEDIES, "--exclude-object", "table public.bda", "--workdir", str(tmp_path / "typo"))
+    assert typo.returncode == 64, typo.stderr
+    assert "--exclude-object 'table public.bda': no database of this run has that object" in typo.stderr
+
     plan = _pgshift(*base, *REMEDIES, "--workdir", str(tmp_path / "plan"), "--dry-run", "--json")
     assert plan.returncode == 0, plan.stderr
     doc = json.loads(plan.stdout)

@@ -407,6 +407,15 @@ def _database_plans(
                 f"database {db.name!r} has {content.large_objects} large objects, which pg_dump leaves out when "
                 "--schema/--table filters are given",
             )
+    found = {text for rem in facts.remedies.values() for text in rem.excluded}
+    unmatched = [spec.text for spec in specs if spec.text not in found]
+    if unmatched:
+        # A misspelt name would otherwise leave nothing out, silently.
+        raise UsageError(
+            f"--exclude-object {unmatched[0]!r}: no database of this run has that object",
+            hint="name it as the source's catalog does: KIND schema.name, a routine with its argument types "
+            "(pgshift check's schema-trial findings give the exact spelling)",
+        )
     if foreign:
         raise PreflightRefused(
             foreign[0] + ": pgshift drops only databases it created in this run",

@@ -151,6 +151,7 @@ class DatabaseRemedies:
     after_data: list[Action] = field(default_factory=list)
     applied: list[AppliedRemedy] = field(default_factory=list)
     left_out_extensions: set[str] = field(default_factory=set)
+    excluded: set[str] = field(default_factory=set)  # the --exclude-object specs found in this database
 
     @property
     def rewrites_schema(self) -> bool:
@@ -231,6 +232,7 @@ def plan_database(
                 f"--exclude-object {spec.text!r}: database {database!r} of the source has no such {spec.kind}",
                 hint="name it as the source's catalog does (schema.name; a routine with its argument types)",
             )
+        out.excluded.add(spec.text)
         found = cat.dependents(conn, root)
         # Listed: what the user would miss; the parts of those (indexes, row types, a view's rule) go with them.
         dependent = [o.description for o in found[1:] if not o.part]
