@@ -160,6 +160,9 @@ _DUMP_FLOOR: tuple[tuple[int, int], ...] = (
 
 # Oldest and newest majors pgshift is tested with, as source or target.
 OLDEST_SUPPORTED_SOURCE = 10
+# The archive compressions of pg_dump and the first client major with each: pg_dump 16 added lz4 and
+# zstd to gzip (its default, level 6 when -Z is not given); "none" is -Z 0.
+DUMP_COMPRESSIONS: dict[str, int] = {"none": 10, "gzip": 10, "lz4": 16, "zstd": 16}
 NEWEST_KNOWN_MAJOR = 18
 
 

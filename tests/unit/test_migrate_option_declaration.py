@@ -58,7 +58,7 @@ def test_only_how_the_rest_is_done_may_change_on_resume() -> None:
     assert resumable == {
         "keep_dumps", "tablespace_map", "no_tablespaces", "no_owner", "no_privileges", "no_role_passwords",
         "globals", "accept", "check", "analyze", "verify", "checksums", "pg_bins", "docker", "docker_image",
-        "if_exists", "jobs", "dry_run",
+        "if_exists", "jobs", "dry_run", "compress",
     }  # fmt: skip
     # What the run moves is fixed by its journal: a changed selection is a new run.
     for fixed in ("databases", "exclude_databases", "renames", "schemas", "exclude_schemas", "tables",

@@ -255,6 +255,7 @@ def dump_args(facts: Facts, dbp: DatabasePlan, dump_dir: Path) -> list[str]:
         "--no-password",
         "--verbose",
     ]
+    args.append(f"--compress={facts.dump_compress}")
     args += [f"--schema={p}" for p in options.schemas]
     args += [f"--exclude-schema={p}" for p in options.exclude_schemas]
     args += [f"--table={p}" for p in options.tables]

@@ -6,9 +6,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pgshift.process import Command, Completed, ContainerCommand, LineCallback, run, run_in_container
+from pgshift.process import Command, Completed, ContainerCommand, LineCallback, base_env, run, run_in_container
 from pgshift.toolchain.select import ClientChoice
-from pgshift.version import PgVersion
+from pgshift.version import DUMP_COMPRESSIONS, PgVersion
 
 # Variables of the cleaned host environment that make no sense inside an image.
 _HOST_ONLY = ("PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LD_LIBRARY_PATH")
@@ -82,3 +82,32 @@ def docker_reachable() -> bool:
     except ToolchainError:
         return False
     return True
+
+
+def dump_compression_supported(choice: ClientChoice, method: str) -> bool:
+    """Whether the chosen pg_dump can write archives compressed with ``method``.
+
+    pg_dump validates its --compress before it connects, so a pg_dump pointed at no server at all
+    says whether its build has the library (``this build does not support compression with …``)
+    without touching anything. Docker images (the official ones are built with both) are taken by
+    their major, which saves a container start.
+    """
+    if choice.major < DUMP_COMPRESSIONS.get(method, 99):
+        return False
+    if method in ("none", "gzip") or choice.docker_image is not None:
+        return True
+    done = run_client(
+        choice,
+        "pg_dump",
+        [
+            "--format=directory",
+            f"--compress={method}",
+            "--file=/nonexistent/pgshift-probe",
+            "--no-password",
+            "--dbname=host=/nonexistent port=1 connect_timeout=1",
+        ],
+        env=base_env(),
+        check=False,
+        timeout=20,
+    )
+    return "does not support compression" not in "\n".join(done.stderr_tail)
