@@ -88,6 +88,61 @@ class StepFailed(PgshiftError):
         self.returncode = returncode
 
 
+class WorkdirFull(PgshiftError):
+    """The work directory's file system refused a write: full (ENOSPC, EDQUOT), read-only, or failing.
+
+    Raised by every writer of a run (log, journal, the child programs' stderr pumps) instead of the
+    OSError, so that the run stops at once with one message naming the directory and the space.
+    """
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, workdir: str, *, reason: str, free: int | None, needed: int | None = None) -> None:
+        self.workdir = workdir
+        self.reason = reason
+        self.free = free
+        self.needed = needed
+        super().__init__(self._compose(), hint=self._hint())
+
+    def with_needed(self, needed: int | None, free: int | None = None) -> WorkdirFull:
+        """The same error with what the rest of the run needs (the runner knows it), the free space anew."""
+        self.needed = needed
+        if free is not None:
+            self.free = free
+        self.message = self._compose()
+        self.hint = self._hint()
+        return self
+
+    def _compose(self) -> str:
+        if self.reason in ("full", "quota"):
+            space = [f"{human_bytes(self.needed)} needed"] if self.needed else []
+            if self.free is not None:
+                space.append(f"{human_bytes(self.free)} free")
+            what = "is full" if self.reason == "full" else "is over its disk quota"
+            return f"the work directory {self.workdir} {what}" + (f" ({', '.join(space)})" if space else "")
+        if self.reason == "read-only":
+            return f"the work directory {self.workdir} became read-only while the run wrote to it"
+        return f"the work directory {self.workdir} cannot be written ({self.reason})"
+
+    def _hint(self) -> str:
+        # The resume command is the runner's to add: it knows whether passwords must come again.
+        if self.reason in ("full", "quota"):
+            return "free space on its file system, or move the directory to a larger one and resume from there"
+        return "repair or remount the file system, or move the directory elsewhere and resume from there"
+
+
+def human_bytes(n: int | None) -> str:
+    """1.5 GB, 20 MB, 512 bytes: sizes as messages give them."""
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"  # pragma: no cover - the loop returns
+
+
 class PreflightRefused(PgshiftError):
     exit_code = ExitCode.BLOCKERS
 

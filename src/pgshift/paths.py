@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import platformdirs
+
+from pgshift.errors import WorkdirFull
 
 
 def _is_root() -> bool:
@@ -52,3 +57,79 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
+
+
+# What a file system says when it cannot take a write, and how the message names it.
+_WRITE_REFUSED = {
+    errno.ENOSPC: "full",
+    errno.EDQUOT: "quota",
+    errno.EROFS: "read-only",
+    errno.EIO: "input/output error",
+    errno.EFBIG: "file too large",
+}
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space for this user on the file system holding ``path`` (its nearest existing parent)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def write_refused(exc: BaseException, workdir: Path) -> WorkdirFull | None:
+    """The WorkdirFull an OSError from a write into ``workdir`` stands for, or None when it is another error."""
+    if isinstance(exc, WorkdirFull):
+        return exc
+    if not isinstance(exc, OSError) or exc.errno not in _WRITE_REFUSED:
+        return None
+    return WorkdirFull(str(workdir), reason=_WRITE_REFUSED[exc.errno], free=free_bytes(workdir))
+
+
+def append_line(fd: int, data: bytes, workdir: Path) -> None:
+    """Append ``data`` to ``fd`` whole or not at all; a refused write is a WorkdirFull.
+
+    Written with os.write, not a buffered file: a buffer that failed to flush would try again at
+    every later write and at close, raising the same error out of cleanup code. A write cut short
+    by a full disk is cut back off (ftruncate needs no space), so the file stays a sequence of
+    whole lines and a journal written before stays valid.
+    """
+    try:
+        start = os.fstat(fd).st_size
+    except OSError as exc:
+        raise (write_refused(exc, workdir) or exc) from None
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise (write_refused(exc, workdir) or exc) from None
+
+
+# strerror texts (LC_ALL=C: children's messages are in English) of a write a file system refused.
+_REFUSED_TEXT = {
+    os.strerror(errno.ENOSPC): "full",
+    os.strerror(errno.EDQUOT): "quota",
+    os.strerror(errno.EROFS): "read-only",
+}
+
+
+def refused_in_output(text: str, workdir: Path) -> WorkdirFull | None:
+    """A child that writes into ``workdir`` (pg_dump, pg_dumpall) saying it could not: a WorkdirFull.
+
+    Only the child's own messages count: a server's error (``ERROR:`` — say, the source's temporary
+    files on a full disk) is that server's disk, not the work directory.
+    """
+    for line in text.splitlines():
+        if "ERROR:" in line:
+            continue
+        for words, reason in _REFUSED_TEXT.items():
+            if words in line:
+                return WorkdirFull(str(workdir), reason=reason, free=free_bytes(workdir))
+    return None

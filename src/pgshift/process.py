@@ -147,13 +147,43 @@ def _kill_containers() -> None:
             api.kill(container_id)
 
 
-def _pump(stream: IO[bytes], tail: deque[str], secrets: tuple[str, ...], on_line: LineCallback | None) -> None:
-    for raw in iter(stream.readline, b""):
-        line = redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"), secrets)
-        tail.append(line)
-        if on_line is not None:
-            on_line(line)
-    stream.close()
+class _Pump:
+    """Reads one output stream of a child to its end, line by line, whatever its callback does.
+
+    A callback that raises (the log's disk is full) must not end the reading: a child whose pipe
+    nobody drains blocks on its next write, and pgshift would wait for it for ever. The first
+    failure is kept for ``run`` to raise once the child has ended, ``on_failure`` stops the child,
+    and the rest of the stream is still read (into the tail only).
+    """
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        tail: deque[str],
+        secrets: tuple[str, ...],
+        on_line: LineCallback | None,
+        on_failure: Callable[[], None],
+    ) -> None:
+        self.stream = stream
+        self.tail = tail
+        self.secrets = secrets
+        self.on_line = on_line
+        self.on_failure = on_failure
+        self.error: BaseException | None = None
+
+    def __call__(self) -> None:
+        try:
+            for raw in iter(self.stream.readline, b""):
+                line = redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"), self.secrets)
+                self.tail.append(line)
+                if self.on_line is not None and self.error is None:
+                    try:
+                        self.on_line(line)
+                    except BaseException as exc:  # kept, raised by run() in its own thread
+                        self.error = exc
+                        self.on_failure()
+        finally:
+            self.stream.close()
 
 
 def run(
@@ -218,25 +248,25 @@ def run(
         ) from exc
     stderr_tail: deque[str] = deque(maxlen=tail_lines)
     stdout_chunks: list[str] = []
-    threads = []
+    threads: list[threading.Thread] = []
+    pumps: list[_Pump] = []
+
+    def _stop_child() -> None:
+        # In a thread of its own: the pump goes on draining while the child gets its grace period.
+        threading.Thread(target=terminate_group, args=(proc.pid,), daemon=True).start()
+
     assert proc.stderr is not None
-    threads.append(
-        threading.Thread(target=_pump, args=(proc.stderr, stderr_tail, command.secrets, on_stderr), daemon=True)
-    )
-    if proc.stdout is not None:
-        if on_stdout is not None:
-            threads.append(
-                threading.Thread(
-                    target=_pump, args=(proc.stdout, deque(maxlen=1), command.secrets, on_stdout), daemon=True
-                )
-            )
-        else:
+    pumps.append(_Pump(proc.stderr, stderr_tail, command.secrets, on_stderr, _stop_child))
+    if proc.stdout is not None and on_stdout is not None:
+        pumps.append(_Pump(proc.stdout, deque(maxlen=1), command.secrets, on_stdout, _stop_child))
+    threads.extend(threading.Thread(target=pump, daemon=True) for pump in pumps)
+    if proc.stdout is not None and on_stdout is None:
 
-            def _collect(stream: IO[bytes] = proc.stdout) -> None:
-                stdout_chunks.append(stream.read().decode("utf-8", errors="replace"))
-                stream.close()
+        def _collect(stream: IO[bytes] = proc.stdout) -> None:
+            stdout_chunks.append(stream.read().decode("utf-8", errors="replace"))
+            stream.close()
 
-            threads.append(threading.Thread(target=_collect, daemon=True))
+        threads.append(threading.Thread(target=_collect, daemon=True))
     for thread in threads:
         thread.start()
     try:
@@ -267,6 +297,10 @@ def run(
             _running.discard(proc.pid)
         if out_file is not None:
             out_file.close()
+    for pump in pumps:
+        if pump.error is not None:
+            # The child was stopped because its output could not be handled: that is the cause.
+            raise pump.error
     completed = Completed(
         command=command,
         returncode=returncode,

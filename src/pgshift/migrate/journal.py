@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pgshift import paths
 from pgshift.errors import UsageError
 
 JOURNAL = "journal.json"
@@ -179,7 +180,7 @@ class Journal:
         self.databases: dict[str, DatabaseEntry] = {}
         self.verify_note = ""
         self._lock = threading.RLock()
-        self._events: Any = None
+        self._events: int | None = None  # the events file, appended with os.write
 
     # --- files --------------------------------------------------------------------------------
 
@@ -231,26 +232,30 @@ class Journal:
             _atomic_write(self.path, json.dumps(self.header, indent=2, ensure_ascii=False, default=str) + "\n")
 
     def _append(self, event: dict[str, Any], *, sync: bool = True) -> None:
+        """Write one event, then apply it: a write the disk refuses (WorkdirFull) leaves the file
+        and the state as they were, each event whole or absent."""
         with self._lock:
             event = {"at": now(), **event}
+            # Names the catalog holds undecoded (bytes not valid in their database's encoding,
+            # session.py) are written as those very bytes, and read back the same way.
+            line = (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode("utf-8", "surrogateescape")
+            try:
+                if self._events is None:
+                    self._events = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                paths.append_line(self._events, line, self.workdir)
+                if sync:
+                    os.fsync(self._events)
+            except OSError as exc:
+                raise (paths.write_refused(exc, self.workdir) or exc) from None
             self._apply(event)
-            if self._events is None:
-                fd = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                # Names the catalog holds undecoded (bytes not valid in their database's encoding,
-                # session.py) are written as those very bytes, and read back the same way.
-                self._events = os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape")
-            self._events.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
-            self._events.flush()
-            if sync:
-                os.fsync(self._events.fileno())
 
     def close(self) -> None:
         with self._lock:
             if self._events is not None:
                 with contextlib.suppress(OSError):
-                    self._events.flush()
-                    os.fsync(self._events.fileno())
-                self._events.close()
+                    os.fsync(self._events)
+                with contextlib.suppress(OSError):
+                    os.close(self._events)
                 self._events = None
 
     def compact(self) -> None:
@@ -442,13 +447,20 @@ def _read_events(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Write, fsync, rename: the file is the old one or the new one; a refused write is WorkdirFull."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            paths.append_line(fd, text.encode("utf-8", "surrogateescape"), path.parent)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise (paths.write_refused(exc, path.parent) or exc) from None
     with contextlib.suppress(OSError):
         dirfd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -20,12 +20,13 @@ from typing import Any
 
 import psycopg
 
+from pgshift import paths
 from pgshift.catalog.session import query_failed
 from pgshift.conninfo import Endpoint
-from pgshift.errors import Interrupted, PgshiftError, PreflightRefused, StepFailed
+from pgshift.errors import Interrupted, PgshiftError, PreflightRefused, StepFailed, WorkdirFull
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.migrate import steps
-from pgshift.migrate.journal import JOURNAL, DatabaseRecord, Journal
+from pgshift.migrate.journal import JOURNAL, DatabaseRecord, Journal, RunStatus
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import DatabasePlan, MigrationPlan
 from pgshift.migrate.planner import build_plan
@@ -210,6 +211,9 @@ def resume_command(options: MigrateOptions, workdir: Path) -> str:
 
 
 def with_resume_hint(hint: str | None, options: MigrateOptions, workdir: Path) -> str:
+    """The hint of a failure, then how to continue; a hint that names --resume already is whole."""
+    if hint and "--resume" in hint:
+        return hint
     return (hint.rstrip(".") + "; then " if hint else "fix the cause, then ") + (
         f"continue with: {resume_command(options, workdir)}"
     )
@@ -295,6 +299,42 @@ def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
             artifacts["note"] = outcome["verify_note"]
         phases["verify"] = round(time.monotonic() - t0, 3)
     return outcome
+
+
+def _record_end(journal: Journal, log: RunLog, status: RunStatus, text: str) -> None:
+    """The run's end in the journal and the log; on a full disk the error itself says it instead."""
+    with contextlib.suppress(WorkdirFull):
+        journal.set_status(status)
+    with contextlib.suppress(WorkdirFull):
+        log.write("error", text)
+
+
+def _workdir_full(
+    errors: Mapping[str, PgshiftError], plan: MigrationPlan, journal: Journal, workdir: Path
+) -> WorkdirFull | None:
+    """The work directory's full (or failing) file system, when that is what some step died of.
+
+    Raised by pgshift's own writers, or told by pg_dump/pg_dumpall, which write their output there.
+    The dumps cut short are removed (a failed dump is taken again on resume), so the space they
+    held is free again, for the journal's last words and the user's count; what is still needed is
+    the size of the databases not dumped yet (an upper bound: the dumps are compressed).
+    """
+    full = next((e for e in errors.values() if isinstance(e, WorkdirFull)), None)
+    if full is None:
+        for err in errors.values():
+            if isinstance(err, StepFailed) and err.program in ("pg_dump", "pg_dumpall"):
+                full = paths.refused_in_output(f"{err.message}\n{err.detail or ''}", workdir)
+                if full is not None:
+                    break
+    if full is None:
+        return None
+    needed = 0
+    for dbp in plan.databases:
+        record = journal.database(dbp.source)
+        if dbp.moves and not (record is not None and (record.finished or record.dump_complete)):
+            shutil.rmtree(plan.dump_dirs[dbp.source], ignore_errors=True)
+            needed += dbp.size_bytes or 0
+    return full.with_needed(needed or None, paths.free_bytes(workdir))
 
 
 def _finished(journal: Journal, source: str) -> bool:
@@ -423,10 +463,10 @@ def _execute(
                 outcome = _wait(future)
             except PgshiftError as exc:
                 # The globals failed (databases report their failures in the outcome).
-                journal.set_status("failed")
-                log.write("error", exc.message + (f"\n{exc.detail}" if exc.detail else ""))
+                exc = _workdir_full({"": exc}, plan, journal, workdir) or exc
+                _record_end(journal, log, "failed", exc.message + (f"\n{exc.detail}" if exc.detail else ""))
                 exc.hint = with_resume_hint(exc.hint, facts.options, workdir)
-                raise
+                raise exc from None
             except (KeyboardInterrupt, _Signalled) as exc:
                 signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
                 run.cancel.set()
@@ -434,8 +474,7 @@ def _execute(
                 run.cancel_queries()
                 with contextlib.suppress(BaseException):
                     future.result(timeout=120)
-                journal.set_status("interrupted")
-                log.write("error", f"interrupted by signal {int(signum)}; journal saved")
+                _record_end(journal, log, "interrupted", f"interrupted by signal {int(signum)}; journal saved")
                 raise Interrupted(
                     f"interrupted ({'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'}); the journal is saved in "
                     f"{workdir}",
@@ -444,10 +483,20 @@ def _execute(
                 ) from None
         errors: dict[str, PgshiftError] = outcome["errors"]
         if errors:
-            journal.set_status("failed")
+            full = _workdir_full(errors, plan, journal, workdir)
+            if full is not None:  # every database failed for it, or will: it is the one cause to name
+                _record_end(journal, log, "failed", full.message)
+                full.hint = with_resume_hint(full.hint, facts.options, workdir)
+                raise full
             first_db, first = next(iter(errors.items()))
-            for db, err in errors.items():
-                log.write("error", f"database {db}: {err.message}" + (f"\n{err.detail}" if err.detail else ""))
+            _record_end(
+                journal,
+                log,
+                "failed",
+                "\n".join(
+                    f"database {db}: {e.message}" + (f"\n{e.detail}" if e.detail else "") for db, e in errors.items()
+                ),
+            )
             others = [d for d in errors if d != first_db]
             if others:
                 first.message += f" (and {len(others)} other database(s) failed: {', '.join(others)})"

@@ -103,39 +103,56 @@ class WorkdirLock:
                 f"another pgshift run is using {self.path.parent}",
                 hint="wait for it to finish (or stop it), then resume",
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
         self._file = handle
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:
+            # The pid only names the holder for messages; a full disk is said once, by the error.
+            refused = paths.write_refused(exc, self.path.parent)
+            self.release()
+            raise (refused or exc) from None
 
     def release(self) -> None:
         if self._file is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
+            with contextlib.suppress(OSError):  # an unflushed pid on a full disk
+                self._file.close()
             self._file = None
 
 
 class RunLog:
-    """The run's log file: timestamped lines, every command and every statement applied."""
+    """The run's log file: timestamped lines, every command and every statement applied.
+
+    A write the file system refuses raises WorkdirFull (from any thread: the stderr pump of a child
+    turns it into the child's end, see process.run); later writes are tried again, since the space
+    may have come back.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._lock = threading.Lock()
 
     def write(self, kind: str, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        lines = "".join(
+            f"{stamp} {kind:<7} {'' if i == 0 else '  '}{line}\n" for i, line in enumerate(text.splitlines() or [""])
+        )
         with self._lock:
-            for i, line in enumerate(text.splitlines() or [""]):
-                self._file.write(f"{stamp} {kind:<7} {'' if i == 0 else '  '}{line}\n")
-            self._file.flush()
+            if self._fd is None:
+                return  # closed: a late line of a child being stopped
+            paths.append_line(self._fd, lines.encode("utf-8", errors="replace"), self.path.parent)
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
 
     def sink(self, downstream: EventSink) -> EventSink:
         """A sink that writes messages and step ends to the log, then passes every event on."""
