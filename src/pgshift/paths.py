@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from pgshift.errors import WorkdirFull
+from pgshift.errors import UsageError, WorkdirFull
 
 
 def _is_root() -> bool:
@@ -133,3 +133,70 @@ def refused_in_output(text: str, workdir: Path) -> WorkdirFull | None:
             if words in line:
                 return WorkdirFull(str(workdir), reason=reason, free=free_bytes(workdir))
     return None
+
+
+# --- paths given on the command line ----------------------------------------------------------------
+# Every path option of every command is judged here, before anything is read or changed, so that a
+# bad one gets one message naming the option, the path and the fix (exit 64), never an OSError.
+
+
+def _nearest_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _probe_writable(directory: Path) -> str | None:
+    """Why a file cannot be created in ``directory`` (tried for real, then removed), or None.
+
+    Tried rather than judged from modes: root passes every mode check yet a read-only mount or
+    /proc still refuse, and only the kernel knows about ACLs and quotas.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".pgshift-probe-", dir=directory)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return None
+
+
+def work_directory(path: Path, option: str = "--workdir") -> Path:
+    """A directory pgshift will write into (created with its parents when missing): refused now if it cannot be."""
+
+    fix = f"give a directory pgshift can create or write, e.g. {option} ~/pgshift-runs/NAME"
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file, not a directory", hint=fix)
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path} cannot be created: {existing} is a file, not a directory", hint=fix)
+    why = _probe_writable(existing)
+    if why is not None:
+        where = "it" if existing == path else f"{existing}"
+        raise UsageError(f"{option} {path} cannot be written: creating a file in {where} failed ({why})", hint=fix)
+    return path
+
+
+def output_file(path: Path, option: str = "--output") -> Path:
+    """A file a report will be written to: refused now if it cannot be (nothing is created)."""
+
+    fix = f"give a file in a writable directory, e.g. {option} report.json"
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a directory", hint=f"give a file name, e.g. {option} {path / 'report'}")
+    parent = path.parent
+    if not parent.exists():
+        raise UsageError(f"{option} {path}: the directory {parent} does not exist", hint=f"create it first, or {fix}")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is a file, not a directory", hint=fix)
+    if path.exists():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))  # opened, not changed
+        except OSError as exc:
+            raise UsageError(f"{option} {path} cannot be written ({exc.strerror})", hint=fix) from None
+        return path
+    why = _probe_writable(parent)
+    if why is not None:
+        raise UsageError(f"{option} {path} cannot be written: creating a file in {parent} failed ({why})", hint=fix)
+    return path

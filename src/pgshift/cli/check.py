@@ -23,6 +23,7 @@ from pgshift.cli.common import (
     QuietOption,
     VerboseOption,
     at_least_one,
+    checked_work_dir,
     conninfo_help,
     finish,
     json_text,
@@ -95,6 +96,7 @@ def check(
             "--workdir",
             "--work-dir",  # the former spelling, still accepted (not shown)
             metavar="DIR",
+            callback=checked_work_dir,
             help="Where the dump would be written (for the space estimate).",
         ),
     ] = None,

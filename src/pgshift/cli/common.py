@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from pgshift import paths
 from pgshift.catalog.session import printable
 from pgshift.cli.help import one_of, whole_number
 from pgshift.conninfo import CONNINFO_EXAMPLES
@@ -86,8 +87,27 @@ RunFormatOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+
+
+def checked_output(value: Path | None) -> Path | None:
+    """-o/--output FILE, refused at parse time (before any server is read) when it cannot be written."""
+    return None if value is None else paths.output_file(value, "--output")
+
+
+def checked_work_dir(value: Path | None) -> Path | None:
+    """A work directory option, refused at parse time when it is a file, under one, or not writable."""
+    return None if value is None else paths.work_directory(value, "--workdir")
+
+
 OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.")
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        callback=checked_output,
+        help="Write the report to FILE instead of stdout.",
+    ),
 ]
 
 
@@ -153,7 +173,13 @@ def write_output(text: str, output: Path | None) -> None:
         text = printable(text)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        output.write_text(printable(text), encoding="utf-8")
+        try:
+            output.write_text(printable(text), encoding="utf-8")
+        except OSError as exc:  # judged writable at the start (checked_output): the disk filled since
+            raise PgshiftError(
+                f"the report could not be written to {output} ({exc.strerror})",
+                hint="free space there or give another --output FILE, then run the command again",
+            ) from None
 
 
 def render_error(exc: PgshiftError, *, verbose: bool = False) -> None:

@@ -49,10 +49,12 @@ def new_run_id() -> str:
 
 def check_new_workdir(path: Path) -> None:
     """Refuse, before anything is read or changed, a --workdir that cannot hold a new run."""
+    paths.work_directory(path, "--workdir")  # a file, under a file, read-only, /proc …
     if path.exists():
-        if not path.is_dir():
-            raise UsageError(f"--workdir {path} is not a directory")
-        entries = {p.name for p in path.iterdir()}
+        try:
+            entries = {p.name for p in path.iterdir()}
+        except OSError as exc:
+            raise UsageError(f"--workdir {path} cannot be read ({exc.strerror})") from None
         if entries - {".lock", JOURNAL, EVENTS, LOG, GLOBALS, "dumps"}:
             raise UsageError(
                 f"--workdir {path} is not empty and holds no pgshift run",
@@ -93,7 +95,12 @@ class WorkdirLock:
         return int(text) if text.isdigit() else None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            # A resumed run's directory that became read-only or was replaced: said as a bad path.
+            paths.work_directory(self.path.parent, "--resume")
+            raise
         handle = os.fdopen(fd, "r+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
