@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,24 @@ def test_check_work_dir_that_is_a_file_is_a_usage_error(tmp_path: Path, spelling
     file.write_text("mine\n")
     done = pgshift("check", NOWHERE, spelling, str(file))
     assert_refused(done, 64, f"--workdir {file} is a file, not a directory")
+
+
+# --- one server given twice -----------------------------------------------------------------------------
+
+
+def test_verify_of_one_server_with_itself_is_refused_under_any_spelling(servers: Any) -> None:
+    server = servers.get(17)
+    other_spelling = f"host={server.socket_dir} port={server.port} user=postgres dbname=postgres"
+    done = pgshift("verify", server.uri(), other_spelling)
+    assert_refused(done, 64, "SOURCE and TARGET are the same server", "compared with itself")
+
+
+def test_verify_of_two_databases_of_one_server_is_still_a_comparison(servers: Any) -> None:
+    server = servers.get(17)
+    for name in ("bi_self_a", "bi_self_b"):
+        server.execute(f"DROP DATABASE IF EXISTS {name}")
+        server.execute(f"CREATE DATABASE {name}")
+    server.execute("CREATE TABLE t AS SELECT 1 AS x", "bi_self_a")
+    done = pgshift("verify", server.conninfo(), server.conninfo(), "-d", "bi_self_a", "--rename", "bi_self_a=bi_self_b")
+    assert done.returncode == 1, done.stderr  # a real difference found: table t is missing
+    assert "same server" not in done.stderr

@@ -115,6 +115,26 @@ def _pairs(
     return pairs, diffs, src_dbs, tgt_dbs
 
 
+def _refuse_self_comparison(
+    source: Server, target: Server, src_conn: Connection, tgt_conn: Connection, pairs: Sequence[tuple[str, str]]
+) -> None:
+    """One server given twice compares each database with itself: "equal" would prove nothing.
+
+    Told as migrate tells it (system identifier and start time, whatever the spellings); two
+    different databases of one server (--rename a=b, -d a) remain a comparison worth making.
+    """
+    if not cluster.server_info(src_conn).same_server_as(cluster.server_info(tgt_conn)):
+        return
+    itself = [s for s, t in pairs if s == t]
+    if itself or not pairs:
+        raise UsageError(
+            f"SOURCE and TARGET are the same server ({_display(source)} and {_display(target)}): "
+            f"every database would be compared with itself",
+            hint="name the migrated server as TARGET; to compare two databases of one server use "
+            "-d OLD --rename OLD=NEW",
+        )
+
+
 def verify_servers(
     source: Server,
     target: Server,
@@ -156,6 +176,7 @@ def verify_servers(
             )
         )
         pairs, db_diffs, src_dbs, tgt_dbs = _pairs(src_conn, tgt_conn, databases, renames)
+        _refuse_self_comparison(source, target, src_conn, tgt_conn, pairs)
         candidates.extend(Candidate(d) for d in db_diffs)
         if options.compare_globals:
             sink(StepStarted("comparing roles and memberships", "globals"))
