@@ -428,6 +428,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         {"old": check_pair["old"]},
     ),
     Scenario(
+        "check-remedies",
+        "check.md",
+        (
+            Step(
+                f"pgshift check {OLD} {NEW} -d hz {REMEDY_FLAGS} --workdir {{tmp}}",
+                exit=1,
+                show_exit=True,
+                capture="stdout",
+            ),
+        ),
+        {"old": Server("rem14", 14, sql=REMEDIED), "new": Server("rem18", 18)},
+    ),
+    Scenario(
         "check-unreachable",
         "check.md",
         (Step("pgshift check postgresql://postgres@127.0.0.1:1/postgres", exit=3, show_exit=True),),

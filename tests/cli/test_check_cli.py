@@ -69,6 +69,8 @@ def test_blockers_exit_2_and_json_names_rule_database_object(oids_server: Any) -
             "remediation": oids[0]["remediation"],
             "changed_in": "PostgreSQL 12",
             "remedy": None,
+            "carried_by": None,
+            "refused_by_trial": False,
         }
     ]
     assert "SET WITHOUT OIDS" in oids[0]["remediation"]

@@ -251,6 +251,20 @@ CASES = [
         clean="CREATE TABLE gp (a int, b int GENERATED ALWAYS AS (a * 2) STORED); CREATE TABLE gc () INHERITS (gp)",
     ),
     Case(
+        "generated-parent-plain-child",
+        14,
+        18,
+        # No DDL makes it (every major refuses it): the catalog as an early 12 minor could leave it.
+        "CREATE TABLE rp (a int, b int GENERATED ALWAYS AS (a * 2) STORED); CREATE TABLE rc () INHERITS (rp); "
+        "DELETE FROM pg_depend WHERE classid = 'pg_attrdef'::regclass "
+        "AND objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = 'rc'::regclass); "
+        "DELETE FROM pg_attrdef WHERE adrelid = 'rc'::regclass; "
+        "UPDATE pg_attribute SET attgenerated = '', atthasdef = false "
+        "WHERE attrelid = 'rc'::regclass AND attname = 'b'",
+        "rc.b",
+        clean="CREATE TABLE rp (a int, b int GENERATED ALWAYS AS (a * 2) STORED); CREATE TABLE rc () INHERITS (rp)",
+    ),
+    Case(
         "unlogged-partitioned",
         17,
         18,

@@ -126,6 +126,13 @@ NEAR_MISSES = [
         "CREATE TABLE p (a int, b int); CREATE TABLE c (a int, b int) INHERITS (p)",
     ),
     Near(
+        "generated-parent-plain-child",
+        14,
+        18,
+        "CREATE TABLE p (a int, b int GENERATED ALWAYS AS (a * 2) STORED); CREATE TABLE c () INHERITS (p); "
+        "CREATE TABLE q (a int, b int); CREATE TABLE r (a int, b int GENERATED ALWAYS AS (a) STORED) INHERITS (q)",
+    ),
+    Near(
         "unlogged-partitioned", 17, 18, "CREATE TABLE p (a int) PARTITION BY RANGE (a); CREATE UNLOGGED TABLE u (a int)"
     ),
     Near("nulls-not-distinct-pk", 15, 16, "CREATE TABLE t (a int); CREATE UNIQUE INDEX ON t (a) NULLS NOT DISTINCT"),

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pgshift.catalog.inventory_check import DumpSelection, ObjectFilters, SourceInventory, TargetInventory
     from pgshift.checks.trial import TrialReport
     from pgshift.conninfo import Endpoint, ResolvedEndpoint
-    from pgshift.migrate.plan import ItemChange
+    from pgshift.migrate.plan import AppliedRemedy, ItemChange
     from pgshift.toolchain.select import ClientChoice
 
 # Version of the JSON document ``pgshift check --format json`` writes (docs/check.md).
@@ -58,10 +58,16 @@ class Finding:
     # A named remedy migrate can apply on the target to carry this object in a declared, changed form
     # (``pgshift migrate --remedy NAME``); None when the object has to be fixed on the source.
     remedy: str | None = None
+    # The remedy the checked run is given that carries this blocker (``--remedy NAME``): it is then
+    # reported as a warning, the object arriving in the remedy's declared form.
+    carried_by: str | None = None
+    refused_by_trial: bool = False  # the schema trial saw the target refuse this object
 
     @property
     def fix(self) -> str:
         """The remediation, followed by the remedy migrate offers (what reports print as the fix)."""
+        if self.carried_by is not None:
+            return f"Carried by --remedy {self.carried_by} (the report's remedies say what the target gets)."
         if self.remedy is None:
             return self.remediation
         return f"{self.remediation} Or let migrate carry it: --remedy {self.remedy}"
@@ -77,6 +83,8 @@ class Finding:
             "remediation": self.remediation,
             "changed_in": self.changed_in,
             "remedy": self.remedy,
+            "carried_by": self.carried_by,
+            "refused_by_trial": self.refused_by_trial,
         }
 
 
@@ -175,6 +183,10 @@ class CheckReport:
     seconds: float = 0.0
     trial: TrialReport | None = None  # the schema trial; None with --no-trial
     selection: Selection | None = None  # the databases and objects checked (what the move carries)
+    # What the checked run's remedies (--remedy, --exclude-object) do, object by object.
+    remedies: tuple[AppliedRemedy, ...] = ()
+    # The same as migrate's item changes per source database (what the schema trial applies); not in the JSON.
+    item_changes: Mapping[str, tuple[ItemChange, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def blockers(self) -> tuple[Finding, ...]:
@@ -187,6 +199,11 @@ class CheckReport:
     @property
     def infos(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity is Severity.INFO)
+
+    @property
+    def carried(self) -> tuple[Finding, ...]:
+        """Blockers the checked run's remedies carry (reported as warnings)."""
+        return tuple(f for f in self.findings if f.carried_by is not None)
 
     @property
     def exit_code(self) -> int:
@@ -206,7 +223,8 @@ class CheckReport:
                 f", {len(self.warnings)} warning(s) to review" if self.warnings else ""
             )
         if self.warnings:
-            return f"READY WITH WARNINGS ({move}): {len(self.warnings)} warning(s) to review"
+            carried = f", {len(self.carried)} blocker(s) carried by remedies" if self.carried else ""
+            return f"READY WITH WARNINGS ({move}): {len(self.warnings)} warning(s) to review{carried}"
         return f"READY ({move}): no blockers or warnings" + (
             f"; {len(self.skipped)} target-side check(s) not run" if self.skipped else ""
         )
@@ -224,6 +242,7 @@ class CheckReport:
                 "blocker": len(self.blockers),
                 "warning": len(self.warnings),
                 "info": len(self.infos),
+                "carried": len(self.carried),
                 "skipped": len(self.skipped),
             },
             "source": self.source.as_dict(),
@@ -235,6 +254,7 @@ class CheckReport:
             "skipped": [s.as_dict() for s in self.skipped],
             "trial": self.trial.as_dict() if self.trial is not None else None,
             "selection": self.selection.as_dict() if self.selection is not None else None,
+            "remedies": [r.as_dict() for r in self.remedies],
         }
 
 
@@ -255,6 +275,9 @@ def run_check(
     renames: Mapping[str, str] | None = None,
     filters: ObjectFilters | None = None,
     restore_args: Sequence[str] = (),
+    remedy_names: Sequence[str] = (),
+    exclude_objects: Sequence[str] = (),
+    tablespace_map: Mapping[str, str] | None = None,
 ) -> CheckReport:
     """Inventory both servers and run every rule that applies; change nothing on either.
 
@@ -271,12 +294,21 @@ def run_check(
     into a scratch database on the target (or on a lab server of the planned major), which is dropped
     afterwards; what the target refuses becomes findings. Off by default here (migrate's preflight);
     ``pgshift check`` turns it on unless ``--no-trial``.
+
+    ``remedy_names`` and ``exclude_objects`` are migrate's ``--remedy`` and ``--exclude-object`` of the
+    checked run: planned here as migrate's preflight plans them (unless ``remedies``, the preflight's
+    own item changes, are given), applied in the trial; what they leave out is no hazard of the
+    move, and a blocker a given remedy carries becomes a warning ``carried_by`` it.
+    ``tablespace_map`` is migrate's ``--tablespace-map`` (a mapped tablespace is created, not missing).
     """
     import psycopg
 
     from pgshift.catalog.session import query_failed
     from pgshift.checks.engine import run
+    from pgshift.migrate.remedies import check_remedy_names, parse_object_spec
 
+    check_remedy_names(remedy_names)
+    specs = [parse_object_spec(text) for text in exclude_objects]
     try:
         report = run(
             source,
@@ -291,21 +323,40 @@ def run_check(
             exclude_databases=exclude_databases,
             renames=renames,
             filters=filters,
+            remedies=remedies,
+            remedy_names=remedy_names,
+            exclude_objects=specs,
+            tablespace_map=tablespace_map,
         )
     except psycopg.Error as exc:
         raise query_failed("check could not read the servers", exc) from None
-    if not trial:
+    if trial:
+        report = _with_trial(
+            report,
+            source,
+            target,
+            sink=sink,
+            work_dir=work_dir,
+            dump_args=filters.dump_args() if filters else (),
+            remedies=remedies if remedies is not None else report.item_changes,
+            restore_args=restore_args,
+        )
+    return _carried(report, remedy_names)
+
+
+def _carried(report: CheckReport, remedy_names: Sequence[str]) -> CheckReport:
+    """Blockers a given remedy carries become warnings naming it — unless the schema trial, run with
+    the remedies applied, still saw the target refuse the object."""
+    given = set(remedy_names) - {"exclude-object"}
+    if not given:
         return report
-    return _with_trial(
-        report,
-        source,
-        target,
-        sink=sink,
-        work_dir=work_dir,
-        dump_args=filters.dump_args() if filters else (),
-        remedies=remedies,
-        restore_args=restore_args,
+    findings = tuple(
+        replace(f, severity=Severity.WARNING, carried_by=f.remedy)
+        if f.severity is Severity.BLOCKER and f.remedy in given and not f.refused_by_trial
+        else f
+        for f in report.findings
     )
+    return replace(report, findings=findings)
 
 
 def _with_trial(

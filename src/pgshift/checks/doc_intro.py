@@ -19,6 +19,7 @@ only the source run, and the report lists the target-side checks that could not 
 ```
 pgshift check SOURCE [TARGET] [--target-version N] [-d NAME ...] [-D NAME ...] [--rename OLD=NEW ...]
               [-n PATTERN ...] [-N PATTERN ...] [-t PATTERN ...] [-T PATTERN ...]
+              [--remedy NAME ...] [--exclude-object OBJECT ...] [--tablespace-map OLD=NEW ...]
               [-j N] [--workdir DIR] [--trial | --no-trial]
               [--format console|json|markdown|html | --json] [-o FILE] [--pg-bin DIR] [-q] [-v]
 pgshift check --list-rules [--json | --format markdown]
@@ -45,6 +46,11 @@ pgshift check --list-rules [--json | --format markdown]
     pg_dump stops on (matching nothing, another database) is the blocker `object-filters-fail`; a
     pattern no database can satisfy (`-n a.b`, too many dots) is a usage error (64). The JSON
     document's `selection` says what was checked.
+  * `--remedy NAME`, `--exclude-object '[DB:]KIND schema.name'` (repeatable): migrate's remedies
+    ([Remedies](#remedies) below). A name that is no remedy, an object no checked database has, or a
+    `DB:` that is not checked, is a usage error (64), as in migrate.
+  * `--tablespace-map OLD=NEW`: a tablespace migrate creates at `NEW` is not "missing on the target":
+    `tablespaces` says, as information, that the directory must exist on the target's host.
 * `-j/--jobs`: the parallelism the move would use (connection estimate, `connections-for-jobs`); check
   itself inspects up to that many databases at once (at most 4).
 * `--target-version N`: the planned target major when there is no target server (default without
@@ -344,6 +350,119 @@ comment: 10,002 TOC entries, 14,003 statements) took 4.0 s on this 2-core machin
 against 5.3 s (`-j 1`) and 4.7 s (`-j 2`) for pg_restore of the same schema-only archive into an
 empty database, measured side by side.
 
+## Remedies
+
+`--remedy NAME` and `--exclude-object OBJECT` are those of `pgshift migrate` (see
+[migrate's Remedies](migrate.md#remedies)): given to check, they are planned exactly as migrate's
+preflight plans them, on the source, and the check is that of the move they make.
+
+* A blocker a given remedy carries (`generated-inheritance-mismatch` by `generated-as-plain`,
+  `reserved-rule-name` by `rename-rule`, `removed-guc-settings` by `drop-removed-settings`, an
+  unused removed or missing extension by `leave-out-extension`) is reported as a **warning**, its fix
+  saying "Carried by --remedy NAME: …", and in the JSON document with `"carried_by": "NAME"`. The
+  verdict counts them ("2 blocker(s) carried by remedies"); the exit code is then 1, not 2.
+* The schema trial runs with the remedies applied: the items they leave out are not restored, the
+  generated columns are restored plain, the SET clauses dropped. A blocker the trial still sees
+  refused stays a blocker (`"refused_by_trial": true`), remedy or not.
+* An object `--exclude-object` leaves out, and every object that depends on it (views, routines
+  whose SQL-standard bodies name it, foreign keys, indexes …), has no finding; the report's
+  *Remedies* table lists each object with what goes with it.
+* A blocker no remedy carries stays one: `generated-parent-plain-child` (a plain child column under a
+  generated parent column) is not carried by `generated-as-plain`, which makes generated columns
+  plain and cannot make a plain one generated; every major refuses that child's data.
+
+The same 14 source as migrate's example (a generated child column under a plain parent column, a
+non-view rule renamed to `_RETURN`, a function with `SET force_parallel_mode`, `adminpack`, and a
+table `bad` with two views over it), checked against 18 with the remedies migrate is given:
+
+<!-- example: check-remedies -->
+```
+$ pgshift check postgresql://postgres@old-host:5432/postgres postgresql://postgres@new-host:5432/postgres -d hz --remedy generated-as-plain --remedy rename-rule --remedy drop-removed-settings --remedy leave-out-extension --exclude-object 'table public.bad' --workdir /srv/pgshift
+pgshift check — READY WITH WARNINGS (14 → 18): 6 warning(s) to review, 5 blocker(s) carried by remedies
+source             PostgreSQL 14.23 as postgres (superuser)
+target             PostgreSQL 18.6 as postgres (superuser)
+databases checked  hz
+to move            8.2 MB on disk; 24.0 kB of table data, 32.0 kB of indexes (rebuilt)
+connections        --jobs 2: source 4 (free 57), target 3 (free 56)
+work directory     /srv/pgshift: dump needs up to 1.0 MB, ##.# GB free
+client programs    PostgreSQL 18.6 from /var/cache/pgshift/pg/18/bin: same major as the target
+schema trial       14 statements on PostgreSQL 18.6 (the target) in #.# s: none refused
+remedies           6 object(s) changed or left out by drop-removed-settings, exclude-object,
+                   generated-as-plain, leave-out-extension, rename-rule; 5 blocker(s) carried
+Warnings (6)
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ rule                           ┃ database ┃ finding                              ┃ fix                     ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━┩
+│ generated-inheritance-mismatch │ hz       │ column public.child.b is generated   │ Carried by --remedy     │
+│                                │          │ but its parent's column in           │ generated-as-plain (the │
+│                                │          │ public.parent is plain               │ report's remedies say   │
+│                                │          │                                      │ what the target gets).  │
+│ reserved-rule-name             │ hz       │ table public.t has an ON INSERT rule │ Carried by --remedy     │
+│                                │          │ named "_RETURN", a name PostgreSQL   │ rename-rule (the        │
+│                                │          │ keeps for the ON SELECT rule of a    │ report's remedies say   │
+│                                │          │ view: every target refuses it        │ what the target gets).  │
+│                                │          │ (non-view rule must not be named     │                         │
+│                                │          │ "_RETURN")                           │                         │
+│ removed-extension              │ hz       │ extension adminpack 2.1 in database  │ Carried by --remedy     │
+│                                │          │ hz no longer exists in PostgreSQL    │ leave-out-extension     │
+│                                │          │ 17; nothing outside it uses its      │ (the report's remedies  │
+│                                │          │ objects                              │ say what the target     │
+│                                │          │                                      │ gets).                  │
+│ removed-guc-settings           │ hz       │ ALTER DATABASE hz SET                │ Carried by --remedy     │
+│                                │          │ force_parallel_mode: PostgreSQL 18   │ drop-removed-settings   │
+│                                │          │ does not know it, the setting is     │ (the report's remedies  │
+│                                │          │ dropped with an error                │ say what the target     │
+│                                │          │                                      │ gets).                  │
+│ removed-guc-settings           │ hz       │ function public.f() has SET          │ Carried by --remedy     │
+│                                │          │ force_parallel_mode, a parameter     │ drop-removed-settings   │
+│                                │          │ PostgreSQL 18 does not know: the     │ (the report's remedies  │
+│                                │          │ function is not created              │ say what the target     │
+│                                │          │                                      │ gets).                  │
+│ public-schema-acl              │ hz       │ schema public in database hz grants  │ On the target after the │
+│                                │          │ CREATE to PUBLIC; the restored       │ restore (or on the      │
+│                                │          │ target keeps that                    │ source now): REVOKE     │
+│                                │          │                                      │ CREATE ON SCHEMA public │
+│                                │          │                                      │ FROM PUBLIC;            │
+└────────────────────────────────┴──────────┴──────────────────────────────────────┴─────────────────────────┘
+Information (1)
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ rule                            ┃ database ┃ finding                              ┃ fix                    ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━┩
+│ database-properties-need-create │ hz       │ database hz has settings             │ Restore with           │
+│                                 │          │ force_parallel_mode=on: only         │ pg_restore --create    │
+│                                 │          │ pg_restore --create (or pg_dump      │ (the commands below    │
+│                                 │          │ --create) carries them               │ do), or re-apply the   │
+│                                 │          │                                      │ properties by script.  │
+└─────────────────────────────────┴──────────┴──────────────────────────────────────┴────────────────────────┘
+Remedies (6)
+┏━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ remedy                ┃ database ┃ object                ┃ on the target          ┃ left out with it       ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━┩
+│ generated-as-plain    │ hz       │ column public.child.b │ a plain column holding │                        │
+│                       │          │                       │ the values of (a * 2)  │                        │
+│ rename-rule           │ hz       │ rule public.t._RETURN │ restored as rule       │                        │
+│                       │          │                       │ _RETURN_insert         │                        │
+│ drop-removed-settings │ hz       │ function public.f()   │ created without SET    │                        │
+│                       │          │                       │ force_parallel_mode    │                        │
+│ leave-out-extension   │ hz       │ extension adminpack   │ left out: the target   │                        │
+│                       │          │                       │ does not have it and   │                        │
+│                       │          │                       │ nothing uses it        │                        │
+│ exclude-object        │ hz       │ table public.bad      │ left out, with what    │ view public.bv, view   │
+│                       │          │                       │ depends on it: view    │ public.bv2             │
+│                       │          │                       │ public.bv, view        │                        │
+│                       │          │                       │ public.bv2             │                        │
+│ drop-removed-settings │ hz       │ database hz           │ ALTER DATABASE … SET   │                        │
+│                       │          │                       │ force_parallel_mode    │                        │
+│                       │          │                       │ left out               │                        │
+└───────────────────────┴──────────┴───────────────────────┴────────────────────────┴────────────────────────┘
+schema trial: remedy: function public.f(): SET force_parallel_mode left out
+schema trial: remedy: table public.child: column b restored as a plain column
+READY WITH WARNINGS (14 → 18): 6 warning(s) to review, 5 blocker(s) carried by remedies
+$ echo $?
+1
+```
+<!-- /example -->
+
 ## Performance
 
 `bench/check_scale.py` builds a 17.11 source with 10,000 tables (each with a primary key,
@@ -362,12 +481,13 @@ the script verifies that the counters do move for a real scan).
 | `verdict`, `exit_code` | the one-line verdict and the exit code |
 | `target_version`, `offline` | the major checked against; `true` without a target server |
 | `seconds` | how long the check took |
-| `counts` | `blocker`, `warning`, `info`, `skipped` |
+| `counts` | `blocker`, `warning`, `info`, `carried` (blockers carried by a given remedy, counted as warnings), `skipped` |
 | `source`, `target` | the inventories (`target` is `null` offline) |
 | `client` | `major`, `version`, `where`, `reason`, `warnings`, `dump_flags`, `commands`, `error` |
 | `estimates` | `databases_bytes`, `table_data_bytes`, `index_bytes`, `jobs`, `source_connections_needed`/`_available`, `target_connections_needed`/`_available`, `work_dir`, `work_dir_free_bytes`, `dump_bytes_estimate`, `work_dir_fits` |
 | `rules` | every rule that ran: `id`, `title`, `severity`, `source_versions`, `target_versions`, `changed_in`, `scope`, `needs_target`, `scans_data`, `what_happens`, `remediation` |
-| `findings` | `rule_id`, `severity`, `title`, `database`, `object`, `message`, `remediation`, `changed_in` |
+| `findings` | `rule_id`, `severity`, `title`, `database`, `object`, `message`, `remediation`, `changed_in`, `remedy` (the remedy that could carry it), `carried_by` (the given remedy that carries it), `refused_by_trial` |
+| `remedies` | what the given remedies do, object by object: `remedy`, `database`, `object`, `kind`, `name`, `change`, `also` (what is left out with it), `renamed_to` |
 | `skipped` | `rule_id`, `title`, `reason` |
 | `trial` | the schema trial (`null` when not run by choice): `ran`, `where` (`target` or `lab`), `server_version`, `statements`, `refused`, `not_tried`, `seconds`, `reason` (why it did not run), `notes`, `globals_failures`, and per database `database`, `error`, `statements`, `seconds`, `failures` (`object` with `dump_id`, `type`, `schema`, `name`, `owner`; `label`, `sqlstate`, `message`, `detail`, `hint`, `statement`, `also_fails`), `not_tried` (`object`, `reason`), `notes` |
 

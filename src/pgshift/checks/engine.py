@@ -9,13 +9,14 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgshift import paths
 from pgshift.catalog import inventory_check as inv
 from pgshift.catalog.cluster import ServerInfo
 from pgshift.catalog.session import SAFE_OPTIONS, Connection, resolve, session
 from pgshift.checks import CheckReport, ClientAdvice, Estimates, Finding, Selection, Skipped
-from pgshift.checks.rule import Context, Hit, Rule, Scope
+from pgshift.checks.rule import Context, Hit, LeftOut, Rule, Scope
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
 from pgshift.errors import PgshiftError, UnknownDatabase, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
@@ -29,6 +30,10 @@ from pgshift.version import (
     major_label,
     major_order,
 )
+
+if TYPE_CHECKING:
+    from pgshift.migrate.plan import ItemChange
+    from pgshift.migrate.remedies import ObjectSpec
 
 # Every check session is read-only: a rule that tried to write would fail, not write. Text arrives
 # in the database's own encoding, decoded by the catalog session (SQL_ASCII included, see session.py):
@@ -222,8 +227,16 @@ def run(
     exclude_databases: Sequence[str] = (),
     renames: Mapping[str, str] | None = None,
     filters: inv.ObjectFilters | None = None,
+    remedies: Mapping[str, Sequence[ItemChange]] | None = None,
+    remedy_names: Sequence[str] = (),
+    exclude_objects: Sequence[ObjectSpec] = (),
+    tablespace_map: Mapping[str, str] | None = None,
 ) -> CheckReport:
+    """The rules' findings (see ``run_check``). ``remedies``: the item changes migrate's preflight
+    planned, per database; else, with ``remedy_names``/``exclude_objects``, they are planned here
+    as migrate's preflight plans them, on the databases checked."""
     from pgshift.checks.rules import ALL_RULES
+    from pgshift.migrate import remedies as remedy_plan
 
     renames = dict(renames or {})
     filters = filters if filters else None  # no filter given: nothing to select
@@ -316,16 +329,34 @@ def run(
             sink(StepStarted(f"checking {len(wanted)} database(s)", step="check:databases", total=len(wanted)))
             db_rules = [r for r in runnable if r.scope is Scope.DATABASE]
             done = iter(range(1, len(wanted) + 1))
+            plan_here = remedies is None and bool(remedy_names or exclude_objects)
+            if plan_here:
+                remedy_plan.check_spec_databases(exclude_objects, wanted)
+                known, available = _target_names(main, source_inv, target_inv, tmajor)
 
             def check_database(
                 item: tuple[int, str],
-            ) -> tuple[inv.DatabaseInventory, inv.DumpSelection | None, list[Finding]]:
+            ) -> tuple[inv.DatabaseInventory, inv.DumpSelection | None, list[Finding], remedy_plan.DatabaseRemedies]:
                 i, db = item
                 selection = None
                 if filters is not None:
                     with session(src, db, options=_SELECTION_OPTIONS) as own_path:
                         selection = inv.dump_selection(own_path, db, filters)
                 with session(src, db, options=_OPTIONS) as conn:
+                    planned = remedy_plan.DatabaseRemedies(items=list((remedies or {}).get(db, ())))
+                    if plan_here:
+                        planned = remedy_plan.plan_database(
+                            conn,
+                            db,
+                            remedies=remedy_names,
+                            specs=exclude_objects,
+                            target_major=tmajor,
+                            target_settings=known,
+                            target_extensions=available,
+                            superuser=target_inv.privileges.superuser if target_inv is not None else True,
+                        )
+                        info = next(d for d in source_inv.databases if d.name == db)
+                        planned.applied += remedy_plan.database_settings(remedy_names, known, db, info.settings)
                     dbi = inv.database_inventory(conn, db)
                     ctx = Context(
                         source_inv,
@@ -340,18 +371,22 @@ def run(
                         first_database=i == 0,
                         selection=selection,
                         renames=renames,
+                        left_out=LeftOut.of(planned.items),
                     )
                     found = _run_rules(db_rules, ctx, sink, skipped)
                 sink(StepProgress(f"checked {db}", step="check:databases", completed=next(done), total=len(wanted)))
-                return dbi, selection, found
+                return dbi, selection, found, planned
 
             # Databases are checked in parallel, up to --jobs sessions (the move would use as many).
             workers = max(1, min(jobs, 4, len(wanted)))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgshift-check") as pool:
                 results = list(pool.map(check_database, enumerate(wanted)))
-            checked = [dbi for dbi, _, _ in results]
-            selections = tuple(sel for _, sel, _ in results if sel is not None)
-            findings: list[Finding] = [f for _, _, found in results for f in found]
+            checked = [dbi for dbi, _, _, _ in results]
+            selections = tuple(sel for _, sel, _, _ in results if sel is not None)
+            findings: list[Finding] = [f for _, _, found, _ in results for f in found]
+            planned_by_db = {db: planned for db, (_, _, _, planned) in zip(wanted, results, strict=True)}
+            if plan_here:
+                remedy_plan.check_specs_found(exclude_objects, planned_by_db.values())
             sink(StepFinished("databases checked", step="check:databases"))
             source_inv = replace(source_inv, checked=tuple(checked))
             estimates = _estimates(source_inv, target_inv, jobs, work_dir)
@@ -366,6 +401,7 @@ def run(
                 estimates=estimates,
                 target_conn=tconn,
                 renames=renames,
+                tablespace_map=dict(tablespace_map or {}),
             )
             findings = _run_rules([r for r in runnable if r.scope is Scope.CLUSTER], ctx, sink, skipped) + findings
 
@@ -389,7 +425,32 @@ def run(
             filters=filters or inv.ObjectFilters(),
             per_database=selections,
         ),
+        remedies=tuple(a for planned in planned_by_db.values() for a in planned.applied),
+        item_changes={db: tuple(planned.items) for db, planned in planned_by_db.items() if planned.items},
     )
+
+
+def _target_names(
+    conn: Connection, source: inv.SourceInventory, target: inv.TargetInventory | None, target_major: int
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The parameters and extensions the target has, for the remedies: the target's own; without a
+    target server, the source's less what the planned major removed (the rules' tables)."""
+    from pgshift.catalog import remedies as remedy_catalog
+    from pgshift.checks.rules.extensions import REMOVED_EXTENSIONS
+    from pgshift.checks.rules.roles import REMOVED_SETTINGS
+
+    if target is not None:
+        return frozenset(n.lower() for n in target.setting_names), frozenset(target.extensions)
+    source_major = source.server.version.major
+
+    def gone(since: int) -> bool:
+        return source_major < since <= target_major
+
+    settings = remedy_catalog.known_settings(conn) - {n for n, since in REMOVED_SETTINGS.items() if gone(since)}
+    extensions = remedy_catalog.available_extensions(conn) - {
+        n for n, since in REMOVED_EXTENSIONS.items() if gone(since)
+    }
+    return settings, extensions
 
 
 def _run_rules(rules: list[Rule], ctx: Context, sink: EventSink, skipped: list[Skipped]) -> list[Finding]:

@@ -54,6 +54,38 @@ class Hit:
     schema: str | None = None
 
 
+_PG_CLASS = 1259
+_PG_NAMESPACE = 2615
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """What --exclude-object leaves out of one database (migrate's item changes): the hazards of
+    those objects are none of the move's. (The other remedies carry their objects: their findings
+    stay, marked carried.)"""
+
+    relations: frozenset[int] = frozenset()  # pg_class oids
+    schemas: frozenset[str] = frozenset()
+    objects: frozenset[str] = frozenset()  # pg_describe_object: "table public.t", "function public.f(integer)"
+
+    @classmethod
+    def of(cls, changes: Iterable[Any]) -> LeftOut:
+        omitted = [c for c in changes if c.omit and c.remedy == "exclude-object"]
+        return cls(
+            frozenset(c.objid for c in omitted if c.classid == _PG_CLASS),
+            frozenset(c.about.removeprefix("schema ") for c in omitted if c.classid == _PG_NAMESPACE),
+            frozenset(c.about for c in omitted),
+        )
+
+    def covers(self, hit: Hit) -> bool:
+        if hit.relation is not None and hit.relation in self.relations:
+            return True
+        if hit.schema is not None and hit.schema in self.schemas:
+            return True
+        # A hit names its object without the kind pg_describe_object puts first ("public.f(integer)").
+        return hit.object is not None and any(o.endswith(" " + hit.object) for o in self.objects)
+
+
 @dataclass
 class Context:
     """What a detector may look at. ``conn`` is a read-only session on ``database`` (database
@@ -74,6 +106,8 @@ class Context:
     # What the move carries from this database under -n/-N/-t/-T; None: everything (no filters).
     selection: DumpSelection | None = None
     renames: Mapping[str, str] = field(default_factory=dict)  # source database -> its name on the target (--rename)
+    tablespace_map: Mapping[str, str] = field(default_factory=dict)  # migrate's --tablespace-map: name or path -> path
+    left_out: LeftOut | None = None  # what --exclude-object and leave-out-extension leave out of this database
 
     def target_name(self, database: str) -> str:
         """The name the move gives a source database on the target."""
@@ -81,6 +115,8 @@ class Context:
 
     def moves(self, hit: Hit) -> bool:
         """Whether the move carries the object of ``hit`` (always, without object filters)."""
+        if self.left_out is not None and self.left_out.covers(hit):
+            return False
         if self.selection is None:
             return True
         if hit.relation is not None and not self.selection.moves_relation(hit.relation):

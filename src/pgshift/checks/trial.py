@@ -1026,7 +1026,9 @@ def merge_findings(findings: Sequence[Any], trial: TrialReport) -> list[Any]:
                 matched = True
                 confirmed = f"the schema trial confirmed: {target} refused {failure.label}: {failure.server_message}"
                 if confirmed not in f.message:
-                    out[i] = replace(f, severity=Severity.BLOCKER, message=f"{f.message}; {confirmed}")
+                    out[i] = replace(
+                        f, severity=Severity.BLOCKER, message=f"{f.message}; {confirmed}", refused_by_trial=True
+                    )
         if matched:
             continue
         message = f"{target} refused {failure.label}: {failure.server_message}"
@@ -1051,6 +1053,7 @@ def merge_findings(findings: Sequence[Any], trial: TrialReport) -> list[Any]:
                 object=failure.label if failure.object is not None else None,
                 changed_in=None,
                 remedy=REMEDY if spec is not None else None,
+                refused_by_trial=True,
             )
         )
     return out

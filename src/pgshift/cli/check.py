@@ -41,11 +41,14 @@ from pgshift.report.check import json_document, render_console, render_html, ren
 from pgshift.version import NEWEST_KNOWN_MAJOR, parse_major
 
 # What the move carries, spelled and documented as migrate's own options (migrate/options.py): check
-# reports the hazards of the move the same options would run.
+# reports the hazards of the move the same options would run, with the same remedies.
 _SELECTION_FIELDS = (
     "databases",
     "exclude_databases",
     "renames",
+    "remedies",
+    "exclude_objects",
+    "tablespace_map",
     "schemas",
     "exclude_schemas",
     "tables",
@@ -59,7 +62,8 @@ def register(app: typer.Typer) -> None:
         "check",
         cls=usage("[OPTION]... SOURCE [TARGET]", "--list-rules [--json | --format markdown] [--output FILE]"),
         help="Report every hazard of moving SOURCE to TARGET (or to --target-version N) without changing either; "
-        "the databases and objects are those pgshift migrate moves with the same -d/-D/--rename/-n/-N/-t/-T. "
+        "the databases and objects are those pgshift migrate moves with the same -d/-D/--rename/-n/-N/-t/-T, "
+        "--remedy, --exclude-object and --tablespace-map. "
         "Exit 0: nothing above info; 1: warnings; 2: blockers; 3: cannot connect; 4: toolchain; 64: usage.",
     )(declared_command(check, SELECTION_OPTIONS))
 
@@ -143,6 +147,9 @@ def check(
             sink=sink,
             work_dir=work_dir,
             trial=trial if trial is not None else tgt is not None,
+            remedy_names=chosen["remedies"],
+            exclude_objects=chosen["exclude_objects"],
+            tablespace_map=chosen["tablespace_map"],
         )
     if fmt is OutputFormat.json:
         write_output(json_text(json_document(report)), output)

@@ -12,7 +12,7 @@ from pgshift.catalog import remedies as remedy_catalog
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, ServerInfo, TablespaceInfo
 from pgshift.catalog.session import Connection, query_failed, resolve, session
 from pgshift.conninfo import ResolvedEndpoint
-from pgshift.errors import PreflightRefused, UnknownDatabase, UsageError
+from pgshift.errors import PreflightRefused, UnknownDatabase
 from pgshift.events import EventSink, Level, Message
 from pgshift.migrate.journal import DatabaseRecord, Journal
 from pgshift.migrate.options import MigrateOptions
@@ -26,7 +26,15 @@ from pgshift.migrate.plan import (
     RolePlan,
     ServerSummary,
 )
-from pgshift.migrate.remedies import DatabaseRemedies, drops_setting, parse_object_spec, plan_database
+from pgshift.migrate.remedies import (
+    DatabaseRemedies,
+    check_spec_databases,
+    check_specs_found,
+    database_settings,
+    drops_setting,
+    parse_object_spec,
+    plan_database,
+)
 from pgshift.toolchain.clients import dump_compression_supported
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
@@ -172,6 +180,7 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             # restore it: with the remedies' items left out or rewritten.
             trial=True,
             remedies={name: rem.items for name, rem in facts.remedies.items()},
+            remedy_names=options.remedies,
             renames=dict(options.renames),
             filters=ObjectFilters(options.schemas, options.exclude_schemas, options.tables, options.exclude_tables),
             # The trial leaves tablespaces out itself (a rule's concern): the rest as the restore does.
@@ -194,8 +203,8 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
         text = f"{finding.rule_id}{where}: {finding.message}"
         if finding.rule_id in HANDLED_BY_MIGRATE:
             sink(Message(f"check: {text} (decided by migrate's preflight)", level=Level.DEBUG))
-        elif finding.severity is Severity.BLOCKER and finding.remedy and finding.remedy in options.remedies:
-            carried.append(f"{text} (carried by --remedy {finding.remedy})")
+        elif finding.carried_by is not None:
+            carried.append(f"{text} (carried by --remedy {finding.carried_by})")
         elif finding.severity is Severity.BLOCKER and _extension_left_out(facts, finding.database, finding.object):
             carried.append(f"{text} (left out by --remedy leave-out-extension)")
         elif finding.severity is Severity.BLOCKER:
@@ -254,12 +263,7 @@ def _database_plans(
     options = facts.options
     available = cluster.available_extensions(tconn)
     specs = [parse_object_spec(text) for text in options.exclude_objects]
-    unknown_dbs = sorted({s.database for s in specs if s.database and s.database not in {d.name for d in chosen}})
-    if unknown_dbs:
-        raise UsageError(
-            f"--exclude-object names database {unknown_dbs[0]!r}, which this run does not move",
-            hint="name a database of the selection (or leave out the DATABASE: prefix)",
-        )
+    check_spec_databases(specs, (d.name for d in chosen))
     plans: list[DatabasePlan] = []
     refusals: list[str] = []
     missing_ext: dict[str, list[str]] = {}
@@ -293,17 +297,7 @@ def _database_plans(
                     target_extensions=frozenset(available),
                     superuser=facts.target_info.is_superuser,
                 )
-            for setting in db.settings:
-                if drops_setting(options.remedies, facts.target_settings, setting):
-                    remedies.applied.append(
-                        AppliedRemedy(
-                            "drop-removed-settings",
-                            db.name,
-                            "database",
-                            db.name,
-                            f"ALTER DATABASE … SET {setting.split('=', 1)[0]} left out",
-                        )
-                    )
+            remedies.applied += database_settings(options.remedies, facts.target_settings, db.name, db.settings)
             facts.remedies[db.name] = remedies
         ext_plans = []
         for ext in extensions:
@@ -410,15 +404,7 @@ def _database_plans(
                 f"database {db.name!r} has {content.large_objects} large objects, which pg_dump leaves out when "
                 "--schema/--table filters are given",
             )
-    found = {text for rem in facts.remedies.values() for text in rem.excluded}
-    unmatched = [spec.text for spec in specs if spec.text not in found]
-    if unmatched:
-        # A misspelt name would otherwise leave nothing out, silently.
-        raise UsageError(
-            f"--exclude-object {unmatched[0]!r}: no database of this run has that object",
-            hint="name it as the source's catalog does: KIND schema.name, a routine with its argument types "
-            "(pgshift check's schema-trial findings give the exact spelling)",
-        )
+    check_specs_found(specs, facts.remedies.values())
     if foreign:
         raise PreflightRefused(
             foreign[0] + ": pgshift drops only databases it created in this run",

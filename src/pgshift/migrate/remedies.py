@@ -27,7 +27,8 @@ from pgshift.migrate.plan import Action, AppliedRemedy, ItemChange
 REMEDIES: Mapping[str, str] = {
     "generated-as-plain": "a generated column of an inheritance child or partition whose parent column is plain "
     "(refused from 16) is restored as a plain column holding the values of its expression",
-    "rename-rule": "a rule named _RETURN that is not a view's own (refused from 16) is restored as _RETURN_<event>",
+    "rename-rule": "a rule named _RETURN that is not a view's own (CREATE RULE refuses the name on every major) is "
+    "restored as _RETURN_<event>",
     "drop-removed-settings": "SET clauses of functions and procedures, and ALTER DATABASE/ROLE … SET, naming a "
     "parameter the target does not know are left out",
     "leave-out-extension": "an extension the target does not have, and that nothing outside it uses, is left out",
@@ -62,6 +63,42 @@ OBJECT_KINDS = (
     "foreign-data wrapper",
     "server",
 )
+
+
+def check_remedy_names(names: Sequence[str]) -> None:
+    """``--remedy NAME`` must name a remedy (``exclude-object`` is asked for by --exclude-object)."""
+    unknown = [r for r in names if r not in REMEDIES or r == "exclude-object"]
+    if unknown:
+        raise UsageError(
+            f"--remedy {unknown[0]}: no such remedy",
+            hint="remedies: "
+            + ", ".join(r for r in REMEDIES if r != "exclude-object")
+            + "; to leave an object out use --exclude-object",
+        )
+
+
+def check_spec_databases(specs: Sequence[ObjectSpec], databases: Iterable[str]) -> None:
+    """A ``DATABASE:`` prefix of --exclude-object must name a database the run moves."""
+    moved = set(databases)
+    unknown = sorted({s.database for s in specs if s.database and s.database not in moved})
+    if unknown:
+        raise UsageError(
+            f"--exclude-object names database {unknown[0]!r}, which this run does not move",
+            hint="name a database of the selection (or leave out the DATABASE: prefix)",
+        )
+
+
+def check_specs_found(specs: Sequence[ObjectSpec], planned: Iterable[DatabaseRemedies]) -> None:
+    """Every --exclude-object must be found in some database: a misspelt name would otherwise leave
+    nothing out, silently."""
+    found = {text for rem in planned for text in rem.excluded}
+    unmatched = [spec.text for spec in specs if spec.text not in found]
+    if unmatched:
+        raise UsageError(
+            f"--exclude-object {unmatched[0]!r}: no database of this run has that object",
+            hint="name it as the source's catalog does: KIND schema.name, a routine with its argument types "
+            "(pgshift check's schema-trial findings give the exact spelling)",
+        )
 
 
 @dataclass(frozen=True)
@@ -176,10 +213,12 @@ def plan_database(
     """The remedies asked for, on the objects of ``database`` (a session on it, on the source)."""
     out = DatabaseRemedies()
     wanted = set(remedies)
-    # 16 refuses both (the table-to-view conversion was removed, and with it the leniency).
+    # 16 refuses a generated child column under a plain parent column (accepted up to 15).
     if "generated-as-plain" in wanted and target_major >= 16:
         _generated_as_plain(conn, database, out, superuser)
-    if "rename-rule" in wanted and target_major >= 16:
+    # CREATE RULE "_RETURN" for anything but a view's ON SELECT rule is refused by every major
+    # (only ALTER RULE … RENAME up to 14 could make one), so the rule is renamed whatever the target.
+    if "rename-rule" in wanted:
         _rename_rules(conn, database, out)
     if "drop-removed-settings" in wanted:
         for routine in cat.routine_settings(conn):
@@ -249,6 +288,24 @@ def plan_database(
             )
         )
     return out
+
+
+def database_settings(
+    remedies: Sequence[str], known: frozenset[str], database: str, settings: Iterable[str]
+) -> list[AppliedRemedy]:
+    """``ALTER DATABASE … SET`` of ``database`` that drop-removed-settings leaves out (``settings``:
+    ``name=value`` items, as pg_db_role_setting holds them)."""
+    return [
+        AppliedRemedy(
+            "drop-removed-settings",
+            database,
+            "database",
+            database,
+            f"ALTER DATABASE … SET {setting.split('=', 1)[0]} left out",
+        )
+        for setting in settings
+        if drops_setting(remedies, known, setting)
+    ]
 
 
 def drops_setting(remedies: Sequence[str], known: frozenset[str], setting: str) -> bool:

@@ -78,7 +78,24 @@ def _summary_rows(report: CheckReport) -> list[tuple[str, str]]:
     ]
     if report.trial is not None:
         rows.append(("schema trial", report.trial.summary))
+    if report.remedies or report.carried:
+        names = sorted({r.remedy for r in report.remedies} | {f.carried_by for f in report.carried if f.carried_by})
+        rows.append(
+            (
+                "remedies",
+                f"{len(report.remedies)} object(s) changed or left out by {', '.join(names)}; "
+                f"{len(report.carried)} blocker(s) carried",
+            )
+        )
     return rows
+
+
+_REMEDY_HEADERS = ["remedy", "database", "object", "on the target", "left out with it"]
+
+
+def _remedy_rows(report: CheckReport) -> list[tuple[str, str, str, str, str]]:
+    """What the checked run's remedies do, object by object (what migrate's report will list)."""
+    return [(r.remedy, r.database or "", r.object, r.change, ", ".join(r.also)) for r in report.remedies]
 
 
 def _not_tried_groups(report: CheckReport) -> list[tuple[str, list[str]]]:
@@ -135,6 +152,14 @@ def render_console(report: CheckReport, console: Console, *, verbose: bool = Fal
         console.print(f"[bold]Not run[/] ({len(report.skipped)}):")
         for reason, ids in by_reason.items():
             console.print(f"  {escape(', '.join(ids))} [dim]— {escape(reason)}[/]")
+    remedy_rows = _remedy_rows(report)
+    if remedy_rows:
+        table = Table(title=f"Remedies ({len(remedy_rows)})", title_justify="left", expand=True)
+        for header in _REMEDY_HEADERS:
+            table.add_column(header, overflow="fold")
+        for row in remedy_rows:
+            table.add_row(*(escape(c) for c in row))
+        console.print(table)
     if report.trial is not None:
         for reason, objects in _not_tried_groups(report):
             console.print(
@@ -210,6 +235,9 @@ def render_markdown(report: CheckReport) -> str:
         out += ["No findings.", ""]
     if report.skipped:
         out += ["## Not run", "", md_table(["rule", "why"], [(s.rule_id, s.reason) for s in report.skipped]), ""]
+    remedy_rows = _remedy_rows(report)
+    if remedy_rows:
+        out += [f"## Remedies ({len(remedy_rows)})", "", md_table(_REMEDY_HEADERS, remedy_rows), ""]
     out += _markdown_trial(report)
     out += _markdown_inventory(report)
     if report.client.commands:
@@ -351,6 +379,15 @@ def render_html(report: CheckReport, rules: Sequence[Rule] = ()) -> str:
     if report.skipped:
         parts.append("<h2>Not run</h2><table><tr><th>rule</th><th>why</th></tr>")
         parts += [f"<tr><td><code>{h(s.rule_id)}</code></td><td>{h(s.reason)}</td></tr>" for s in report.skipped]
+        parts.append("</table>")
+    remedy_rows = _remedy_rows(report)
+    if remedy_rows:
+        parts.append(
+            f"<h2>Remedies ({len(remedy_rows)})</h2><table><tr>"
+            + "".join(f"<th>{h(c)}</th>" for c in _REMEDY_HEADERS)
+            + "</tr>"
+        )
+        parts += ["<tr>" + "".join(f"<td>{h(c)}</td>" for c in row) + "</tr>" for row in remedy_rows]
         parts.append("</table>")
     parts += _html_trial(report)
     src = report.source

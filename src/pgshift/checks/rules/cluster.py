@@ -226,6 +226,17 @@ def _tablespaces(ctx: Context) -> Iterator[Hit]:
     for ts in ctx.source.tablespaces:
         if ctx.target is not None and ts.name in ctx.target.tablespaces:
             continue
+        # migrate's --tablespace-map (by name or by the source's path, as the globals step reads it).
+        mapped = ctx.tablespace_map.get(ts.name, ctx.tablespace_map.get(ts.location))
+        if mapped is not None:
+            yield Hit(
+                ts.name,
+                f"tablespace {ts.name} (at {ts.location} on the source) is created at {mapped} (--tablespace-map): "
+                "that directory must exist on the target's host, empty and owned by the server's user",
+                severity=Severity.INFO,
+                remediation=f"On the target's host: mkdir -p {mapped} and chown it to the server's user.",
+            )
+            continue
         yield Hit(
             ts.name,
             f"tablespace {ts.name} is at {ts.location} on the source"
@@ -242,8 +253,8 @@ TABLESPACES = Rule(
     scope=Scope.CLUSTER,
     what_happens="CREATE TABLESPACE names the source's absolute path ('directory does not exist' on another host); "
     "tables in a missing tablespace are created in the default one.",
-    remediation="Create the tablespace on the target first (directory owned by the server user), or move with "
-    "--no-tablespaces.",
+    remediation="Create the tablespace on the target first (directory owned by the server user), give its new "
+    "place with --tablespace-map OLD=NEW, or move with --no-tablespaces.",
     detect=_tablespaces,
     verified="13->18",
 )

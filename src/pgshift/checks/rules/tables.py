@@ -37,7 +37,7 @@ NOT_NULL_INHERITANCE = Rule(
 
 GENERATED_INHERITANCE_MISMATCH = Rule(
     id="generated-inheritance-mismatch",
-    title="Generated status differs between parent and child column",
+    title="Generated child column under a plain parent column",
     severity=Severity.BLOCKER,
     changed_in="PostgreSQL 16",
     source_max=15,
@@ -55,16 +55,50 @@ GENERATED_INHERITANCE_MISMATCH = Rule(
             FROM pg_inherits i
             JOIN pg_attribute ap ON ap.attrelid = i.inhparent AND ap.attnum > 0 AND NOT ap.attisdropped
             JOIN pg_attribute ac ON ac.attrelid = i.inhrelid AND ac.attname = ap.attname
-            WHERE ap.attgenerated <> ac.attgenerated
+            WHERE ac.attgenerated = 's' AND ap.attgenerated = ''
             ORDER BY 1
             """,
             since=12,
             until=15,
         ),
     ),
-    message="column {object} is generated differently from its parent {parent}",
-    verified="15->16",
+    message="column {object} is generated but its parent's column in {parent} is plain",
+    verified="14->16, 14->17, 14->18 (the child table is refused); generated-as-plain carries it",
+    # The remedy's own query (catalog.remedies.generated_child_columns) selects exactly these columns.
     remedy="generated-as-plain",
+)
+
+GENERATED_PARENT_PLAIN_CHILD = Rule(
+    id="generated-parent-plain-child",
+    title="Plain child column under a generated parent column",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 12 (generated columns); refused by CREATE/ALTER TABLE on every major since",
+    # No DDL of 12-18 makes this ("column in child table must be a generated column"): it is found in
+    # catalogs upgraded from early 12 minors or edited by hand. It exists wherever generated columns do.
+    what_happens="pg_dump writes the child with a plain column and INHERITS the parent: every major makes the "
+    "column generated again when it creates the child, then refuses pg_dump's COPY of the child's values "
+    "('column \"b\" is a generated column'): the child table arrives empty. The schema trial cannot see it "
+    "(the schema is accepted); no remedy carries it (generated-as-plain is for the opposite case).",
+    remediation="On the source, give the child column its parent's generation (re-create it as GENERATED ALWAYS "
+    "AS (…) STORED), or detach the child (ALTER TABLE child NO INHERIT parent); or leave the table out of the move "
+    "with --exclude-object 'table schema.child'.",
+    queries=(
+        Query(
+            """
+            SELECT i.inhrelid::regclass::text || '.' || quote_ident(ac.attname) AS object,
+                   i.inhparent::regclass::text AS parent, i.inhrelid AS relid
+            FROM pg_inherits i
+            JOIN pg_attribute ap ON ap.attrelid = i.inhparent AND ap.attnum > 0 AND NOT ap.attisdropped
+            JOIN pg_attribute ac ON ac.attrelid = i.inhrelid AND ac.attname = ap.attname
+            WHERE ap.attgenerated = 's' AND ac.attgenerated = ''
+            ORDER BY 1
+            """,
+            since=12,
+        ),
+    ),
+    message="column {object} is plain but its parent's column in {parent} is generated: its values cannot be "
+    "restored (the target makes the column generated and refuses the COPY)",
+    verified="14->16, 14->18, 14->14: the child created with a generated column, COPY refused",
 )
 
 UNLOGGED_PARTITIONED = Rule(
@@ -259,6 +293,7 @@ RESERVED_RULE_NAME = Rule(
 RULES = (
     NOT_NULL_INHERITANCE,
     GENERATED_INHERITANCE_MISMATCH,
+    GENERATED_PARENT_PLAIN_CHILD,
     UNLOGGED_PARTITIONED,
     NULLS_NOT_DISTINCT_PK,
     DUPLICATE_CONSTRAINT_NAMES,
