@@ -29,14 +29,15 @@ def _locales(ctx: Context) -> Iterator[Hit]:
     for db in ctx.source.databases:
         if db.name not in checked:
             continue
+        # The database the run creates on the target: under its new name with --rename.
+        new = ctx.target_name(db.name)
+        label = f"database {db.name}" + (f" (created as {new})" if new != db.name else "")
         if db.locale_provider == "icu" and not target_has_icu:
-            yield Hit(
-                db.name, f"database {db.name} uses the ICU locale {db.icu_locale}; the target has no ICU", db.name
-            )
+            yield Hit(db.name, f"{label} uses the ICU locale {db.icu_locale}; the target has no ICU", db.name)
         if db.locale_provider == "builtin" and ctx.target.server.version.major < 17:
-            yield Hit(db.name, f"database {db.name} uses the builtin locale provider, which needs 17+", db.name)
-        wanted[f"database {db.name} (LC_COLLATE)"] = db.collate
-        wanted[f"database {db.name} (LC_CTYPE)"] = db.ctype
+            yield Hit(db.name, f"{label} uses the builtin locale provider, which needs 17+", db.name)
+        wanted[f"{label} (LC_COLLATE)"] = db.collate
+        wanted[f"{label} (LC_CTYPE)"] = db.ctype
     for obj, loc in missing_locales(wanted, set(ctx.target.locales)):
         yield Hit(obj, f"{obj} uses the locale {loc}, which the target server does not have")
 

@@ -28,7 +28,8 @@ class _Text:
     name: str  # the object's name as the source's session read it
     part: str  # "name", "comment", "setting"
     text: str
-    where: str | None = None  # the target database the statement runs on (None: the maintenance database)
+    where: str | None = None  # the source database whose copy the statement runs on (None: the maintenance database)
+    renamed: bool = False  # the text is the new name --rename gives the database on the target, not the source's
 
 
 def _target_encoding(ctx: Context) -> str:
@@ -52,7 +53,9 @@ def _shared_texts(ctx: Context) -> Iterator[_Text]:
     for db in ctx.source.databases:
         if db.name not in moving:
             continue
-        yield _Text("database", db.name, "name", db.name)
+        # The target gets the name the run gives it (--rename), not the source's.
+        new = ctx.target_name(db.name)
+        yield _Text("database", db.name, "name", new, renamed=new != db.name)
         if db.comment:
             yield _Text("database", db.name, "comment", db.comment)
         for setting in db.settings:
@@ -134,6 +137,19 @@ def _undecodable_shared_text(ctx: Context) -> Iterator[Hit]:
         # A role setting of one database runs on that database of the target (same encoding);
         # everything else on the target's maintenance database.
         encoding = encodings.get(item.where, target_encoding) if item.where else target_encoding
+        if item.renamed:
+            # A name given on the command line is text, converted to the target's encoding on the way:
+            # refused when that encoding has no such characters (it reads back as something else).
+            if decoded_in(encoding, encoded_in(encoding, item.text)) in (item.text, None):
+                continue
+            yield Hit(
+                f"database {printable(item.name)}",
+                f"database {printable(item.name)} is created on the target as {printable(item.text)} (--rename), "
+                f"a name that is not valid {encoding} text: the target would refuse it",
+                remediation=f"give --rename {printable(item.name)}=NEW a name the target's {encoding} can hold "
+                "(a name in ASCII is safe in every encoding)",
+            )
+            continue
         if accepts(encoding, encoded_in(encoding, item.text)):
             continue
         source_bytes = encoded(ctx.conn, item.text)
@@ -145,7 +161,7 @@ def _undecodable_shared_text(ctx: Context) -> Iterator[Hit]:
         seen = "; ".join(f'"{text}" in {" or ".join(where)}' for text, where in list(grouped.items())[:3])
         label = f"{item.kind} {printable(item.name)}"
         what = "name" if item.part == "name" else f'{item.part} "{printable(item.text)}"'
-        where = f"database {item.where}" if item.where else "the target"
+        where = f"database {ctx.target_name(item.where)}" if item.where else "the target"
         yield Hit(
             label,
             f"{label}: its {what} is not valid {encoding} text, so {where} would refuse it"
