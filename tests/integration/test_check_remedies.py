@@ -155,3 +155,26 @@ def test_exclude_object_leaves_out_the_routines_whose_sql_bodies_name_the_table(
     assert report.trial is not None and report.trial.ran and not report.trial.failures
     # The function that does not name the table stays: the trial created it.
     assert not any("keep_only" in a for a in excluded.also)
+
+
+@pytest.mark.parametrize(("encoding", "column"), [("LATIN1", "größe"), ("EUC_JP", "列名"), ("UTF8", "naïve")])
+def test_generated_as_plain_finds_non_ascii_columns_in_the_scripts_own_encoding(
+    servers: Any, encoding: str, column: str
+) -> None:
+    """pg_restore writes the script in the database's encoding: the rewrite matches the column's bytes there."""
+    source, target = servers.get(14), servers.get(18)
+    db = f"gen_{encoding.lower()}_{secrets.token_hex(2)}"
+    source.execute(f"CREATE DATABASE {db} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    with source.connect(db) as conn:
+        conn.execute("SET client_encoding TO 'UTF8'")
+        conn.execute(
+            f'CREATE TABLE p (a int, "{column}" int); '
+            f'CREATE TABLE c ("{column}" int GENERATED ALWAYS AS (a * 2) STORED) INHERITS (p)'
+        )
+    report = _check(source, target, db, remedy_names=["generated-as-plain"], trial=True)
+    assert report.trial is not None and report.trial.ran
+    assert not report.trial.failures, [f.server_message for f in report.trial.failures]
+    notes = [n for d in report.trial.databases for n in d.notes]
+    assert f"remedy: table public.c: column {column} restored as a plain column" in notes, notes
+    (carried,) = _by_rule(report, "generated-inheritance-mismatch")
+    assert carried.carried_by == "generated-as-plain"

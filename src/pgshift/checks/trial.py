@@ -774,16 +774,18 @@ def _trial_database(
         reason = f"not tried: {exc.message}" + (f" ({first_detail(exc)})" if exc.detail else "")
         sink(StepFinished(f"schema trial of {db.name}: {reason}", step=step, ok=False))
         return DatabaseTrial(db.name, 0, time.monotonic() - started, (), error=reason)
-    text = script.read_bytes().decode("latin-1")  # byte for byte: the statements go back as they came
+    data = script.read_bytes()
     remedy_notes: list[str] = []
     if changes:
-        from pgshift.migrate.remedies import RewriteFailed, rewrite_script
+        from pgshift.migrate.remedies import RewriteFailed, rewrite_script_bytes
 
         try:
-            text, applied = rewrite_script(text, changes)
+            # The script is in the database's encoding: the remedies match names as its bytes.
+            data, applied = rewrite_script_bytes(data, changes, db.encoding)
             remedy_notes += [f"remedy: {a}" for a in applied]
         except RewriteFailed as exc:
             remedy_notes.append(f"a remedy could not be applied, so the schema was tried unchanged: {exc}")
+    text = data.decode("latin-1")  # byte for byte: the statements go back as they came
     statements = split_script(text)
     script.unlink()
     archive.unlink()

@@ -12,14 +12,14 @@ catalog named, whatever their names look like.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from psycopg import sql
 
 from pgshift.catalog import ddl
 from pgshift.catalog import remedies as cat
-from pgshift.catalog.session import Connection
+from pgshift.catalog.session import Connection, encoded_in
 from pgshift.errors import UsageError
 from pgshift.migrate.plan import Action, AppliedRemedy, ItemChange
 
@@ -534,13 +534,34 @@ class RewriteFailed(Exception):
     pass
 
 
-def rewrite_script(text: str, changes: Sequence[ItemChange]) -> tuple[str, list[str]]:
+def rewrite_script_bytes(data: bytes, changes: Sequence[ItemChange], encoding: str) -> tuple[bytes, list[str]]:
+    """``rewrite_script`` on the script's own bytes: pg_restore writes it in the dump's encoding, the
+    source database's ``encoding`` (LATIN1, EUC_JP, SQL_ASCII …), so the names the catalog session
+    read (text, with undecodable bytes kept as surrogates) are matched as the bytes they are there."""
+    # One character per byte: every byte of every encoding passes through unchanged.
+    text, done = rewrite_script(data.decode("latin-1"), changes, name_in_script=_bytewise(encoding))
+    return text.encode("latin-1"), done
+
+
+def _bytewise(encoding: str) -> Callable[[str], str]:
+    def in_script(name: str) -> str:
+        return encoded_in(encoding, name).decode("latin-1")
+
+    return in_script
+
+
+def rewrite_script(
+    text: str, changes: Sequence[ItemChange], *, name_in_script: Callable[[str], str] | None = None
+) -> tuple[str, list[str]]:
     """The pre-data script of ``pg_restore --verbose --file`` with the remedies' rewrites applied.
 
     Each item starts at its ``-- TOC entry N (class C OID O)`` header; only the items a change names
     are edited. Returns the new text and what was changed; a rewrite that finds nothing to change
     raises (the dump does not look as the remedy expects: better stop than restore it unchanged).
+    ``name_in_script`` spells a catalog name as the script's text holds it (``rewrite_script_bytes``);
+    by default the script is text decoded as the names are.
     """
+    spell = name_in_script or (lambda name: name)
     wanted = {(c.classid, c.objid): c for c in changes if c.plain_columns or c.drop_settings}
     if not wanted:
         return text, []
@@ -556,10 +577,10 @@ def rewrite_script(text: str, changes: Sequence[ItemChange]) -> tuple[str, list[
         pieces.append(text[pos : head.start()])
         chunk = text[head.start() : end]
         for column in change.plain_columns:
-            chunk = drop_generation(chunk, column)
+            chunk = drop_generation(chunk, spell(column), shown=column)
             done.append(f"{change.about}: column {column} restored as a plain column")
         if change.drop_settings:
-            chunk = drop_set_clauses(chunk, change.drop_settings)
+            chunk = drop_set_clauses(chunk, [spell(n) for n in change.drop_settings])
             done.append(f"{change.about}: SET {', '.join(change.drop_settings)} left out")
         pieces.append(chunk)
         pos = end
@@ -570,8 +591,9 @@ def rewrite_script(text: str, changes: Sequence[ItemChange]) -> tuple[str, list[
     return "".join(pieces), done
 
 
-def drop_generation(chunk: str, column: str) -> str:
-    """Remove ``GENERATED ALWAYS AS (…) STORED`` from ``column``'s line of a CREATE TABLE."""
+def drop_generation(chunk: str, column: str, *, shown: str | None = None) -> str:
+    """Remove ``GENERATED ALWAYS AS (…) STORED`` from ``column``'s line of a CREATE TABLE (``shown``:
+    the column's name for messages, when ``column`` is spelled as the script's bytes)."""
     ident = sql.Identifier(column).as_string(None)
     names = {ident, column} if ident == f'"{column}"' and _plain_ident(column) else {ident}
     for name in names:
@@ -584,7 +606,7 @@ def drop_generation(chunk: str, column: str) -> str:
         if not tail.startswith(" STORED"):
             break
         return chunk[:start] + tail[len(" STORED") :]
-    raise RewriteFailed(f"column {column}: no GENERATED ALWAYS AS (…) STORED clause found in its CREATE TABLE")
+    raise RewriteFailed(f"column {shown or column}: no GENERATED ALWAYS AS (…) STORED clause found in its CREATE TABLE")
 
 
 def _plain_ident(name: str) -> bool:
