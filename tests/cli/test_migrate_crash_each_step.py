@@ -29,6 +29,8 @@ KINDS = [kind for kind in get_args(StepKind) if kind != "reuse-dump"]
 # Steps only a remedy plans: the source then holds what the remedy carries (a generated column of
 # an inheritance child under a plain parent column, which 17 refuses) and the run asks for it.
 REMEDY_KINDS = ("script-schema", "remedy")
+# Steps only stream mode plans (its other steps are dump mode's, crash-tested there).
+STREAM_KINDS = ("stream-data", "stream-finish")
 
 
 def _pgshift(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -68,12 +70,13 @@ def test_a_run_killed_in_each_kind_of_step_resumes_to_an_equal_target(
             "step_app",
         )
         remedy = ("--remedy", "generated-as-plain", "--accept", "generated-inheritance-mismatch")
+    mode = ("--mode", "stream") if kind in STREAM_KINDS else ()
     target.execute("CREATE DATABASE step_app")  # replaced: --if-exists drop
     workdir = tmp_path / "run"
     ts_target = _server_dir(tmp_path / "ts-tgt")
     args = (
         "migrate", source.conninfo(), target.conninfo(), "-d", "step_app", "--workdir", str(workdir),
-        "--if-exists", "drop", "--yes", "--tablespace-map", f"step_ts={ts_target}", *remedy,
+        "--if-exists", "drop", "--yes", "--tablespace-map", f"step_ts={ts_target}", *remedy, *mode,
     )  # fmt: skip
     killed = _pgshift(*args, env={**os.environ, "PGSHIFT_INJECT_CRASH_IN_STEP": kind})
     assert killed.returncode == -9, f"{kind} was not reached:\n{killed.stderr}"

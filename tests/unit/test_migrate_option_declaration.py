@@ -62,7 +62,7 @@ def test_only_how_the_rest_is_done_may_change_on_resume() -> None:
     }  # fmt: skip
     # What the run moves is fixed by its journal: a changed selection is a new run.
     for fixed in ("databases", "exclude_databases", "renames", "schemas", "exclude_schemas", "tables",
-                  "exclude_tables", "data_only", "schema_only", "allow_downgrade", "workdir"):  # fmt: skip
+                  "exclude_tables", "data_only", "schema_only", "allow_downgrade", "workdir", "mode"):  # fmt: skip
         assert not DECLARED[fixed].flag.resumable, fixed
 
 

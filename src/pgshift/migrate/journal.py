@@ -94,7 +94,14 @@ class DatabaseRecord:
         """Some step that changes the target database began."""
         return any(
             self.step(k).begun
-            for k in ("drop-database", "create-database", "restore-schema", "restore-data", "database-settings")
+            for k in (
+                "drop-database",
+                "create-database",
+                "restore-schema",
+                "restore-data",
+                "stream-data",
+                "database-settings",
+            )
         )
 
     @property
@@ -158,6 +165,8 @@ _PHASE_OF = {
     "dump": "dump",
     "restore-schema": "restore",
     "restore-data": "restore",
+    "stream-data": "restore",  # stream mode: the copy with its indexes and constraints
+    "stream-finish": "restore",
     "database-settings": "restore",
     "analyze": "analyze",
     "finish": "analyze",

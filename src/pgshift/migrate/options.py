@@ -28,6 +28,10 @@ IfExists = Literal["error", "drop", "skip"]
 IF_EXISTS_CHOICES: tuple[IfExists, ...] = ("error", "drop", "skip")
 # On resume, a dump of an earlier attempt: reused when the source is unchanged (auto), always, never.
 DumpReuse = Literal["auto", "always", "never"]
+# How the data travels: an archive in the work directory (dump), or COPY straight from the source
+# to the target in one snapshot (stream).
+Mode = Literal["dump", "stream"]
+MODE_CHOICES: tuple[Mode, ...] = ("dump", "stream")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,15 @@ class MigrateOptions:
             minimum=1,
             resumable=True,
             help="Parallel work: databases at once × pg_dump/pg_restore -j.",
+        ),
+    )
+    mode: Mode = field(
+        default="dump",
+        metadata=cli(
+            "--mode",
+            metavar="|".join(MODE_CHOICES),
+            help="dump: pg_dump to the work directory, then pg_restore. stream: the schema by pg_dump, the data "
+            "by COPY from source to target in one snapshot, indexes built while other tables copy.",
         ),
     )
     compress: str = field(
@@ -183,6 +196,13 @@ class MigrateOptions:
             raise UsageError("--data-only and --schema-only cannot be used together")
         if self.if_exists not in IF_EXISTS_CHOICES:
             raise UsageError(f"--if-exists must be one of {', '.join(IF_EXISTS_CHOICES)}, not {self.if_exists!r}")
+        if self.mode not in MODE_CHOICES:
+            raise UsageError(f"--mode must be one of {', '.join(MODE_CHOICES)}, not {self.mode!r}")
+        if self.mode == "stream" and self.data_only:
+            raise UsageError(
+                "--data-only works in dump mode only",
+                hint="drop --mode stream, or move schema and data together in stream mode",
+            )
         method, colon, level = self.compress.partition(":")
         if method not in ("auto", *DUMP_COMPRESSIONS) or (colon and not (level.isdigit() and method != "auto")):
             raise UsageError(

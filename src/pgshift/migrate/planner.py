@@ -10,13 +10,14 @@ import contextlib
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from pgshift.catalog import cluster, ddl
-from pgshift.catalog.ddl import Grant
+from pgshift.catalog import streaming as streaming_sql
+from pgshift.catalog.ddl import Grant, Statement
 from pgshift.catalog.session import connect, session
 from pgshift.migrate.journal import DatabaseRecord, Journal
 from pgshift.migrate.options import MigrateOptions
@@ -246,16 +247,30 @@ def role_database_actions(facts: Facts, dbp: DatabasePlan, created: set[str]) ->
 # --- commands ------------------------------------------------------------------------------------
 
 
+# Stream mode's schema dump reads the snapshot the copy then shares: exported when the step runs.
+SNAPSHOT_ARG = "--snapshot=<exported when the step runs>"
+
+
+def streams(facts: Facts) -> bool:
+    """Stream mode moves data by COPY from the source to the target (schema-only runs dump it)."""
+    return facts.options.mode == "stream" and not facts.options.schema_only
+
+
 def dump_args(facts: Facts, dbp: DatabasePlan, dump_dir: Path) -> list[str]:
     options = facts.options
+    stream = streams(facts)
     args = [
         "--format=directory",
-        f"--jobs={facts.jobs_per_database}",
+        # Stream mode dumps the schema alone: nothing for several jobs to share.
+        f"--jobs={1 if stream else facts.jobs_per_database}",
         f"--file={dump_dir}",
         "--no-password",
         "--verbose",
     ]
-    args.append(f"--compress={facts.dump_compress}")
+    if stream:
+        args += ["--schema-only", SNAPSHOT_ARG]
+    else:
+        args.append(f"--compress={facts.dump_compress}")
     args += [f"--schema={p}" for p in options.schemas]
     args += [f"--exclude-schema={p}" for p in options.exclude_schemas]
     args += [f"--table={p}" for p in options.tables]
@@ -591,7 +606,9 @@ def _database_steps(
                 ),
                 items=items,
             )
-    if not skip("restore-data"):
+    if streams(facts):
+        _stream_steps(facts, dbp, dump_dir, items, omit_list, skip, add)
+    elif not skip("restore-data"):
         if continuing and record is not None and record.step("restore-data").begun and not options.data_only:
             left = remaining_items(facts, dbp, dump_dir, record)
             use_list = dump_dir.with_name(dump_dir.name + ".resume.list")
@@ -641,6 +658,50 @@ def _database_steps(
     final = final_comment_action(facts, dbp, created=created) if not options.data_only else None
     add("finish", "finish", connect_to=maintenance, sql=(final,) if final else ())
     return out
+
+
+def post_data_script(dump_dir: Path) -> Path:
+    """Stream mode: the archive's post-data section as SQL, each item under its TOC entry header."""
+    return dump_dir.with_name(dump_dir.name + ".post-data.sql")
+
+
+def post_data_script_args(facts: Facts, dump_dir: Path, *, use_list: Path | None) -> list[str]:
+    args = ["--section=post-data", "--verbose", f"--file={post_data_script(dump_dir)}"]
+    if use_list is not None:
+        args.append(f"--use-list={use_list}")
+    return [*args, *restore_object_flags(facts.options), str(dump_dir)]
+
+
+def _stream_steps(
+    facts: Facts,
+    dbp: DatabasePlan,
+    dump_dir: Path,
+    items: tuple[ItemChange, ...],
+    omit_list: Path | None,
+    skip: Callable[[str], bool],
+    add: Callable[..., None],
+) -> None:
+    """Stream mode after the schema: the copy with its post-data, then its progress records dropped."""
+    if not skip("stream-data"):
+        add(
+            "stream-data",
+            f"copy the data from the source ({human_size(dbp.size_bytes)}), indexes and constraints as each "
+            "table is in",
+            program=program_call(
+                facts, "pg_restore", post_data_script_args(facts, dump_dir, use_list=omit_list), "target"
+            ),
+            connect_to=dbp.target,
+            items=items,
+            note=f"{facts.jobs_per_database} COPY worker(s) in the snapshot of the schema dump; "
+            "each unit of data commits with its progress record in the target database",
+        )
+    if not skip("stream-finish"):
+        add(
+            "stream-finish",
+            "drop the copy's progress records",
+            connect_to=dbp.target,
+            sql=(Action(f"database {dbp.target}", Statement(streaming_sql.drop_progress())),),
+        )
 
 
 # --- resuming a restore ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import psycopg
 from pgshift import paths
 from pgshift.catalog.session import query_failed
 from pgshift.conninfo import Endpoint
-from pgshift.errors import Interrupted, PgshiftError, PreflightRefused, StepFailed, WorkdirFull
+from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, PreflightRefused, StepFailed, WorkdirFull
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.migrate import steps
 from pgshift.migrate.journal import JOURNAL, DatabaseRecord, Journal, RunStatus
@@ -263,6 +263,8 @@ def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
             if run.cancel.is_set():
                 raise Interrupted("interrupted") from None
             raise query_failed(f"database {dbp.source!r}", exc, hint=_RESUME_HINT) from None
+        finally:
+            run.release_snapshot(dbp.source)  # stream mode: a failed step before the copy left it held
         with lock:
             done_bytes[0] += float(dbp.size_bytes or 0)
             sink(StepProgress("migrate", step="migrate", completed=done_bytes[0], total=total))
@@ -307,6 +309,27 @@ def _record_end(journal: Journal, log: RunLog, status: RunStatus, text: str) -> 
         journal.set_status(status)
     with contextlib.suppress(WorkdirFull):
         log.write("error", text)
+
+
+def _changed_target(exc: PgshiftError, run: steps.Run) -> StepFailed | None:
+    """A lost connection after the target was changed: exit 5, not exit 3 ("the target is untouched").
+
+    The connection failure itself is the same; what the code tells the user is whether a fresh
+    start is safe, and after roles or databases were made it is not: the run is resumed.
+    """
+    if not isinstance(exc, ConnectionFailed):
+        return None
+    made = sorted(run.created_roles)
+    records = (run.journal.database(name) for name in run.journal.databases)
+    touched = sorted(r.source for r in records if r is not None and r.touched_target)
+    if not made and not touched:
+        return None
+    changes = [f"{len(made)} role(s) created"] if made else []
+    if touched:
+        changes.append("database(s) " + ", ".join(touched) + " begun")
+    return StepFailed(
+        f"{exc.message} (the target was already changed: {'; '.join(changes)})", hint=exc.hint, detail=exc.detail
+    )
 
 
 def _workdir_full(
@@ -463,7 +486,7 @@ def _execute(
                 outcome = _wait(future)
             except PgshiftError as exc:
                 # The globals failed (databases report their failures in the outcome).
-                exc = _workdir_full({"": exc}, plan, journal, workdir) or exc
+                exc = _workdir_full({"": exc}, plan, journal, workdir) or _changed_target(exc, run) or exc
                 _record_end(journal, log, "failed", exc.message + (f"\n{exc.detail}" if exc.detail else ""))
                 exc.hint = with_resume_hint(exc.hint, facts.options, workdir)
                 raise exc from None
@@ -489,6 +512,7 @@ def _execute(
                 full.hint = with_resume_hint(full.hint, facts.options, workdir)
                 raise full
             first_db, first = next(iter(errors.items()))
+            first = _changed_target(first, run) or first
             _record_end(
                 journal,
                 log,
@@ -508,8 +532,10 @@ def _execute(
             if not facts.options.keep_dumps:
                 for entry in journal.databases.values():
                     shutil.rmtree(workdir / "dumps" / entry.dump_dir, ignore_errors=True)
-                    with contextlib.suppress(FileNotFoundError):
-                        (workdir / "dumps" / f"{entry.dump_dir}.resume.list").unlink()
+                    # What steps wrote beside the dump: use-lists, schema scripts (stream mode's post-data).
+                    for extra in (workdir / "dumps").glob(f"{entry.dump_dir}.*"):
+                        with contextlib.suppress(FileNotFoundError):
+                            extra.unlink()
             journal.set_status("done", verify_note=outcome.get("verify_note", ""))
         else:
             journal.set_status("verify-failed", verify_note=outcome.get("verify_note", ""))

@@ -14,8 +14,9 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -28,6 +29,7 @@ from pgshift.migrate import remedies
 from pgshift.migrate.journal import Journal, StepState
 from pgshift.migrate.plan import Action, ProgramCall, Step
 from pgshift.migrate.planner import (
+    SNAPSHOT_ARG,
     remaining_items,
     remedied_script,
     remedy_use_list,
@@ -39,6 +41,9 @@ from pgshift.migrate.preflight import Facts
 from pgshift.migrate.workdir import RunLog, dir_size
 from pgshift.process import Completed, how_it_ended
 from pgshift.toolchain.clients import run_client
+
+if TYPE_CHECKING:
+    from pgshift.migrate import streaming
 
 # --- restore errors ------------------------------------------------------------------------------
 
@@ -230,6 +235,30 @@ class Run:
         # role's presence on the target, say so after a crash).
         self.created_roles: set[str] = journal.roles_of_run(facts.target_roles)
         self.existing_roles: list[str] = []
+        # Stream mode: per source database, the snapshot its schema dump and its copy share,
+        # exported by a leader connection held from the dump step to the end of the copy.
+        self._snapshots: dict[str, streaming.Snapshot] = {}
+
+    def snapshot(self, database: str, *, open_new: bool = True) -> streaming.Snapshot | None:
+        """The database's exported snapshot: opened now when ``open_new`` and none is held."""
+        with self._lock:
+            held = self._snapshots.get(database)
+        if held is not None or not open_new:
+            return held
+        self.check_cancel()
+        from pgshift.migrate import streaming  # stream mode only: dump mode never loads the engine
+
+        snap = streaming.Snapshot.open(self.facts.source, database)
+        with self._lock:
+            self._snapshots[database] = snap
+        self.log.write("info", f"{database}: snapshot {snap.id} exported at {snap.taken_at}")
+        return snap
+
+    def release_snapshot(self, database: str) -> None:
+        with self._lock:
+            snap = self._snapshots.pop(database, None)
+        if snap is not None:
+            snap.close()
 
     @contextlib.contextmanager
     def step(self, step: Step, *, total: float | None = None) -> Iterator[dict[str, Any]]:
@@ -407,6 +436,15 @@ def run_record_globals(run: Run, step: Step) -> None:
         record = run.workdir / "globals.sql"
         os.close(os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         done = run.program(step.program, check=False)
+        if done.returncode < 0:
+            # Killed (the OOM killer, an operator): the machine is in trouble, not the record.
+            raise StepFailed(
+                f"pg_dumpall {how_it_ended(done.returncode)}",
+                detail="\n".join(done.stderr_tail) or None,
+                program="pg_dumpall",
+                returncode=done.returncode,
+                hint="find out what killed it (the OOM killer: see dmesg or journalctl -k; an operator)",
+            )
         if not done.ok:
             run.warn(
                 "pg_dumpall --globals-only failed, so the record globals.sql is incomplete "
@@ -482,8 +520,15 @@ def run_dump(run: Run, step: Step) -> None:
                 count[0] += 1
                 run.sink(StepProgress("dump", step=step.id, completed=float(count[0] - 1), total=tables))
 
+        call = step.program
+        if SNAPSHOT_ARG in call.args:
+            # Stream mode: the schema as of the snapshot the copy shares (held until the copy ends).
+            snap = run.snapshot(src)
+            assert snap is not None
+            call = replace(call, args=tuple(f"--snapshot={snap.id}" if a == SNAPSHOT_ARG else a for a in call.args))
+            journal.step_artifacts(step.id, snapshot_at=snap.taken_at)
         try:
-            run.program(step.program, on_line=dump_line)
+            run.program(call, on_line=dump_line)
         except StepFailed as exc:
             raise explain_dump(src, exc) from None
         make_private_tree(dump_dir)
@@ -643,6 +688,76 @@ def _continue_restore(run: Run, step: Step, dump_dir: Path, use_list: Path, dbna
     return write_use_list(run.facts, dump_dir, use_list, set(left.skip) | omitted)
 
 
+def run_stream_data(run: Run, step: Step) -> None:
+    """Stream mode: the post-data section as SQL, then the copy in the schema dump's snapshot.
+
+    The engine (migrate/streaming.py) runs each table's post-data items as soon as its data is in; its
+    progress records in the target database say what an earlier attempt finished, so a resume
+    copies only what is left and never a row twice.
+    """
+    facts = run.facts
+    assert step.program is not None and step.database is not None and step.connect_to is not None
+    src = step.database
+    dbp = next(d for d in facts.databases if d.source == src)
+    dump_dir = Path(step.program.args[-1])
+    script = Path(_arg(step.program, "--file="))
+    use_list = _arg(step.program, "--use-list=")
+    _say(run, step)
+    try:
+        with run.step(step, total=float(max(dbp.tables, 1))) as artifacts:
+            listing = toc_listing(facts, dump_dir)
+            left_out = remedies.omitted_ids(remedies.parse_listing(listing), step.items)
+            if use_list:
+                _write_remedy_list(run, step, dump_dir, Path(use_list))
+            os.close(os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            run.program(step.program)
+            items = remedies.parse_listing(listing)
+            kept = [i for i in items if i.dump_id not in left_out and i.classid == _PG_CLASS]
+            tables = {i.dump_id: i.objid for i in kept if i.desc == "TABLE"}
+            snap = run.snapshot(src, open_new=False)
+            if snap is None:
+                run.warn(
+                    f"{src}: the snapshot of the schema dump ended with the earlier attempt; what is left is copied "
+                    "in a new one"
+                )
+            total = float(max(len(tables), 1))
+
+            def progress(done: float) -> None:
+                run.sink(StepProgress("copy", step=step.id, completed=done, total=total))
+
+            from pgshift.migrate import streaming
+
+            options = facts.options
+            result = streaming.stream_database(
+                facts.source,
+                facts.target,
+                src,
+                dbp.target,
+                tables=frozenset(tables.values()),
+                table_ids=tables,
+                sequences=frozenset(i.objid for i in kept if i.desc == "SEQUENCE"),
+                matviews=[i.objid for i in kept if i.desc == "MATERIALIZED VIEW"],
+                # pg_dump leaves large objects out of a dump filtered by schema or table (-n, -t).
+                large_objects=not (options.schemas or options.tables),
+                post_data=script.read_bytes(),
+                snapshot=snap,
+                jobs=facts.jobs_per_database,
+                owner=not options.no_owner,
+                privileges=not options.no_privileges,
+                cancel=run.cancel,
+                on_progress=progress,
+                log=run.log.write,
+            )
+            artifacts.update(result.summary())
+            for note in result.notes:
+                run.sink(Message(f"{src}: {note}", level=Level.INFO))
+    finally:
+        run.release_snapshot(src)
+
+
+_PG_CLASS = 1259
+
+
 def _arg(call: ProgramCall, prefix: str) -> str:
     return next((a.removeprefix(prefix) for a in call.args if a.startswith(prefix)), "")
 
@@ -659,6 +774,8 @@ EXECUTORS: dict[str, Callable[[Run, Step], None]] = {
     "script-schema": run_script_schema,
     "restore-schema": run_restore,
     "restore-data": run_restore,
+    "stream-data": run_stream_data,
+    "stream-finish": run_sql_step,
     "remedy": run_sql_step,
     "database-settings": run_sql_step,
     "analyze": run_sql_step,

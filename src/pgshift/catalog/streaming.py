@@ -1,0 +1,303 @@
+"""SQL of stream mode's copy (migrate/streaming.py): the snapshot, what to copy, the COPY statements,
+sequences, large objects and the progress records the copy keeps in the target database.
+
+Version notes: generated columns (``attgenerated``) exist from 12; TID range scans (``ctid >= … AND
+ctid < …`` read only those blocks) from 14 — before, a range of a table would read it whole, so
+tables are split only on 14+ sources.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+from pgshift.catalog.session import Connection, fetch_all, fetch_one, server_version
+
+# The copy's own records in the target database: dropped when the database is finished.
+PROGRESS_SCHEMA = "pgshift_stream"
+
+
+@dataclass(frozen=True)
+class CopyTable:
+    oid: int
+    schema: str
+    name: str
+    columns: tuple[str, ...]  # the columns COPY carries: not dropped, not generated
+    size_bytes: int
+    blocks: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def export_snapshot(conn: Connection) -> tuple[str, str]:
+    """Open a repeatable-read transaction on ``conn`` and export its snapshot: (id, when)."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    row = fetch_one(conn, "SELECT pg_catalog.pg_export_snapshot() AS id, pg_catalog.now()::text AS at")
+    assert row is not None
+    return str(row["id"]), str(row["at"])
+
+
+def join_snapshot(conn: Connection, snapshot: str) -> None:
+    """Begin a transaction on ``conn`` that sees exactly what ``snapshot`` saw."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+
+
+def tables_to_copy(conn: Connection, oids: frozenset[int]) -> list[CopyTable]:
+    """The tables among ``oids`` that hold rows of their own (not partitioned parents, views …)."""
+    if not oids:
+        return []
+    generated = "a.attgenerated = ''" if server_version(conn).major >= 12 else "true"  # 12: generated columns
+    rows = fetch_all(
+        conn,
+        """
+        SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name,
+               pg_catalog.pg_relation_size(c.oid) AS size,
+               pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8 AS blocks,
+               ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND """
+        + generated
+        + """
+                      ORDER BY a.attnum)::text[] AS columns
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = ANY(%s::oid[]) AND c.relkind = 'r'
+        """,
+        [sorted(oids)],
+    )
+    return [
+        CopyTable(int(r["oid"]), r["schema"], r["name"], tuple(r["columns"]), int(r["size"]), int(r["blocks"]))
+        for r in rows
+    ]
+
+
+def splits_by_block(conn: Connection) -> bool:
+    return server_version(conn).major >= 14  # 14: TID range scans
+
+
+def _columns(table: CopyTable) -> sql.Composable:
+    if not table.columns:
+        return sql.SQL("")
+    return sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in table.columns))
+
+
+def copy_out(table: CopyTable, lo: int | None, hi: int | None) -> sql.Composed:
+    """COPY … TO STDOUT of the table's own rows (never its children's), or of a block range."""
+    ident = sql.Identifier(table.schema, table.name)
+    if lo is None and hi is None:
+        return sql.SQL("COPY {}{} TO STDOUT").format(ident, _columns(table))
+    where = [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({lo or 0},0)"))]
+    if hi is not None:
+        where.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({hi},0)")))
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns) if table.columns else sql.SQL("")
+    return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT").format(cols, ident, sql.SQL(" AND ").join(where))
+
+
+def copy_in(table: CopyTable, *, freeze: bool) -> sql.Composed:
+    return sql.SQL("COPY {}{} FROM STDIN{}").format(
+        sql.Identifier(table.schema, table.name), _columns(table), sql.SQL(" (FREEZE)") if freeze else sql.SQL("")
+    )
+
+
+def truncate_only(table: CopyTable) -> sql.Composed:
+    return sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(table.schema, table.name))
+
+
+# --- progress records (target) ----------------------------------------------------------------------
+
+
+def create_progress(conn: Connection) -> None:
+    conn.execute(
+        sql.SQL(
+            "CREATE SCHEMA IF NOT EXISTS {s};"
+            "CREATE TABLE IF NOT EXISTS {s}.unit (id text PRIMARY KEY, spec jsonb NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS {s}.done (id text PRIMARY KEY, snapshot text, at timestamptz DEFAULT now())"
+        ).format(s=sql.Identifier(PROGRESS_SCHEMA))
+    )
+
+
+def has_progress(conn: Connection) -> bool:
+    row = fetch_one(conn, "SELECT pg_catalog.to_regclass(%s) IS NOT NULL AS yes", [f"{PROGRESS_SCHEMA}.unit"])
+    return bool(row and row["yes"])
+
+
+def recorded_units(conn: Connection) -> list[dict[str, Any]]:
+    query = sql.SQL("SELECT id, spec FROM {}.unit ORDER BY id").format(sql.Identifier(PROGRESS_SCHEMA))
+    with conn.cursor() as cur:
+        cur.execute(query)
+        return [{"id": r["id"], **r["spec"]} for r in cur.fetchall()]
+
+
+def record_units(conn: Connection, units: list[tuple[str, str]]) -> None:
+    """(id, spec as JSON) of every unit, before the first is copied: a resume uses the same ones."""
+    query = sql.SQL("INSERT INTO {}.unit (id, spec) SELECT * FROM unnest(%s::text[], %s::jsonb[])").format(
+        sql.Identifier(PROGRESS_SCHEMA)
+    )
+    with conn.cursor() as cur:
+        cur.execute(query, [[u[0] for u in units], [u[1] for u in units]])
+
+
+def done_ids(conn: Connection) -> set[str]:
+    query = sql.SQL("SELECT id FROM {}.done").format(sql.Identifier(PROGRESS_SCHEMA))
+    with conn.cursor() as cur:
+        cur.execute(query)
+        return {r["id"] for r in cur.fetchall()}
+
+
+def mark_done(ids: list[str], snapshot: str) -> sql.Composed:
+    """Sent in the transaction of the work it records: both commit, or neither."""
+    return sql.SQL(
+        "INSERT INTO {}.done (id, snapshot) SELECT unnest({}::text[]), {} ON CONFLICT (id) DO NOTHING"
+    ).format(sql.Identifier(PROGRESS_SCHEMA), sql.Literal(ids), sql.Literal(snapshot))
+
+
+def end_other_sessions(conn: Connection) -> None:
+    """End every other session on this database, and wait until they are gone (at most a minute)."""
+    conn.execute(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+        " WHERE datname = pg_catalog.current_database() AND pid <> pg_catalog.pg_backend_pid()"
+    )
+    for _ in range(600):
+        row = fetch_one(
+            conn,
+            "SELECT count(*) AS n FROM pg_catalog.pg_stat_activity"
+            " WHERE datname = pg_catalog.current_database() AND pid <> pg_catalog.pg_backend_pid()",
+        )
+        if not row or not row["n"]:
+            return
+        time.sleep(0.1)
+
+
+def drop_progress() -> sql.Composed:
+    return sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(PROGRESS_SCHEMA))
+
+
+# --- sequences and large objects -----------------------------------------------------------------
+
+
+def sequence_values(conn: Connection, oids: frozenset[int]) -> list[tuple[str, str, int, bool]]:
+    """(schema, name, last_value, is_called) of each sequence, read in the session's snapshot."""
+    if not oids:
+        return []
+    rows = fetch_all(
+        conn,
+        """
+        SELECT n.nspname AS schema, c.relname AS name
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = ANY(%s::oid[]) AND c.relkind = 'S' ORDER BY 1, 2
+        """,
+        [sorted(oids)],
+    )
+    out = []
+    for r in rows:
+        query = sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(r["schema"], r["name"]))
+        with conn.cursor() as cur:
+            cur.execute(query)
+            got = cur.fetchone()
+        assert got is not None
+        out.append((r["schema"], r["name"], int(got["last_value"]), bool(got["is_called"])))
+    return out
+
+
+def set_sequences(values: list[tuple[str, str, int, bool]]) -> sql.Composed:
+    parts = [
+        sql.SQL("SELECT pg_catalog.setval({}, {}, {})").format(
+            sql.Literal(sql.Identifier(schema, name).as_string(None)), sql.Literal(value), sql.Literal(called)
+        )
+        for schema, name, value, called in values
+    ]
+    return sql.SQL(";").join(parts)
+
+
+def populated_matviews(conn: Connection, oids: list[int]) -> list[tuple[str, str]]:
+    """(schema, name) of the materialized views among ``oids`` that hold data, in ``oids``' order.
+
+    A schema-only archive carries no ``MATERIALIZED VIEW DATA``: the copy refreshes them itself.
+    """
+    if not oids:
+        return []
+    rows = fetch_all(
+        conn,
+        """
+        SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = ANY(%s::oid[]) AND c.relkind = 'm' AND c.relispopulated
+        """,
+        [oids],
+    )
+    found = {int(r["oid"]): (r["schema"], r["name"]) for r in rows}
+    return [found[o] for o in oids if o in found]
+
+
+def refresh_matview(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name))
+
+
+@dataclass(frozen=True)
+class LargeObject:
+    oid: int
+    owner: str
+    grants: tuple[tuple[str, str], ...]  # (grantee or "" for PUBLIC, privilege)
+    comment: str | None
+
+
+def large_objects(conn: Connection) -> list[LargeObject]:
+    rows = fetch_all(
+        conn,
+        """
+        SELECT m.oid::int8 AS oid, pg_catalog.pg_get_userbyid(m.lomowner) AS owner,
+               pg_catalog.obj_description(m.oid, 'pg_largeobject') AS comment,
+               ARRAY(SELECT ARRAY[CASE WHEN a.grantee = 0 THEN '' ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
+                                  a.privilege_type]
+                       FROM pg_catalog.aclexplode(m.lomacl) a WHERE a.grantee <> m.lomowner)::text[] AS grants
+          FROM pg_catalog.pg_largeobject_metadata m ORDER BY m.oid
+        """,
+    )
+    return [
+        LargeObject(int(r["oid"]), r["owner"], tuple((g[0], g[1]) for g in r["grants"] or ()), r["comment"])
+        for r in rows
+    ]
+
+
+LO_CHUNK = 1 << 20
+
+
+def read_large_objects(conn: Connection, oids: list[int], offset: int) -> dict[int, bytes]:
+    """Up to LO_CHUNK bytes of each large object from ``offset`` (a shorter piece is its end)."""
+    rows = fetch_all(
+        conn,
+        "SELECT o::int8 AS oid, pg_catalog.lo_get(o, %s, %s) AS data FROM unnest(%s::oid[]) AS o",
+        [offset, LO_CHUNK, oids],
+    )
+    return {int(r["oid"]): bytes(r["data"]) for r in rows}
+
+
+def create_large_objects(conn: Connection, pieces: dict[int, bytes]) -> None:
+    conn.execute(
+        "SELECT pg_catalog.lo_from_bytea(o, d) FROM unnest(%s::oid[], %s::bytea[]) AS x(o, d)",
+        [list(pieces), list(pieces.values())],
+    )
+
+
+def append_large_object(conn: Connection, oid: int, offset: int, data: bytes) -> None:
+    conn.execute("SELECT pg_catalog.lo_put(%s, %s, %s)", [oid, offset, data])
+
+
+def large_object_properties(lo: LargeObject, *, owner: bool, privileges: bool) -> list[sql.Composed]:
+    out = []
+    if owner:
+        out.append(sql.SQL("ALTER LARGE OBJECT {} OWNER TO {}").format(sql.Literal(lo.oid), sql.Identifier(lo.owner)))
+    if privileges:
+        for grantee, privilege in lo.grants:
+            out.append(
+                sql.SQL("GRANT {} ON LARGE OBJECT {} TO {}").format(
+                    sql.SQL(privilege), sql.Literal(lo.oid), sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC")
+                )
+            )
+    if lo.comment is not None:
+        out.append(sql.SQL("COMMENT ON LARGE OBJECT {} IS {}").format(sql.Literal(lo.oid), sql.Literal(lo.comment)))
+    return out

@@ -1,0 +1,650 @@
+"""Stream mode's copy: table data from source to target by COPY, in one snapshot, with each table's
+post-data items run as soon as its data is in (the ``stream-data`` step, see steps.run_stream_data).
+
+* ``Snapshot.open`` — a leader connection that exports the snapshot the schema dump and the copy
+  share; held from the dump step to the end of the copy.
+* ``post_data_items`` — the archive's post-data section (``pg_restore --section=post-data
+  --verbose --file``), cut into its items with their dependencies.
+* ``stream_database`` — the copy: ``jobs`` workers, each with one source connection (in the
+  snapshot) and one target connection for the whole step. Units of work are tables, ranges of
+  large tables (by block, on 14+ sources) and batches of small tables; each commits on the target in
+  one transaction with its record in the progress schema (catalog/streaming.py), so a resume knows
+  from the target itself what is done and copies no row twice. A post-data item runs once every
+  table it depends on is in and every item it depends on is done; foreign keys run last. Then
+  sequences (as of the snapshot) and large objects.
+
+Bytes pass unchanged: both sessions use the source database's encoding (the target database was
+created with it), and the post-data statements are sent as the bytes pg_restore wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from pgshift.catalog import streaming as q
+from pgshift.catalog.session import Connection, connect, first_line
+from pgshift.conninfo import Endpoint, ResolvedEndpoint
+from pgshift.errors import Interrupted, StepFailed
+
+# Worker sessions wait for no lock and time nothing out: an index build may take hours. Their
+# commits do not wait for the WAL flush (a unit and its progress record are lost or kept together);
+# the copy ends with a synchronous commit, which makes every earlier one durable.
+_WORKER_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0 -c synchronous_commit=off"
+_FINISH_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0"
+# A table above this size is copied in ranges of about this size (14+ sources), so that one huge
+# table is copied by several workers at once.
+SPLIT_BYTES = 256 << 20
+# Tables below this size go in batches (one target transaction for several): per-table round trips
+# and commits are most of the cost of thousands of small tables.
+SMALL_BYTES = 1 << 20
+BATCH_BYTES = 8 << 20
+BATCH_TABLES = 64
+# Whole tables at least this large are emptied in the unit's transaction and loaded with FREEZE:
+# their rows need no hint-bit writes later (ANALYZE, verify and the first queries read them).
+FREEZE_BYTES = 8 << 20
+_LO_BATCH = 32
+
+Log = Callable[[str, str], None]
+
+
+# --- the snapshot ----------------------------------------------------------------------------------
+
+
+class Snapshot:
+    """A source session holding an exported snapshot open (a repeatable-read transaction)."""
+
+    def __init__(self, conn: Connection, snapshot_id: str, taken_at: str) -> None:
+        self.conn = conn  # in the snapshot: what to copy is read here
+        self.id = snapshot_id
+        self.taken_at = taken_at
+
+    @classmethod
+    def open(cls, source: Endpoint | ResolvedEndpoint, dbname: str) -> Snapshot:
+        conn = connect(source, dbname, autocommit=True, options=_WORKER_OPTIONS)
+        try:
+            snapshot_id, taken_at = q.export_snapshot(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, snapshot_id, taken_at)
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+
+
+# --- post-data items -------------------------------------------------------------------------------
+
+_HEADER = re.compile(rb"^--\n-- TOC entry (\d+) \(class (\d+) OID (\d+)\)\n", re.MULTILINE)
+_DEPS = re.compile(rb"^-- Dependencies: ([\d ]+)$", re.MULTILINE)
+_TYPE = re.compile(rb"; Type: ([A-Z ]+?); Schema: ", re.MULTILINE)
+_NAME = re.compile(rb"^-- Name: (.*?); Type: ", re.MULTILINE)
+_SETTING = re.compile(rb"^SET (default_tablespace|default_table_access_method) = .*;$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PostItem:
+    dump_id: int
+    kind: str  # the TOC entry's type: INDEX, CONSTRAINT, FK CONSTRAINT, TRIGGER, COMMENT …
+    about: str  # "INDEX public.t_v" for messages
+    sql: bytes  # as pg_restore wrote it, preceded by the settings in force for it
+    depends_on: frozenset[int]
+
+
+@dataclass(frozen=True)
+class PostData:
+    preamble: tuple[bytes, ...]  # the script's SET statements: run first on every target session
+    items: tuple[PostItem, ...]
+
+
+def post_data_items(script: bytes) -> PostData:
+    """The items of a post-data script, each with the settings in force where pg_restore put it."""
+    heads = list(_HEADER.finditer(script))
+    head_text = script[: heads[0].start()] if heads else script
+    preamble = tuple(
+        line.strip()
+        for line in head_text.splitlines()
+        if line.strip().upper().startswith((b"SET ", b"SELECT PG_CATALOG.SET_CONFIG"))
+    )
+    settings: dict[bytes, bytes] = {}
+    for m in _SETTING.finditer(head_text):
+        settings[m[1]] = m[0]
+    items = []
+    for i, head in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(script)
+        chunk = script[head.start() : end]
+        trailing = list(_SETTING.finditer(chunk))
+        body = chunk
+        if trailing:
+            body = chunk[: trailing[0].start()]
+        body = b"\n".join(line for line in body.splitlines() if not line.startswith(b"\\"))
+        deps = _DEPS.search(chunk)
+        kind = _TYPE.search(chunk)
+        name = _NAME.search(chunk)
+        prefix = b"".join(v + b"\n" for v in settings.values())
+        items.append(
+            PostItem(
+                dump_id=int(head[1]),
+                kind=kind[1].decode("ascii") if kind else "",
+                about=(kind[1].decode("ascii") + " " if kind else "")
+                + (name[1].decode("utf-8", "replace") if name else f"TOC entry {head[1].decode()}"),
+                sql=prefix + body,
+                depends_on=frozenset(int(d) for d in deps[1].split()) if deps else frozenset(),
+            )
+        )
+        for m in trailing:  # in force from the next item on
+            settings[m[1]] = m[0]
+    return PostData(preamble, tuple(items))
+
+
+# --- units of work ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Unit:
+    id: str
+    kind: str  # "table" (a whole table or a range of it), "batch" (small tables), "large-objects"
+    tables: list[int]  # table OIDs (one for "table")
+    lo: int | None = None  # block range [lo, hi) of a "table" unit; None: the whole table
+    hi: int | None = None
+    objects: list[int] = field(default_factory=list)  # large-object OIDs of a "large-objects" unit
+    size: int = 0
+
+    def spec(self) -> str:
+        return json.dumps(
+            {"kind": self.kind, "tables": self.tables, "lo": self.lo, "hi": self.hi, "objects": self.objects,
+             "size": self.size}
+        )  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, data: dict[str, Any]) -> Unit:
+        return cls(
+            data["id"], data["kind"], list(data["tables"]), data["lo"], data["hi"], list(data["objects"]), data["size"]
+        )
+
+
+def plan_units(tables: Sequence[q.CopyTable], objects: Sequence[int], *, split: bool, jobs: int) -> list[Unit]:
+    """Largest first (the longest work starts first); small tables in batches; large ones in ranges."""
+    units: list[Unit] = []
+    batch: list[q.CopyTable] = []
+
+    def flush() -> None:
+        if batch:
+            units.append(
+                Unit(f"batch:{batch[0].oid}", "batch", [t.oid for t in batch], size=sum(t.size_bytes for t in batch))
+            )
+            batch.clear()
+
+    for t in sorted(tables, key=lambda t: t.size_bytes, reverse=True):
+        if split and jobs > 1 and t.size_bytes > 2 * SPLIT_BYTES and t.blocks > 0:
+            pieces = max(2, -(-t.size_bytes // SPLIT_BYTES))
+            step = -(-t.blocks // pieces)
+            for lo in range(0, t.blocks, step):
+                hi = lo + step if lo + step < t.blocks else None  # the last range is open: rows past the end
+                units.append(Unit(f"table:{t.oid}:{lo}", "table", [t.oid], lo, hi, size=t.size_bytes // pieces))
+        elif t.size_bytes < SMALL_BYTES:
+            if batch and (len(batch) >= BATCH_TABLES or sum(b.size_bytes for b in batch) + t.size_bytes > BATCH_BYTES):
+                flush()
+            batch.append(t)
+        else:
+            units.append(Unit(f"table:{t.oid}", "table", [t.oid], size=t.size_bytes))
+    flush()
+    for i in range(0, len(objects), _LO_BATCH):
+        chunk = list(objects[i : i + _LO_BATCH])
+        units.append(Unit(f"lo:{chunk[0]}", "large-objects", [], objects=chunk))
+    return units
+
+
+# --- the copy --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    tables: int = 0
+    rows: int = 0
+    bytes: int = 0
+    units: int = 0
+    units_skipped: int = 0  # done by an earlier attempt
+    items: int = 0
+    items_skipped: int = 0
+    sequences: int = 0
+    large_objects: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tables": self.tables,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "units": self.units,
+            "units_skipped": self.units_skipped,
+            "post_data_items": self.items,
+            "post_data_items_skipped": self.items_skipped,
+            "sequences": self.sequences,
+            "large_objects": self.large_objects,
+        }
+
+
+class _Failed(Exception):
+    def __init__(self, error: StepFailed) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Copy:
+    """One database's copy: the shared state of its workers."""
+
+    def __init__(
+        self,
+        source: Endpoint | ResolvedEndpoint,
+        target: Endpoint | ResolvedEndpoint,
+        source_db: str,
+        target_db: str,
+        *,
+        snapshot: str,
+        tables: dict[int, q.CopyTable],
+        units: list[Unit],
+        done: set[str],
+        post: PostData,
+        table_ids: dict[int, int],
+        owner: bool,
+        privileges: bool,
+        cancel: threading.Event,
+        on_progress: Callable[[float], None],
+        log: Log,
+    ) -> None:
+        self.source, self.target, self.source_db, self.target_db = source, target, source_db, target_db
+        self.snapshot = snapshot
+        self.tables = tables
+        self.owner, self.privileges = owner, privileges
+        self.cancel = cancel
+        self.on_progress = on_progress
+        self.log = log
+        self.result = StreamResult()
+        self.lock = threading.Condition()
+        self.failure: BaseException | None = None
+        self.connections: set[Connection] = set()
+        self.done = done
+        # Work left: units to copy, and post-data items waiting for their tables and items.
+        self.queue = [u for u in units if u.id not in done]
+        self.result.units_skipped = len(units) - len(self.queue)
+        self.pending_units: dict[int, int] = {}  # table OID -> its units not yet copied
+        for u in self.queue:
+            for oid in u.tables:
+                self.pending_units[oid] = self.pending_units.get(oid, 0) + 1
+        self.tables_done = len(tables) - len(self.pending_units)
+        self.table_ids = table_ids  # dump id of a TABLE entry -> the table's OID
+        post_ids = {i.dump_id for i in post.items}
+        self.preamble = post.preamble
+        self.waiting: dict[int, PostItem] = {}
+        self.items_done: set[int] = set()
+        for item in post.items:
+            if f"item:{item.dump_id}" in done:
+                self.items_done.add(item.dump_id)
+            else:
+                self.waiting[item.dump_id] = item
+        self.result.items_skipped = len(self.items_done)
+        self.post_ids = post_ids
+        self.running_items = 0
+        self.running_other = 0  # items running that are not foreign keys
+        self.running_units = 0
+        self.large_object_info: list[q.LargeObject] = []
+
+    # -- scheduling (under self.lock) --
+
+    def _ready(self, item: PostItem) -> bool:
+        for dep in item.depends_on:
+            if dep in self.post_ids:
+                if dep not in self.items_done:
+                    return False
+            elif dep in self.table_ids and self.pending_units.get(self.table_ids[dep], 0):
+                return False
+        if item.kind == "FK CONSTRAINT":
+            # Last: a key may reference a partitioned table whose unique index is valid only once
+            # every partition's index is attached, which the archive does not always say.
+            return (
+                not self.queue
+                and not self.running_units
+                and not self.running_other
+                and all(i.kind == "FK CONSTRAINT" for i in self.waiting.values())
+            )
+        return True
+
+    def _next(self) -> tuple[str, Any] | None:
+        """The next piece of work, or None when everything is done; waits while work is blocked."""
+        with self.lock:
+            while True:
+                if self.failure is not None or self.cancel.is_set():
+                    return None
+                ready = next((i for i in self.waiting.values() if self._ready(i)), None)
+                if ready is not None:
+                    del self.waiting[ready.dump_id]
+                    self.running_items += 1
+                    if ready.kind != "FK CONSTRAINT":
+                        self.running_other += 1
+                    return ("item", ready)
+                if self.queue:
+                    self.running_units += 1
+                    return ("unit", self.queue.pop(0))
+                if not self.waiting and not self.running_items and not self.running_units:
+                    return None
+                if not self.running_items and not self.running_units:
+                    # Nothing runs and nothing can start: an item depends on something never done.
+                    stuck = ", ".join(i.about for i in list(self.waiting.values())[:3])
+                    self.failure = _Failed(
+                        StepFailed(f"{self.target_db}: post-data items wait for what never comes: {stuck}")
+                    )
+                    self.lock.notify_all()
+                    return None
+                self.lock.wait(0.5)
+
+    def _unit_done(self, unit: Unit, rows: int, nbytes: int) -> None:
+        with self.lock:
+            self.running_units -= 1
+            self.result.units += 1
+            self.result.rows += rows
+            self.result.bytes += nbytes
+            for oid in unit.tables:
+                left = self.pending_units.get(oid, 0) - 1
+                if left <= 0:
+                    self.pending_units.pop(oid, None)
+                    self.tables_done += 1
+                else:
+                    self.pending_units[oid] = left
+            done = self.tables_done
+            self.lock.notify_all()
+        self.on_progress(float(done))
+
+    def _item_done(self, item: PostItem) -> None:
+        with self.lock:
+            self.running_items -= 1
+            if item.kind != "FK CONSTRAINT":
+                self.running_other -= 1
+            self.items_done.add(item.dump_id)
+            self.result.items += 1
+            self.lock.notify_all()
+
+    # -- workers --
+
+    def _connect(self, endpoint: Endpoint | ResolvedEndpoint, dbname: str) -> Connection:
+        conn = connect(endpoint, dbname, autocommit=True, options=_WORKER_OPTIONS)
+        with self.lock:
+            self.connections.add(conn)
+        return conn
+
+    def worker(self) -> None:
+        sconn = tconn = None
+        try:
+            sconn = self._connect(self.source, self.source_db)
+            q.join_snapshot(sconn, self.snapshot)
+            tconn = self._connect(self.target, self.target_db)
+            for statement in self.preamble:
+                with contextlib.suppress(psycopg.errors.UndefinedObject):  # transaction_timeout before 17
+                    tconn.execute(statement)
+            while True:
+                work = self._next()
+                if work is None:
+                    return
+                kind, what = work
+                if kind == "item":
+                    self._run_item(tconn, what)
+                    self._item_done(what)
+                else:
+                    rows, nbytes = self._copy_unit(sconn, tconn, what)
+                    self._unit_done(what, rows, nbytes)
+        except BaseException as exc:  # handed to the main thread as the step's failure
+            with self.lock:
+                if self.failure is None:
+                    self.failure = exc
+                self.lock.notify_all()
+        finally:
+            for conn in (sconn, tconn):
+                if conn is not None:
+                    with self.lock:
+                        self.connections.discard(conn)
+                    with contextlib.suppress(Exception):
+                        conn.close()
+
+    def _copy_unit(self, sconn: Connection, tconn: Connection, unit: Unit) -> tuple[int, int]:
+        if unit.kind == "large-objects":
+            return self._copy_large_objects(sconn, tconn, unit), 0
+        rows = nbytes = 0
+        tconn.execute("BEGIN")
+        try:
+            for oid in unit.tables:
+                table = self.tables[oid]
+                freeze = unit.kind == "table" and unit.lo is None and table.size_bytes >= FREEZE_BYTES
+                if freeze:
+                    tconn.execute(q.truncate_only(table))
+                r, b = self._copy_table(sconn, tconn, table, unit, freeze=freeze)
+                rows += r
+                nbytes += b
+            tconn.execute(q.mark_done([unit.id], self.snapshot))
+            tconn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                tconn.execute("ROLLBACK")
+            raise
+        return rows, nbytes
+
+    def _copy_table(
+        self, sconn: Connection, tconn: Connection, table: q.CopyTable, unit: Unit, *, freeze: bool
+    ) -> tuple[int, int]:
+        nbytes = 0
+        try:
+            with sconn.cursor() as scur, tconn.cursor() as tcur:
+                with (
+                    scur.copy(q.copy_out(table, unit.lo, unit.hi)) as out,
+                    tcur.copy(q.copy_in(table, freeze=freeze)) as into,
+                ):
+                    for block in out:
+                        if self.cancel.is_set():
+                            raise Interrupted("interrupted")
+                        into.write(block)
+                        nbytes += len(block)
+                rows = max(tcur.rowcount, 0)
+        except psycopg.Error as exc:
+            if self.cancel.is_set():
+                raise Interrupted("interrupted") from None
+            raise _Failed(
+                StepFailed(
+                    f"copying table {table.label} of database {self.source_db!r} failed: {first_line(exc)}",
+                    hint="see the log in the work directory; fix the cause, then resume",
+                )
+            ) from None
+        return rows, nbytes
+
+    def _copy_large_objects(self, sconn: Connection, tconn: Connection, unit: Unit) -> int:
+        properties = {lo.oid: lo for lo in self.large_object_info if lo.oid in set(unit.objects)}
+        tconn.execute("BEGIN")
+        try:
+            left = list(unit.objects)
+            offset = 0
+            first = True
+            while left:
+                pieces = q.read_large_objects(sconn, left, offset)
+                if first:
+                    q.create_large_objects(tconn, pieces)
+                    first = False
+                else:
+                    for oid, data in pieces.items():
+                        if data:
+                            q.append_large_object(tconn, oid, offset, data)
+                left = [oid for oid, data in pieces.items() if len(data) == q.LO_CHUNK]
+                offset += q.LO_CHUNK
+            for oid in unit.objects:
+                lo = properties.get(oid)
+                if lo is not None:
+                    for statement in q.large_object_properties(lo, owner=self.owner, privileges=self.privileges):
+                        tconn.execute(statement)
+            tconn.execute(q.mark_done([unit.id], self.snapshot))
+            tconn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                tconn.execute("ROLLBACK")
+            raise
+        with self.lock:
+            self.result.large_objects += len(unit.objects)
+        return 0
+
+    def _run_item(self, tconn: Connection, item: PostItem) -> None:
+        if self.cancel.is_set():
+            raise Interrupted("interrupted")
+        self.log("sql", item.sql.decode("utf-8", "replace").strip())
+        try:
+            tconn.execute(b"BEGIN;\n" + item.sql)
+            tconn.execute(q.mark_done([f"item:{item.dump_id}"], self.snapshot))
+            tconn.execute("COMMIT")
+        except psycopg.Error as exc:
+            with contextlib.suppress(Exception):
+                tconn.execute("ROLLBACK")
+            if self.cancel.is_set():
+                raise Interrupted("interrupted") from None
+            detail = getattr(exc, "diag", None)
+            raise _Failed(
+                StepFailed(
+                    f"restoring {item.about} into database {self.target_db!r} failed: {first_line(exc)}",
+                    detail=(item.sql.decode("utf-8", "replace").strip()[-2000:]),
+                    hint=(detail.message_hint if detail is not None and detail.message_hint else None)
+                    or "see the log in the work directory; fix the cause, then resume",
+                )
+            ) from None
+
+    def cancel_all(self) -> None:
+        with self.lock:
+            conns = list(self.connections)
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=5)
+
+
+def stream_database(
+    source: Endpoint | ResolvedEndpoint,
+    target: Endpoint | ResolvedEndpoint,
+    source_db: str,
+    target_db: str,
+    *,
+    tables: frozenset[int],
+    table_ids: dict[int, int],
+    sequences: frozenset[int],
+    matviews: Sequence[int] = (),
+    large_objects: bool,
+    post_data: bytes,
+    snapshot: Snapshot | None,
+    jobs: int,
+    owner: bool = True,
+    privileges: bool = True,
+    cancel: threading.Event,
+    on_progress: Callable[[float], None] = lambda _done: None,
+    log: Log = lambda _kind, _text: None,
+) -> StreamResult:
+    """Copy ``tables`` (source OIDs) and run the post-data items; see the module's docs."""
+    started = time.monotonic()
+    own = snapshot is None
+    snap = Snapshot.open(source, source_db) if snapshot is None else snapshot
+    try:
+        with contextlib.closing(connect(target, target_db, options=_WORKER_OPTIONS)) as tconn:
+            resumed = q.has_progress(tconn)
+            if resumed:
+                # A killed attempt's sessions may still hold what they were loading.
+                q.end_other_sessions(tconn)
+            q.create_progress(tconn)
+            done = q.done_ids(tconn)
+            info = q.tables_to_copy(snap.conn, tables)
+            by_oid = {t.oid: t for t in info}
+            objects = q.large_objects(snap.conn) if large_objects else []
+            recorded = q.recorded_units(tconn) if resumed else []
+            if recorded:
+                units = [Unit.from_spec(u) for u in recorded]
+            else:
+                units = plan_units(info, [lo.oid for lo in objects], split=q.splits_by_block(snap.conn), jobs=jobs)
+                q.record_units(tconn, [(u.id, u.spec()) for u in units])
+        post = post_data_items(post_data)
+        copy = _Copy(
+            source,
+            target,
+            source_db,
+            target_db,
+            snapshot=snap.id,
+            tables=by_oid,
+            units=units,
+            done=done,
+            post=post,
+            table_ids=table_ids,
+            owner=owner,
+            privileges=privileges,
+            cancel=cancel,
+            on_progress=on_progress,
+            log=log,
+        )
+        copy.large_object_info = objects
+        copy.result.tables = len(by_oid)
+        if resumed:
+            copy.result.notes.append(
+                f"resumed: {copy.result.units_skipped} of {len(units)} unit(s) of data and "
+                f"{copy.result.items_skipped} post-data item(s) were done by an earlier attempt"
+            )
+        if own:
+            copy.result.notes.append(f"copied in a new snapshot taken at {snap.taken_at}")
+        workers = [threading.Thread(target=copy.worker, name=f"copy-{i}", daemon=True) for i in range(max(1, jobs))]
+        for w in workers:
+            w.start()
+        while any(w.is_alive() for w in workers):
+            if cancel.is_set() or copy.failure is not None:
+                copy.cancel_all()
+            for w in workers:
+                w.join(timeout=0.2)
+        if cancel.is_set():
+            raise Interrupted("interrupted")
+        if copy.failure is not None:
+            failure = copy.failure
+            if isinstance(failure, _Failed):
+                raise failure.error
+            raise failure
+        copy.result.seconds["copy"] = round(time.monotonic() - started, 3)
+        _finish(snap, target, target_db, sequences, list(matviews), copy.result, cancel)
+        return copy.result
+    finally:
+        if own:
+            snap.close()
+
+
+def _finish(
+    snap: Snapshot,
+    target: Endpoint | ResolvedEndpoint,
+    target_db: str,
+    sequences: frozenset[int],
+    matviews: list[int],
+    result: StreamResult,
+    cancel: threading.Event,
+) -> None:
+    """Sequences as of the snapshot, materialized views refreshed (in the archive's order, which is
+    their dependencies'), and a synchronous commit that makes every unit durable."""
+    values = q.sequence_values(snap.conn, sequences)
+    views = q.populated_matviews(snap.conn, matviews)
+    with contextlib.closing(connect(target, target_db, options=_FINISH_OPTIONS)) as tconn:
+        if values:
+            tconn.execute(q.set_sequences(values))
+        done = q.done_ids(tconn)
+        for schema, name in views:
+            if cancel.is_set():
+                raise Interrupted("interrupted")
+            key = f"refresh:{schema}.{name}"
+            if key in done:
+                continue
+            tconn.execute("BEGIN")
+            tconn.execute(q.refresh_matview(schema, name))
+            tconn.execute(q.mark_done([key], snap.id))
+            tconn.execute("COMMIT")
+        tconn.execute(q.mark_done(["sequences"], snap.id))  # synchronous: every unit before it is durable
+        result.sequences = len(values)
