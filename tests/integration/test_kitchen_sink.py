@@ -17,6 +17,9 @@ from tests.fixtures.kitchen_sink import build, has_icu, loadable_extensions, tab
 
 # Every source major 10-18 and every target major 11-18 at least once.
 PAIRS = [(10, 11), (10, 18), (11, 16), (12, 17), (13, 18), (14, 18), (15, 16), (16, 17), (17, 18), (18, 18)]
+# Stream mode on pairs that reach every old source family (before generated columns, before TID
+# range scans, current) and the newest targets.
+CASES = [(*p, "dump") for p in PAIRS] + [(10, 18, "stream"), (13, 17, "stream"), (16, 18, "stream")]
 
 
 def _without_known_bugs(snap: GlobalsSnapshot) -> GlobalsSnapshot:
@@ -31,9 +34,9 @@ def pgshift(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.mark.parametrize(("source_major", "target_major"), PAIRS, ids=[f"{a}to{b}" for a, b in PAIRS])
+@pytest.mark.parametrize(("source_major", "target_major", "mode"), CASES, ids=[f"{a}to{b}-{m}" for a, b, m in CASES])
 def test_kitchen_sink_moves_with_no_difference(
-    fresh_server: Any, tmp_path: Path, source_major: int, target_major: int
+    fresh_server: Any, tmp_path: Path, source_major: int, target_major: int, mode: str
 ) -> None:
     source, target = fresh_server(source_major), fresh_server(target_major)
     # ICU and the optional extensions only where both servers have them: a target without them
@@ -48,7 +51,7 @@ def test_kitchen_sink_moves_with_no_difference(
     # The globals comparison has something to compare: the tablespace, and 15+'s parameter grants.
     assert sink.tablespace is None or sink.tablespace in roles_before.tablespaces
     assert (source_major >= 15) == bool(roles_before.parameter_acls)
-    args = [source.conninfo(), target.conninfo(), "--workdir", str(tmp_path / "run")]
+    args = [source.conninfo(), target.conninfo(), "--workdir", str(tmp_path / "run"), "--mode", mode]
     if sink.tablespace is not None:
         location = tablespace_dir(target, sink.tablespace)
         assert location is not None

@@ -75,6 +75,29 @@ def tables_to_copy(conn: Connection, oids: frozenset[int]) -> list[CopyTable]:
     ]
 
 
+def partition_leaves(conn: Connection, oids: frozenset[int]) -> dict[int, list[int]]:
+    """Each partitioned table among ``oids`` with the partitions under it, at any depth.
+
+    Such a table has no rows of its own; what is created on it (a trigger, an index) reaches its
+    partitions, so it counts as loaded only once every partition is.
+    """
+    if not oids:
+        return {}
+    rows = fetch_all(
+        conn,
+        """
+        WITH RECURSIVE tree(root, rel) AS (
+            SELECT c.oid, c.oid FROM pg_catalog.pg_class c WHERE c.oid = ANY(%s::oid[]) AND c.relkind = 'p'
+            UNION ALL
+            SELECT t.root, i.inhrelid FROM tree t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.rel
+        )
+        SELECT root::int8 AS root, array_agg(rel::int8) AS rels FROM tree WHERE rel <> root GROUP BY root
+        """,
+        [sorted(oids)],
+    )
+    return {int(r["root"]): [int(x) for x in r["rels"]] for r in rows}
+
+
 def splits_by_block(conn: Connection) -> bool:
     return server_version(conn).major >= 14  # 14: TID range scans
 

@@ -299,6 +299,7 @@ class _Copy:
         self.running_other = 0  # items running that are not foreign keys
         self.running_units = 0
         self.large_object_info: list[q.LargeObject] = []
+        self.partitions: dict[int, list[int]] = {}
 
     # -- scheduling (under self.lock) --
 
@@ -307,7 +308,7 @@ class _Copy:
             if dep in self.post_ids:
                 if dep not in self.items_done:
                     return False
-            elif dep in self.table_ids and self.pending_units.get(self.table_ids[dep], 0):
+            elif dep in self.table_ids and not self._loaded(self.table_ids[dep]):
                 return False
         if item.kind == "FK CONSTRAINT":
             # Last: a key may reference a partitioned table whose unique index is valid only once
@@ -319,6 +320,11 @@ class _Copy:
                 and all(i.kind == "FK CONSTRAINT" for i in self.waiting.values())
             )
         return True
+
+    def _loaded(self, oid: int) -> bool:
+        if self.pending_units.get(oid, 0):
+            return False
+        return not any(self.pending_units.get(leaf, 0) for leaf in self.partitions.get(oid, ()))
 
     def _next(self) -> tuple[str, Any] | None:
         """The next piece of work, or None when everything is done; waits while work is blocked."""
@@ -561,6 +567,7 @@ def stream_database(
             q.create_progress(tconn)
             done = q.done_ids(tconn)
             info = q.tables_to_copy(snap.conn, tables)
+            partitions = q.partition_leaves(snap.conn, tables)
             by_oid = {t.oid: t for t in info}
             objects = q.large_objects(snap.conn) if large_objects else []
             recorded = q.recorded_units(tconn) if resumed else []
@@ -588,6 +595,7 @@ def stream_database(
             log=log,
         )
         copy.large_object_info = objects
+        copy.partitions = partitions
         copy.result.tables = len(by_oid)
         if resumed:
             copy.result.notes.append(
