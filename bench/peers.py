@@ -615,7 +615,7 @@ class Methods:
         clock = Clock()
         with clock.phase("create"):
             self.createdb(db)
-        with clock.phase("dump|restore"), tempfile.TemporaryFile() as err1, tempfile.TemporaryFile() as err2:
+        with clock.phase("dump+restore"), tempfile.TemporaryFile() as err1, tempfile.TemporaryFile() as err2:
             dump = subprocess.Popen(
                 [self.bin("pg_dump"), "-Fc", "-d", self.src(db)], env=self.env, stdout=subprocess.PIPE, stderr=err1
             )
@@ -1017,7 +1017,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=paths.cache_dir() / "bench", help="the cached source cluster")
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached source cluster")
     parser.add_argument("--output", type=Path, default=RESULTS / "peers.json")
+    parser.add_argument("--report", type=Path, default=None, help="print the report of a peers.json again; run nothing")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        try:
+            earlier = json.loads(args.report.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--report {args.report}: {exc}")
+        print_report(earlier, argparse.Namespace(**earlier["args"]))
+        return 0
     shapes = [s for s in args.shapes.split(",") if s]
     methods_wanted = [m for m in args.methods.split(",") if m]
     for bad in [s for s in shapes if s not in SHAPES] + [m for m in methods_wanted if m not in METHODS]:
@@ -1183,7 +1191,8 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"{m}: not run: {why}")
 
     # The table for docs/performance.md.
-    names = list(dict.fromkeys([*METHODS, *[m for s in shapes.values() for m in s["medians"]]]))
+    asked = {m for s in shapes.values() for m in (*s["runs"], *s["failed"])} | set(result["skipped"])
+    names = [m for m in METHODS if m in asked]
     print("\nMarkdown (ratio to classic, median seconds in brackets):\n")
     heads = [
         f"{shape} ({s['dataset']['bytes'] / 2**30:.2f} GB, {s['dataset']['tables']:,} tables)"
@@ -1203,6 +1212,19 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
             else:
                 cells.append("-")
         print(f"| {m} | " + " | ".join(cells) + " |")
+    print("\nMedian seconds per phase:\n")
+    print("| method | " + " | ".join(shapes) + " |")
+    print("|---|" + "---|" * len(shapes))
+    for m in names:
+        cells = [
+            ", ".join(f"{k} {v:.1f}" for k, v in s["median_phases"].get(m, {}).items()) or "-" for s in shapes.values()
+        ]
+        if any(c != "-" for c in cells):
+            print(f"| {m} | " + " | ".join(cells) + " |")
+    rss = {m: max(s["peak_rss_mb"].get(m, 0) for s in shapes.values()) for m in names}
+    own = {m: max(s["own_hwm_mb"].get(m, 0) for s in shapes.values()) for m in names}
+    for m in (m for m in names if rss.get(m)):
+        print(f"\n{m}: peak RSS {rss[m]:.0f} MB with its children (wait4), {own[m]:.0f} MB its own process")
 
 
 if __name__ == "__main__":
