@@ -203,7 +203,7 @@ def _bulk_sql(s: Sizes) -> list[str]:
                amount numeric(12, 2) NOT NULL CHECK (amount >= 0), status text NOT NULL,
                placed_at timestamptz NOT NULL, items jsonb NOT NULL, note text)""",
         f"""INSERT INTO orders
-               SELECT g, 1 + g % {s.accounts}, round(((g * 7919) % 1000000) / 100.0, 2),
+               SELECT g, 1 + g % {s.accounts}, round(((g::bigint * 7919) % 1000000) / 100.0, 2),
                       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4],
                       timestamptz '2021-01-01 00:00+00' + g * interval '3 seconds',
                       jsonb_build_array(jsonb_build_object('sku', 'S' || g % 9973, 'qty', 1 + g % 4),
@@ -685,7 +685,9 @@ class Methods:
             why = _pgshift_error(report) or _tail(child.output)
             raise MethodFailed(f"pgshift exited {child.returncode}: {why}")
         database = report["databases"][0]
-        phases = {k: float(v) for k, v in (database.get("seconds") or {}).items()}
+        # Its steps as it timed them (stream mode splits the copy from the post-data after it).
+        by_step = database.get("step_seconds") or database.get("seconds") or {}
+        phases = {k: float(v) for k, v in by_step.items()}
         phases["globals"] = float((report.get("phases") or {}).get("globals", 0.0))
         # Interpreter start, connections, preflight, check's rules, the report.
         phases["rest"] = round(wall - sum(phases.values()), 3)

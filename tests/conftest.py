@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,12 @@ from typing import Any
 import pytest
 
 from pgshift.lab import LabServer, start
+
+# A suite started in the background of a script (`.ci/run &`, nohup) inherits SIGINT ignored, and
+# an ignored signal stays ignored across exec: every pgshift the tests start would then ignore the
+# Ctrl-C the signal tests send it. A handler of our own is reset to the default in each child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Set by the first pytest process of a run to its private directory; xdist workers inherit it.
 SESSION_DIR_VAR = "PGSHIFT_TEST_SESSION_DIR"

@@ -103,6 +103,11 @@ def refused_value(role: str, libpq_message: str) -> UsageError | None:
     return None
 
 
+# "user:secret@host/db" without its postgresql:// is no URI to libpq, which quotes it whole in its
+# parse error: the part between ":" and "@" is taken for a password wherever it appears.
+_USERINFO = re.compile(r"(:)[^@\s\"':/]+@")
+
+
 def _redacted_conninfo(params: Mapping[str, Any]) -> str:
     shown = {k: (REDACTED if k == "password" else v) for k, v in params.items() if v not in (None, "")}
     return make_conninfo("", **shown)
@@ -124,7 +129,7 @@ class Endpoint:
             params = conninfo_to_dict(text)
         except psycopg.ProgrammingError as exc:
             # libpq quotes the fragment it choked on; a password in it is hidden, the rest helps the fix.
-            reason = redact(first_line(str(exc)))
+            reason = _USERINFO.sub(rf"\g<1>{REDACTED}@", redact(first_line(str(exc))))
             raise UsageError(
                 f"the {role} connection string cannot be parsed: {reason}", hint=f"write it as {CONNINFO_EXAMPLES}"
             ) from None

@@ -63,10 +63,16 @@ _MASKS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     # timestamps of the run (2026-11-24T14:44:29; not data such as 2022-03-12 14:35:09+00), run ids
     (re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d(?::?\d\d)?)?"), lambda m: _digits(m[0])),
     (re.compile(r"\b\d{8}T\d{6}Z\b"), lambda m: "YYYYMMDDTHHMMSSZ"),
+    # pg_restore --list: "; Archive created at 2026-12-01 02:00:03 UTC"
+    (re.compile(r"(Archive created at )\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"), lambda m: m[1] + _digits(m[0][len(m[1]) :])),
     # timings: 0.4s, 1.2 s, (3.1s), "seconds": 2.589, 0.5 / 0.4 / 0.3 (seconds columns)
     (re.compile(r"(?<![\w.])\d+(?:\.\d+)? ?s\b"), lambda m: _digits(m[0])),
     (re.compile(r"(\": )\d+\.\d+(?=,?$)", re.MULTILINE), lambda m: m[1] + "#.###"),  # JSON seconds
     (re.compile(r"(?<![\w.])\d+\.\d(?: / \d+\.\d)+(?![\w.])"), lambda m: _digits(m[0])),
+    # a seconds column of a table (rehearse's "total s"): a bare decimal alone in its cell
+    (re.compile(r"(?<=│ )( *)\d+\.\d(?= │)"), lambda m: m[1] + "#.#"),
+    # rehearse --sample-rows: the sample's seconds and their scaled estimate, "0.0 (≈6.5)"
+    (re.compile(r"\b\d+\.\d \(≈\d+\.\d\)"), lambda m: "#.# (≈#.#)"),
     # free disk space (the machine's), pids, temporary directories' random parts
     (re.compile(r"\b\d+(?:\.\d+)? [kMGT]?B free\b"), lambda m: _digits(m[0])),
     (re.compile(r'("work_dir_free_bytes": )\d+'), lambda m: m[1] + "#"),
@@ -413,7 +419,113 @@ def _broken_installation(run: Run) -> None:
     (broken / "pg_dump").chmod(0o755)
 
 
+def _bad_scenario_file(run: Run) -> None:
+    mine = run.tmp / "work" / "mine"
+    mine.mkdir(parents=True)
+    (mine / "typo.toml").write_text(
+        'description = "a typo"\nsource = 14\ntarget = 18\n\n[[step]]\nrun = "migrate {source} {target}"\n'
+        'verfy = "equal"\n',
+        encoding="utf-8",
+    )
+
+
+# docs/backup.md: a database with an owner role, two schemas, a foreign key and a view.
+BACKUP_SQL = (
+    ("", "CREATE ROLE shop_owner LOGIN; CREATE DATABASE shop OWNER shop_owner"),
+    (
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);"
+        " INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 120) g;"
+        " CREATE SCHEMA sales;"
+        " CREATE TABLE sales.orders (id int PRIMARY KEY, item int REFERENCES items, qty int);"
+        " INSERT INTO sales.orders SELECT g, 1 + g % 120, g FROM generate_series(1, 40) g;"
+        " CREATE VIEW sales.big AS SELECT * FROM sales.orders WHERE qty > 10;"
+        " ALTER TABLE items OWNER TO shop_owner; ALTER TABLE sales.orders OWNER TO shop_owner",
+    ),
+)
+backup_pair = {"old": Server("backup16", 16, sql=BACKUP_SQL), "new": Server("restore17", 17)}
+# Sets are named by the time they were taken; the examples' setups give theirs a fixed name to type.
+NIGHTLY = "20261201T020000Z"
+SET = f"{{tmp}}/sets/{NIGHTLY}"
+
+
+def _nightly_set(run: Run) -> None:
+    run.cli(f"pgshift backup {OLD} --to {{tmp}}/sets -d shop -q")
+    sets = run.tmp / "work" / "sets"
+    (made,) = sets.iterdir()
+    made.rename(sets / NIGHTLY)
+
+
+def _damaged_set(run: Run) -> None:
+    _nightly_set(run)
+    archive = run.tmp / "work" / "sets" / NIGHTLY / "dumps" / "01-shop.dump"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one bit flipped on the way to the off-host copy
+    archive.write_bytes(bytes(data))
+
+
+def _remedied_set(run: Run) -> None:
+    """A set of the database that needs migrate's remedies on 18, under the fixed name."""
+    run.cli(f"pgshift backup {OLD} --to {{tmp}}/sets -d hz -q")
+    sets = run.tmp / "work" / "sets"
+    (made,) = sets.iterdir()
+    made.rename(sets / NIGHTLY)
+
+
+remedied_set_pair = {"old": Server("rem14", 14, sql=REMEDIED), "new": Server("remset18", 18)}
+RESTORE_REMEDY_FLAGS = (
+    "--remedy generated-as-plain --remedy rename-rule --remedy drop-removed-settings --remedy leave-out-extension"
+)
+
+
+def _sets_of_a_week(run: Run) -> None:
+    """A set proven by verify-backup, then a backup killed mid-way (left .partial)."""
+    _nightly_set(run)
+    run.cli(f"pgshift verify-backup {SET} -q")
+    killed = [sys.executable, "-m", "pgshift", *_split(run.real(f"pgshift backup {OLD} --to {{tmp}}/sets -d shop"))[1:]]
+    env = {**run.env, "PGSHIFT_INJECT_CRASH_IN_STEP": "dump"}
+    subprocess.run(killed, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+# docs/rehearse.md: a database that moves, and one with a setting 16 removed.
+REHEARSE_SQL = (
+    ("", "CREATE DATABASE shop; CREATE DATABASE bad"),
+    (
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);"
+        " INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 20000) g;"
+        " CREATE TABLE orders (id int PRIMARY KEY, item int REFERENCES items, qty int, at timestamptz);"
+        " INSERT INTO orders SELECT g, 1 + g % 20000, g % 7, now() FROM generate_series(1, 100000) g;"
+        " CREATE INDEX ON orders (item)",
+    ),
+    ("bad", "CREATE FUNCTION old_setting() RETURNS int LANGUAGE sql SET force_parallel_mode = on AS 'SELECT 1'"),
+)
+rehearse_source = {"old": Server("rehearse14", 14, sql=REHEARSE_SQL)}
+REHEARSE = f"pgshift rehearse {OLD} --target-version 17"
+
 SCENARIOS: tuple[Scenario, ...] = (
+    # docs/rehearse.md
+    Scenario(
+        "rehearse-ready", "rehearse.md", (Step(f"{REHEARSE} -d shop", exit=1, capture="stdout"),), rehearse_source
+    ),
+    Scenario(
+        "rehearse-blocked",
+        "rehearse.md",
+        (Step(f"{REHEARSE} -d bad", exit=2, show_exit=True, capture="stdout"),),
+        rehearse_source,
+    ),
+    Scenario(
+        "rehearse-remedy",
+        "rehearse.md",
+        (Step(f"{REHEARSE} -d bad --remedy drop-removed-settings -q", exit=1, capture="stdout"),),
+        rehearse_source,
+    ),
+    Scenario(
+        "rehearse-sample",
+        "rehearse.md",
+        (Step(f"{REHEARSE} -d shop --sample-rows 100", exit=1, capture="stdout"),),
+        rehearse_source,
+    ),
     # docs/check.md
     Scenario(
         "check-blockers",
@@ -513,6 +625,76 @@ SCENARIOS: tuple[Scenario, ...] = (
         "migrate.md",
         (Step(f"pgshift migrate {OLD} {NEW} --no-globals", exit=5, show_exit=True),),
         {"old": Server("app14", 14, sql=APP), "new": Server("app17", 17)},
+    ),
+    # docs/scenarios.md (the runner starts lab servers of its own)
+    Scenario(
+        "scenario-run",
+        "scenarios.md",
+        (Step("pgshift scenario run remedy-rename-rule hazard-with-oids@10-12 --jobs 2", capture="stdout"),),
+    ),
+    Scenario("scenario-list", "scenarios.md", (Step("pgshift scenario list --tag remedy", capture="stdout"),)),
+    Scenario(
+        "scenario-bad-file",
+        "scenarios.md",
+        (Step("pgshift scenario run --all --dir {tmp}/mine", capture="stderr", exit=64, show_exit=True),),
+        setup=_bad_scenario_file,
+    ),
+    # docs/backup.md
+    Scenario(
+        "backup-run",
+        "backup.md",
+        (Step(f"pgshift backup {OLD} --to {{tmp}}/sets -d shop --keep 14", capture="stdout"),),
+        backup_pair,
+    ),
+    Scenario(
+        "backup-list",
+        "backup.md",
+        (Step("pgshift backup list {tmp}/sets", capture="stdout"),),
+        backup_pair,
+        setup=_sets_of_a_week,
+    ),
+    Scenario(
+        "restore-toc",
+        "backup.md",
+        (Step(f"pgshift restore {SET} --list", capture="stdout"),),
+        backup_pair,
+        setup=_nightly_set,
+    ),
+    Scenario(
+        "restore-run",
+        "backup.md",
+        (Step(f"pgshift restore {SET} {NEW}", capture="stdout"),),
+        backup_pair,
+        setup=_nightly_set,
+    ),
+    Scenario(
+        "restore-damaged",
+        "backup.md",
+        (Step(f"pgshift restore {SET} {NEW}", exit=2, show_exit=True, capture="stderr"),),
+        backup_pair,
+        setup=_damaged_set,
+    ),
+    Scenario(
+        "restore-remedies-refused",
+        "backup.md",
+        (Step(f"pgshift restore {SET} {NEW}", exit=2, show_exit=True, capture="stderr"),),
+        remedied_set_pair,
+        setup=_remedied_set,
+    ),
+    Scenario(
+        "restore-remedies",
+        "backup.md",
+        (Step(f"pgshift restore {SET} {NEW} {RESTORE_REMEDY_FLAGS}", capture="stdout"),),
+        remedied_set_pair,
+        setup=_remedied_set,
+        needs=("restore-remedies-refused",),
+    ),
+    Scenario(
+        "verify-backup",
+        "backup.md",
+        (Step(f"pgshift verify-backup {SET}", show_exit=True, capture="stdout"),),
+        backup_pair,
+        setup=_nightly_set,
     ),
     # docs/demo.md (the demo starts lab servers of its own)
     Scenario("demo", "demo.md", (Step("pgshift demo", capture="stdout"),)),

@@ -52,6 +52,20 @@ def lab_root() -> Path:
     return Path(tempfile.gettempdir()) / f"pgshift-lab-{os.geteuid() if hasattr(os, 'geteuid') else 0}"
 
 
+def exposed_passfile(passfile: str | None = None) -> tuple[Path, int] | None:
+    """The password file libpq would read (``passfile=``, ``PGPASSFILE``, ``~/.pgpass``) with its
+    mode, when group or others may read it: libpq then ignores it (and says so only on stderr)."""
+    name = passfile or os.environ.get("PGPASSFILE") or os.path.join(os.path.expanduser("~"), ".pgpass")
+    path = Path(name)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not path.is_file() or not mode & 0o077:
+        return None
+    return path, mode & 0o777
+
+
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) with mode 0700."""
     path.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pgshift.errors import PgshiftError, UsageError
 
 # Matches the first version-looking token: "9.6.24", "17.2", "16beta2", "18devel", "17rc1", "15".
+# Numbers of at most 9 digits: a longer run is no version (and int() refuses more than 4300 digits).
 _VERSION_RE = re.compile(
-    r"(?<![\w.])(?P<a>\d+)(?:\.(?P<b>\d+))?(?:\.(?P<c>\d+))?(?P<pre>devel|(?:alpha|beta|rc)\d*)?(?![\d])"
+    r"(?<![\w.])(?P<a>\d{1,9})(?:\.(?P<b>\d{1,9}))?(?:\.(?P<c>\d{1,9}))?(?P<pre>devel|(?:alpha|beta|rc)\d{0,9})?(?!\d|\.\d)"
 )
 
 
@@ -134,7 +135,7 @@ def _major_hint() -> str:
 
 def parse_major(text: str) -> Major:
     """A major as users type it: "17", "9.6". Raises UsageError otherwise."""
-    m = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?\s*", text)
+    m = re.fullmatch(r"\s*(\d{1,9})(?:\.(\d{1,9}))?\s*", text)
     if m is None:
         raise UsageError(f"{text!r} is not a PostgreSQL major version", hint=_major_hint())
     a, b = int(m[1]), m[2]

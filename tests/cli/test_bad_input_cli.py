@@ -89,9 +89,36 @@ def test_migrate_workdir_with_missing_parents_is_accepted_and_created_only_once_
 ) -> None:
     workdir = tmp_path / "a" / "b" / "run"
     done = pgshift("migrate", NOWHERE, NOWHERE_TOO, "--workdir", str(workdir))
-    # The path was fine: the server is not (a socket that is not there comes without a hint yet).
-    assert_refused(done, 3, "cannot connect to the source", hint=False)
+    # The path was fine: the server is not.
+    assert_refused(done, 3, "cannot connect to the source")
     assert not (tmp_path / "a").exists()  # nothing made before the preflight passed
+
+
+# --- servers that are not there ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["check", "verify", "migrate"])
+def test_a_socket_directory_that_does_not_exist_is_named_with_the_fix(command: str) -> None:
+    done = pgshift(command, NOWHERE, NOWHERE_TOO)
+    assert_refused(
+        done,
+        3,
+        "cannot connect to the source",
+        'on socket "/nonexistent/socket-dir/.s.PGSQL.5432" failed: No such file or directory',
+        "hint: the socket directory /nonexistent/socket-dir does not exist: give host= the server's "
+        "unix_socket_directories",
+    )
+
+
+def test_a_socket_directory_without_a_server_names_the_port(tmp_path: Path) -> None:
+    empty = f"host={tmp_path} port=5999 dbname=postgres user=postgres"
+    done = pgshift("verify", empty, NOWHERE)
+    assert_refused(done, 3, "cannot connect to the source", f"hint: no server listens on port 5999 in {tmp_path}")
+
+
+def test_a_host_name_that_does_not_resolve_says_so() -> None:
+    done = pgshift("verify", "host=no-such-host.invalid dbname=postgres connect_timeout=2", NOWHERE)
+    assert_refused(done, 3, "cannot connect to the source", "no-such-host.invalid", "hint: check the host name")
 
 
 # --- -o/--output --------------------------------------------------------------------------------------
@@ -153,3 +180,35 @@ def test_verify_of_two_databases_of_one_server_is_still_a_comparison(servers: An
     done = pgshift("verify", server.conninfo(), server.conninfo(), "-d", "bi_self_a", "--rename", "bi_self_a=bi_self_b")
     assert done.returncode == 1, done.stderr  # a real difference found: table t is missing
     assert "same server" not in done.stderr
+
+
+# --- --jobs beyond the servers' connections ---------------------------------------------------------------
+
+
+def test_verify_jobs_beyond_the_free_connections_is_refused_before_counting(servers: Any) -> None:
+    source, target = servers.get(16), servers.get(17)
+    with source.connect() as conn:
+        max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
+    jobs = max_connections + 5
+    done = pgshift("verify", source.conninfo(), target.conninfo(), "-d", "postgres", "--jobs", str(jobs))
+    assert_refused(
+        done,
+        64,
+        "the source server has ",
+        f"free connection(s) (max_connections {max_connections}, ",
+        f"but --jobs {jobs} needs {jobs}",
+        "hint: lower --jobs (e.g. --jobs ",
+    )
+    suggested = int(one_line(done.stderr).split("(e.g. --jobs ")[1].split(")")[0])
+    assert 1 <= suggested < max_connections
+    # A role without superuser cannot use the reserved slots: its figure leaves them out.
+    source.execute("DROP ROLE IF EXISTS bi_jobs_plain; CREATE ROLE bi_jobs_plain LOGIN")
+    try:
+        plain = pgshift(
+            "verify", source.conninfo(user="bi_jobs_plain"), target.conninfo(), "-d", "postgres", "--no-globals",
+            "--jobs", str(max_connections),
+        )  # fmt: skip
+    finally:
+        source.execute("DROP ROLE IF EXISTS bi_jobs_plain")
+    assert_refused(plain, 64, "the source server has ", " reserved) but --jobs")
+    assert int(one_line(plain.stderr).split("(e.g. --jobs ")[1].split(")")[0]) < suggested

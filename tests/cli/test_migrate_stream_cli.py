@@ -28,7 +28,7 @@ def test_dry_run_plans_the_schema_dump_in_a_snapshot_then_the_copy(fresh_server:
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     kinds = [s["kind"] for s in plan["steps"] if s["database"] == "shop"]
-    assert kinds == ["create-database", "dump", "restore-schema", "stream-data", "stream-finish", "analyze", "finish"]
+    assert kinds == ["dump", "create-database", "restore-schema", "stream-data", "stream-finish", "analyze", "finish"]
     dump = next(s for s in plan["steps"] if s["kind"] == "dump")["program"]["command"]
     assert "--schema-only" in dump and "--snapshot=" in dump and "--compress" not in dump
     assert plan["options"]["mode"] == "stream"
@@ -93,3 +93,42 @@ def test_a_run_killed_mid_copy_resumes_without_losing_or_doubling_a_row(fresh_se
         # The copy's progress records are gone once the database is finished.
         schemas = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%pgshift%'").fetchall()
         assert schemas == []
+
+
+def test_a_reader_killed_mid_copy_never_loads_its_rows_as_complete(fresh_server: Any, tmp_path: Path) -> None:
+    """Large units are read by psql: killed mid-COPY, it ends the data early, which must fail the unit
+    (its rows are not committed), never load as if the table were whole; --resume then copies it."""
+    source, target = fresh_server(15), fresh_server(17)
+    source.execute("CREATE DATABASE rdr")
+    source.execute(
+        "CREATE TABLE wide (id bigint PRIMARY KEY, v text);"
+        "INSERT INTO wide SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 1200000) g",
+        "rdr",
+    )
+    workdir = tmp_path / "run"
+    args = ("migrate", source.conninfo(), target.conninfo(), "-d", "rdr", "--mode", "stream", "--workdir", str(workdir))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgshift", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    killed = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        readers = subprocess.run(["pgrep", "-f", "psql .*COPY .*wide.* TO STDOUT"], capture_output=True, text=True)
+        pids = [int(p) for p in readers.stdout.split()]
+        if pids:
+            time.sleep(0.3)  # some rows are on their way to the target
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    _out, err = proc.communicate(timeout=120)
+    assert killed, "no psql reader was seen: the table is read through psycopg"
+    assert proc.returncode == 5, err
+    assert "copying table public.wide" in err and "killed by signal 9" in err, err
+    with target.connect("rdr") as conn:
+        assert conn.execute("SELECT count(*) FROM wide").fetchone() == (0,)
+    resumed = pgshift("migrate", "--resume", str(workdir), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    with target.connect("rdr") as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM wide").fetchone() == (1200000, 1200000)

@@ -180,3 +180,44 @@ def test_default_databases_are_migrates_and_rename_moves_target_side_rules(serve
     assert [f.object for f in clash.findings if f.rule_id == "target-database-exists"] == [f"{DB}_new"]
     free = run_check(source.endpoint("source"), target.endpoint("target"), databases=[DB], renames={DB: f"{DB}_x"})
     assert not [f for f in free.findings if f.rule_id == "target-database-exists"]
+
+
+def test_settings_of_a_database_the_move_leaves_alone_are_no_finding(source: Any) -> None:
+    """ALTER DATABASE/ROLE … IN DATABASE settings go with their database: -d leaves them out."""
+    other = f"{DB}_other"
+    source.execute(f"DROP DATABASE IF EXISTS {other}")
+    source.execute(f"DROP ROLE IF EXISTS {other}_role")
+    source.execute(f"CREATE DATABASE {other}")
+    source.execute(f"ALTER DATABASE {other} SET force_parallel_mode = on")
+    source.execute(f"CREATE ROLE {other}_role")
+    source.execute(f"ALTER ROLE {other}_role IN DATABASE {other} SET force_parallel_mode = on")
+    try:
+
+        def settings(report: CheckReport) -> set[str]:
+            return {f.message.split(":")[0] for f in report.findings if f.rule_id == "removed-guc-settings"}
+
+        moved = settings(_check(source, databases=[DB, other]))
+        assert {f"ALTER DATABASE {other} SET force_parallel_mode"} <= moved
+        assert {f"ALTER ROLE {other}_role IN DATABASE {other} SET force_parallel_mode"} <= moved
+        assert not {m for m in settings(_check(source)) if other in m}
+    finally:
+        source.execute(f"DROP DATABASE {other}")
+        source.execute(f"DROP ROLE {other}_role")
+
+
+def test_sizes_and_locks_are_those_of_the_filtered_move(source: Any) -> None:
+    source.execute(
+        "CREATE TABLE IF NOT EXISTS app.heavy AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 20000) g", DB
+    )
+    everything = _check(source)
+    only = _check(source, filters=ObjectFilters(tables=("keep*",)))
+    [whole] = everything.source.checked
+    [part] = only.source.checked
+    assert only.selection is not None
+    [selection] = only.selection.per_database
+    assert part.relations_to_lock == len(selection.relations) < whole.relations_to_lock
+    assert part.table_data_bytes < whole.table_data_bytes // 10  # app.heavy (10 MB) is not moved
+    assert part.large_object_bytes == 0  # -t leaves large objects out
+    assert only.estimates is not None and everything.estimates is not None
+    assert only.estimates.dump_bytes_estimate < everything.estimates.dump_bytes_estimate
+    source.execute("DROP TABLE app.heavy", DB)

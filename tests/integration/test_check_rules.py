@@ -314,6 +314,17 @@ CASES = [
     ),
     Case("extension-object-changes", 13, 14, "CREATE EXTENSION hstore", "hstore", clean="CREATE EXTENSION citext"),
     Case(
+        "public-schema-needs-owner",
+        13,
+        14,
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        "public",
+        clean="CREATE TABLE t_pub (a int)",
+        target_server=True,
+        target_user="{tu}",
+        target_sql="CREATE ROLE {tu} LOGIN CREATEDB CREATEROLE",
+    ),
+    Case(
         "superuser-only-objects",
         17,
         18,
@@ -413,15 +424,6 @@ CASES = [
         "CREATE TRIGGER t_audit AFTER INSERT ON t_trg FOR EACH ROW EXECUTE FUNCTION audit()",
     ),
     Case(
-        "datallowconn-false",
-        11,
-        18,
-        "CREATE DATABASE {u};; ALTER DATABASE {u} ALLOW_CONNECTIONS false",
-        "{u}",
-        clean="CREATE DATABASE {u}",
-        cluster_level=True,
-    ),
-    Case(
         "database-properties-need-create",
         13,
         18,
@@ -465,6 +467,101 @@ CASES = [
         clean="SELECT 1",
         cluster_level=True,
         params={"cleanup": "SELECT pg_drop_replication_slot('{u}')"},
+    ),
+    # Downgrades: what an older target lacks.
+    Case(
+        "maintain-privilege-older-target",
+        17,
+        16,
+        "CREATE ROLE {u}; CREATE TABLE t_m (a int); GRANT SELECT, MAINTAIN ON t_m TO {u}",
+        "public.t_m",
+        clean="CREATE ROLE {u}; CREATE TABLE t_m (a int); GRANT ALL ON t_m TO {u}",  # pg_dump writes ALL
+    ),
+    Case(
+        "maintain-privilege-older-target",
+        17,
+        16,
+        "CREATE ROLE {u}; ALTER DEFAULT PRIVILEGES GRANT MAINTAIN ON TABLES TO {u}",
+        "postgres",  # DEFAULT PRIVILEGES FOR TABLES of role postgres
+        clean="CREATE ROLE {u}; ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO {u}",
+    ),
+    Case(
+        "syntax-newer-major",
+        18,
+        17,
+        "CREATE TABLE t_v (a int, b int GENERATED ALWAYS AS (a * 2) VIRTUAL)",
+        "public.t_v.b",
+        clean="CREATE TABLE t_v (a int, b int GENERATED ALWAYS AS (a * 2) STORED)",
+    ),
+    Case(
+        "syntax-newer-major",
+        18,
+        17,
+        "CREATE TABLE t_ne (a int, CONSTRAINT t_ne_pos CHECK (a > 0) NOT ENFORCED)",
+        "t_ne_pos",
+        clean="CREATE TABLE t_ne (a int, CONSTRAINT t_ne_pos CHECK (a > 0))",
+    ),
+    Case(
+        "syntax-newer-major",
+        18,
+        17,
+        "CREATE TABLE t_nn (a int); ALTER TABLE t_nn ADD CONSTRAINT t_nn_a NOT NULL a NOT VALID",
+        "t_nn_a",
+        clean="CREATE TABLE t_nn (a int); ALTER TABLE t_nn ADD CONSTRAINT t_nn_a NOT NULL a",
+    ),
+    Case(
+        "syntax-newer-major",
+        18,
+        17,
+        "CREATE TABLE t_ni (a int CONSTRAINT t_ni_a NOT NULL NO INHERIT)",
+        "t_ni_a",
+        clean="CREATE TABLE t_ni (a int CONSTRAINT t_ni_a NOT NULL)",
+    ),
+    Case(
+        "syntax-newer-major",
+        18,
+        17,
+        "CREATE EXTENSION btree_gist; "
+        "CREATE TABLE t_wo (id int, v tstzrange, CONSTRAINT t_wo_pk PRIMARY KEY (id, v WITHOUT OVERLAPS))",
+        "t_wo_pk",
+        clean="CREATE EXTENSION btree_gist; "
+        "CREATE TABLE t_wo (id int, v tstzrange, CONSTRAINT t_wo_pk EXCLUDE USING gist (id WITH =, v WITH &&))",
+    ),
+    Case(
+        "syntax-newer-major",
+        17,
+        16,
+        "CREATE EXTENSION btree_gist; "
+        "CREATE TABLE t_px (k int, r int4range, EXCLUDE USING gist (k WITH =, r WITH &&)) PARTITION BY RANGE (k)",
+        "public.t_px",
+        clean="CREATE EXTENSION btree_gist; CREATE TABLE t_px (k int, r int4range) PARTITION BY RANGE (k); "
+        "CREATE TABLE t_px1 PARTITION OF t_px FOR VALUES FROM (0) TO (9); "
+        "ALTER TABLE t_px1 ADD EXCLUDE USING gist (k WITH =, r WITH &&)",
+    ),
+    Case(
+        "syntax-newer-major",
+        17,
+        16,
+        "CREATE TABLE t_pam (a int) PARTITION BY LIST (a); ALTER TABLE t_pam SET ACCESS METHOD heap",
+        "public.t_pam",
+        clean="CREATE TABLE t_pam (a int) PARTITION BY LIST (a); "
+        "CREATE TABLE t_pam1 PARTITION OF t_pam FOR VALUES IN (1)",
+    ),
+    Case(
+        "syntax-newer-major",
+        17,
+        16,
+        "CREATE VIEW v_jt AS SELECT * FROM JSON_TABLE('[1]'::jsonb, '$[*]' COLUMNS (v int PATH '$')) AS j",
+        "public.v_jt",
+        clean="CREATE VIEW v_jt AS SELECT jsonb_path_query('[1]'::jsonb, '$[*]') AS v, 'JSON_TABLE(' AS label",
+    ),
+    Case(
+        "public-schema-older-target",
+        15,
+        14,
+        "CREATE TABLE t (a int)",
+        "public",
+        clean="GRANT CREATE ON SCHEMA public TO PUBLIC",  # as writable as 14 makes it
     ),
     Case("locale-availability", 17, 18, "", "__never__", target_server=True, params={"clean_only": True}),
     Case("collation-locale-availability", 17, 18, "", "__never__", target_server=True, params={"clean_only": True}),
@@ -557,7 +654,9 @@ def test_every_rule_has_a_case_or_a_reason() -> None:
     covered = {c.rule for c in CASES}
     # Rules whose hazard cannot be planted on one machine are covered by unit tests of their
     # detectors (client choice failing, full disk, locales/collation versions that differ between hosts).
-    unit_only = {"client-dump-newer-server", "work-dir-space"}
+    # client-settings-older-target: only a pg_restore 12-14 (no 15+ installed) meets it; here pgshift
+    # picks 15+ and the move works (tests/integration/test_check_downgrade.py).
+    unit_only = {"client-dump-newer-server", "work-dir-space", "client-settings-older-target"}
     filters_only = {"object-filters-fail"}  # tests/integration/test_check_filters.py
     own_server = {
         "max-locks-for-dump",
@@ -566,6 +665,11 @@ def test_every_rule_has_a_case_or_a_reason() -> None:
         "tablespaces",
         "source-is-target",
         "encoding-shared-text",  # tests/integration/test_encodings_shared.py
+        "source-taking-writes",  # tests/integration/test_check_live_source.py (a writer during check)
+        "owner-needs-set-role",  # a non-superuser target: scenario target-not-superuser-owner-blocked
+        # It names what a run without --database leaves out, so it needs a source of its own:
+        # tests/cli/test_check_migrate_agree_cli.py (check and migrate on one source).
+        "datallowconn-false",
     }
     missing = {r.id for r in ALL_RULES} - covered - unit_only - own_server - filters_only
     assert not missing

@@ -37,6 +37,8 @@ class Near:
 NEAR_MISSES = [
     Near("object-filters-fail", 16, 17, "CREATE TABLE Mixed (a int)", filters=ObjectFilters(tables=("MIXED",))),
     Near("client-dump-newer-server", 17, 18, strict=True),
+    # A hardened public into 14 as a superuser: it can apply the owner and privileges.
+    Near("public-schema-needs-owner", 13, 14, "REVOKE CREATE ON SCHEMA public FROM PUBLIC", target_server=True),
     Near("client-newer-restore-older-target", 17, 18, strict=True),  # the 18 client serves an 18 target
     Near("target-older-than-source", 17, 17, strict=True),
     Near("source-is-target", 17, 18, target_server=True, strict=True),
@@ -191,6 +193,10 @@ NEAR_MISSES = [
     Near("md5-passwords", 13, 18, "SET password_encryption = 'scram-sha-256'; CREATE ROLE {u} PASSWORD 'x'"),
     Near("roles-globals", 16, 17, strict=True),  # the superuser reads pg_authid
     Near("createrole-inheritance", 15, 18, "CREATE ROLE {u}_g; CREATE ROLE {u}_m; GRANT {u}_g TO {u}_m"),
+    # Rows written just before the check by a session that has gone are no live source.
+    Near("source-taking-writes", 14, 18, "CREATE TABLE {u}_t AS SELECT generate_series(1, 1000) AS g"),
+    # A superuser target may own objects as anyone (the move's database is owned by a role of its own).
+    Near("owner-needs-set-role", 15, 18, "CREATE ROLE {u}_o; ALTER DATABASE {db} OWNER TO {u}_o", target_server=True),
     Near("rls-dump", 17, 18, "CREATE TABLE t (a int); ALTER TABLE t ENABLE ROW LEVEL SECURITY"),  # superuser bypasses
     Near(
         "after-trigger-role",
@@ -210,6 +216,34 @@ NEAR_MISSES = [
     Near("large-objects", 14, 18, "CREATE TABLE t (a oid); INSERT INTO t VALUES (12345)"),  # an oid, no large object
     Near("event-triggers", 17, 18, "CREATE FUNCTION et() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN END$$"),
     Near("prepared-xacts-and-slots", 16, 17, strict=False),
+    Near(
+        "maintain-privilege-older-target",
+        17,
+        16,
+        "CREATE ROLE {u}; CREATE TABLE t (a int); GRANT ALL ON t TO {u}; GRANT SELECT ON t TO PUBLIC; "
+        "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO {u}",
+    ),
+    # An 11 source's archive records no table access method, so pg_restore sets none.
+    Near("client-settings-older-target", 11, 10, "CREATE TABLE t (a int)", strict=True),
+    Near(
+        "syntax-newer-major",
+        18,
+        17,
+        "CREATE EXTENSION btree_gist; "
+        "CREATE TABLE g (a int NOT NULL, b int GENERATED ALWAYS AS (a * 2) STORED, CONSTRAINT g_pos CHECK (a > 0)); "
+        "CREATE TABLE k (id int PRIMARY KEY, r int4range, EXCLUDE USING gist (id WITH =, r WITH &&)); "
+        "CREATE TABLE f (id int); ALTER TABLE f ADD FOREIGN KEY (id) REFERENCES k NOT VALID",
+    ),
+    Near(
+        "syntax-newer-major",
+        17,
+        16,
+        "CREATE EXTENSION btree_gist; CREATE TABLE p (k int, r int4range) PARTITION BY RANGE (k); "
+        "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (9); "
+        "ALTER TABLE p1 ADD EXCLUDE USING gist (k WITH =, r WITH &&); "
+        "CREATE VIEW v AS SELECT jsonb_path_exists('{}'::jsonb, '$.a') AS e",
+    ),
+    Near("public-schema-older-target", 15, 14, "GRANT CREATE ON SCHEMA public TO PUBLIC"),
 ]
 
 

@@ -220,3 +220,19 @@ def test_terminate_all_stops_a_client_container_a_worker_is_waiting_for(image17:
     assert time.monotonic() - started < 30
     assert isinstance(outcome.get("error"), StepFailed)
     assert created[0].id not in {c.id for c in docker_client().containers.list(all=True)}
+
+
+def test_a_containerised_clients_stderr_arrives_while_it_runs(image17: ImageInfo) -> None:
+    """pg_dump --verbose in Docker reports its progress live, as a local one does (it used to arrive at the end)."""
+    import time
+
+    seen: list[tuple[float, str]] = []
+    script = "echo first >&2; i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo second >&2"
+    done = run_in_container(
+        ContainerCommand(image=image17.tag, argv=("sh", "-c", script)),
+        on_stderr=lambda line: seen.append((time.monotonic(), line)),
+    )
+    ended = time.monotonic()
+    assert [line for _at, line in seen] == ["first", "second"]
+    assert ended - seen[0][0] > 0.5, "the first line came only when the container ended"
+    assert done.stderr_tail == ("first", "second")

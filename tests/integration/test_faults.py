@@ -18,12 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from pgshift import process
 from pgshift.errors import StepFailed, WorkdirFull
 from pgshift.lab import LabServer
 from pgshift.migrate.workdir import RunLog
+from tests.fixtures.compare import assert_same, snapshot
+from tests.fixtures.faults import restart, small_filesystem, terminate, wait_for_backend
 from tests.fixtures.journal import journal_of, step_state
 
 
@@ -55,23 +58,6 @@ def start_migrate(source: LabServer, target: LabServer, dbname: str, workdir: Pa
 def one_line(text: str) -> str:
     """stderr with rich's wrapping undone, for matching whole messages."""
     return " ".join(text.split())
-
-
-@contextlib.contextmanager
-def small_filesystem(where: Path, size_mb: int) -> Iterator[Path]:
-    """A tmpfs of ``size_mb`` MB mounted at ``where`` (root only), unmounted at the end."""
-    where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN): {mounted.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 # --- the stderr pump -------------------------------------------------------------------------------
@@ -245,3 +231,129 @@ def test_a_killed_pg_dump_is_named_by_its_signal_and_the_run_resumes(fresh_serve
     assert not children_naming(workdir)
     resumed = pgshift("migrate", "--resume", str(workdir), "--json")
     assert resumed.returncode == 0, resumed.stderr
+
+
+# --- verify's sessions lost -------------------------------------------------------------------------
+
+
+def _verify_pair(source: LabServer, target: LabServer, dbname: str) -> None:
+    for server in (source, target):
+        server.execute(f"DROP DATABASE IF EXISTS {dbname}")
+        server.execute(f"CREATE DATABASE {dbname}")
+        server.execute(
+            "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g; CREATE INDEX t_id ON t (id)", dbname
+        )
+
+
+@contextlib.contextmanager
+def count_held_on(server: LabServer, dbname: str) -> Iterator[None]:
+    """verify's count of ``t`` waits (its planner opens the index, which REINDEX holds) while the
+    catalog reads before it, which lock only the table, go through."""
+    with server.connect(dbname, autocommit=False) as holder:
+        holder.execute("REINDEX INDEX t_id")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                holder.rollback()
+
+
+def start_verify(source: LabServer, target: LabServer, dbname: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "pgshift", "verify", source.conninfo(), target.conninfo(), "-d", dbname, "-j", "1"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("fault", ["terminated", "restarted"])
+def test_a_verify_session_lost_says_the_connection_was_lost_not_a_missing_privilege(
+    servers: Any, fresh_server: Any, fault: str
+) -> None:
+    source = servers.get(16)
+    target = servers.get(17) if fault == "terminated" else fresh_server(17)
+    dbname = f"vlost_{fault}"
+    _verify_pair(source, target, dbname)
+    try:
+        with count_held_on(target, dbname):
+            proc = start_verify(source, target, dbname)
+            pid = wait_for_backend(
+                target, f"datname = '{dbname}' AND wait_event_type = 'Lock'", alive=lambda: proc.poll() is None
+            )
+            if fault == "terminated":
+                terminate(target, pid)
+            else:
+                restart(target)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        source.execute(f"DROP DATABASE IF EXISTS {dbname}")
+        target.execute(f"DROP DATABASE IF EXISTS {dbname}")
+    text = one_line(err)
+    assert proc.returncode == 5, err
+    assert (
+        f"counting rows of public.t on the target failed: the connection to the target (database '{dbname}') was lost"
+        in text
+    )
+    assert "terminating connection due to administrator command" in text
+    assert "hint: the target server ended the session" in text and "run verify again" in text
+    assert "SELECT on every table" not in text
+    assert "Traceback" not in err
+
+
+def test_a_verify_refused_a_table_still_asks_for_the_privilege(servers: Any) -> None:
+    source, target = servers.get(16), servers.get(17)
+    dbname, role = "vpriv", "vpriv_reader"
+    _verify_pair(source, target, dbname)
+    for server in (source, target):
+        server.execute(f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN")
+    try:
+        done = pgshift(
+            "verify", source.conninfo(user=role), target.conninfo(user=role), "-d", dbname, "--no-globals", timeout=60
+        )
+    finally:
+        for server in (source, target):
+            server.execute(f"DROP DATABASE IF EXISTS {dbname}")
+            server.execute(f"DROP ROLE IF EXISTS {role}")
+    text = one_line(done.stderr)
+    assert done.returncode == 5, done.stderr
+    assert "permission denied for table t" in text, text
+    assert "hint: the verifying role needs SELECT on every table of the source" in text, text
+    assert "connection" not in text, text
+
+
+# --- a migration's backends terminated -------------------------------------------------------------------
+
+
+def test_pg_restore_s_backend_terminated_mid_restore_fails_naming_it_then_resume_completes_equal(
+    fresh_server: Any, tmp_path: Path
+) -> None:
+    source, target = fresh_server(16), fresh_server(17)
+    source.execute("CREATE DATABASE cut")
+    source.execute(
+        "CREATE FUNCTION ok(int) RETURNS boolean IMMUTABLE LANGUAGE sql AS 'SELECT true';"
+        "CREATE TABLE slow (id int PRIMARY KEY CHECK (ok(id)), v text); "
+        "INSERT INTO slow SELECT g, md5(g::text) FROM generate_series(1, 300) g;"
+        "CREATE TABLE other AS SELECT g AS id FROM generate_series(1, 5000) g;"
+        "CREATE OR REPLACE FUNCTION ok(int) RETURNS boolean IMMUTABLE LANGUAGE sql"
+        " AS 'SELECT pg_sleep(0.02) IS NOT NULL';",
+        "cut",
+    )
+    expected = snapshot(source, "cut")
+    workdir = tmp_path / "run"
+    proc = start_migrate(source, target, "cut", workdir)
+    pid = wait_for_backend(
+        target,
+        "datname = 'cut' AND query ILIKE 'COPY%slow%'",
+        alive=lambda: proc.poll() is None,
+        application="pg_restore",
+    )
+    terminate(target, pid)
+    _out, err = proc.communicate(timeout=120)
+    text = one_line(err)
+    assert proc.returncode == 5, err
+    assert "terminating connection due to administrator command" in text, text
+    assert text.count("--resume") == 1, text
+    assert "Traceback" not in err and "internal error" not in err
+    assert not children_naming(workdir)
+    journal = journal_of(workdir)
+    assert journal is not None and not journal.done("db:cut:restore-data")
+    resumed = pgshift("migrate", "--resume", str(workdir), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same(expected, snapshot(target, "cut"))

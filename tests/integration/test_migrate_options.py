@@ -256,20 +256,28 @@ def test_accepted_removed_setting_is_skipped_with_a_warning(fresh_server: Any, t
     assert settings == [(["work_mem=5MB"],)]
 
 
-def test_differences_found_by_verify_fail_the_run_and_keep_the_dumps(fresh_server: Any, tmp_path: Path) -> None:
+def test_differences_found_by_verify_fail_the_run_and_say_what_a_resume_copies_again(
+    fresh_server: Any, tmp_path: Path
+) -> None:
     source, target = fresh_server(16), fresh_server(17)
     source.execute("CREATE DATABASE app")
-    source.execute("CREATE TABLE t AS SELECT generate_series(1, 10) AS x", "app")
+    source.execute("CREATE TABLE t AS SELECT generate_series(1, 10) AS x; CREATE TABLE u (y int)", "app")
 
     def meddle(event: Any) -> None:
-        # Between the restore and the verification, a row arrives on the source.
+        # Between the restore and the verification: a row arrives on the source, which verify reads as of
+        # the dump's snapshot (it does not count), and one goes on the target (it does).
         if getattr(event, "step", None) == "verify" and type(event).__name__ == "StepStarted":
-            source.execute("INSERT INTO t VALUES (11)", "app")
+            source.execute("INSERT INTO u VALUES (1)", "app")
+            target.execute("DELETE FROM t WHERE x = 1", "app")
 
     result = run_migration(options(source, target, tmp_path), sink=meddle)
     assert not result.ok
-    assert result.verify is not None and any(d.object.endswith("public.t") for d in result.verify.differences)
+    assert result.verify is not None
+    assert [d.object for d in result.verify.differences] == ["table public.t"], result.verify.differences
     assert "difference" in result.verify_note
     journal = journal_of(tmp_path / "run")
     assert journal is not None and journal.status == "verify-failed"
-    assert list((tmp_path / "run" / "dumps").glob("*/toc.dat"))
+    spec = journal.step("verify").artifacts["recopy"]["app"]
+    assert [(s, n) for s, n, _fp in spec["tables"]] == [("public", "t")]
+    # The dump went once the database was restored: a resume copies again from the source.
+    assert not list((tmp_path / "run" / "dumps").glob("*/toc.dat"))

@@ -77,9 +77,9 @@ def test_dry_run_equals_execution_for_a_cluster_with_roles_tablespaces_filters_a
     assert planned["plan_c"] == [
         f"db:plan_c:{kind}"
         for kind in (
+            "dump",
             "drop-database",
             "create-database",
-            "dump",
             "restore-schema",
             "restore-data",
             "database-settings",
@@ -89,6 +89,12 @@ def test_dry_run_equals_execution_for_a_cluster_with_roles_tablespaces_filters_a
     ]
     for step in plan.steps:  # each step waits for the one before it in its database (or the globals)
         assert all(dep in ids for dep in step.after)
+    # A dump reads the source alone: it waits for nothing (the runner takes it ahead, beside the
+    # schema trial); the first step on the target waits for the dump and for the globals.
+    by_id = {s.id: s for s in plan.steps}
+    assert by_id["db:plan_c:dump"].after == ()
+    assert "db:plan_c:dump" in by_id["db:plan_c:drop-database"].after
+    assert {s.id for s in plan.steps_of(None) if s.kind != "verify"} <= set(by_id["db:plan_c:drop-database"].after)
 
     # Statement by statement: every SQL statement the log shows applied is the plan's, in order.
     log = (tmp_path / "run" / "migrate.log").read_text().splitlines()

@@ -157,3 +157,38 @@ def test_each_remedy_carries_its_object_and_verify_expects_the_change(
     assert _rows(
         source, "SELECT attgenerated FROM pg_attribute WHERE attrelid = 'child'::regclass AND attname = 'b'", db
     ) == [("s",)]
+    # The role's removed setting would block every later move of this source's globals.
+    for server in (source, target):
+        server.execute(f"DROP DATABASE {db}")
+        server.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize(("encoding", "column"), [("LATIN1", "größe"), ("EUC_JP", "列名")])
+def test_generated_as_plain_moves_a_non_ascii_column_of_a_non_utf8_database(
+    servers: Any, tmp_path: Any, encoding: str, column: str
+) -> None:
+    """migrate's script rewrite matches the column as the bytes pg_restore wrote, in the database's encoding."""
+    source, target = servers.get(14), servers.get(18)
+    db = f"gen_move_{encoding.lower()}"
+    for server in (source, target):
+        server.execute(f"DROP DATABASE IF EXISTS {db}")
+    source.execute(f"CREATE DATABASE {db} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    with source.connect(db) as conn:
+        conn.execute("SET client_encoding TO 'UTF8'")
+        conn.execute(
+            f'CREATE TABLE p (a int, "{column}" int); '
+            f'CREATE TABLE c ("{column}" int GENERATED ALWAYS AS (a * 2) STORED) INHERITS (p); '
+            "INSERT INTO c (a) SELECT generate_series(1, 50)"
+        )
+    done = _pgshift(
+        "migrate", source.conninfo(), target.conninfo(), "-d", db, "--remedy", "generated-as-plain",
+        "--workdir", str(tmp_path / "run"), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verify"]["equal"]
+    with target.connect(db) as conn:
+        conn.execute("SET client_encoding TO 'UTF8'")
+        assert conn.execute(
+            f"SELECT attgenerated FROM pg_attribute WHERE attrelid = 'c'::regclass AND attname = '{column}'"
+        ).fetchall() == [("",)]
+        assert conn.execute(f'SELECT count(*), sum("{column}") FROM ONLY c').fetchone() == (50, 2550)

@@ -192,3 +192,28 @@ def test_schema_patterns_do_not_split_and_refuse_a_dot_as_pg_dump_does() -> None
         name_pattern("app.s1", tables=False)
     with pytest.raises(UsageError, match="too many dotted names"):
         name_pattern("a.b.c.d", tables=True)
+
+
+def test_default_table_access_method_blocks_a_move_into_11_only_with_a_pg_restore_before_15() -> None:
+    # pg_restore 15+ leaves it out (--no-table-access-method, which pgshift passes for a target before 12).
+    rule = BY_ID["client-settings-older-target"]
+    assert rule.detect is not None
+
+    def hits(client: str) -> list[str]:
+        source = SimpleNamespace(server=SimpleNamespace(version=PgVersion.from_major(12)))
+        ctx = Context(
+            source=cast(Any, source),
+            target=None,
+            target_major=11,
+            conn=cast(Any, None),
+            database=None,
+            client=ClientAdvice(client, f"{client}.1", "/bin", "closest newer"),
+            jobs=2,
+            estimates=None,
+        )
+        assert rule.detect is not None
+        return [h.object for h in rule.detect(ctx)]
+
+    assert hits("14") == ["default_table_access_method"]
+    assert hits("12") == ["default_table_access_method"]
+    assert hits("15") == [] and hits("18") == []

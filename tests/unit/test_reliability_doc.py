@@ -1,4 +1,4 @@
-"""docs/reliability.md says what the fault and bad-input tests do: one row per test, no stale row."""
+"""docs/reliability.md says what the fault, bad-input and secrets tests do: one row per test, no stale row."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ def test_every_fault_test_has_a_row_and_every_row_a_test() -> None:
 
 def test_every_bad_input_test_has_a_row_and_every_row_a_test() -> None:
     assert set(reliability.test_names(reliability.BAD_INPUT_TESTS)) == set(reliability.BAD_INPUTS)
+
+
+def test_every_secrets_test_has_a_row_and_every_row_a_test() -> None:
+    assert set(reliability.test_names(reliability.SECRETS_TESTS)) == set(reliability.SECRETS)
 
 
 def test_the_doc_tables_are_the_generated_ones() -> None:

@@ -93,3 +93,15 @@ def test_a_newer_client_warning_names_an_install_that_works() -> None:
     assert any("system's packages" in w for w in old.warnings)
     recent = select_client(disc("18.6"), V("12.22"), V("16.4"))
     assert any("(pgshift toolchain install 16)" in w for w in recent.warnings)
+
+
+def test_a_12_source_into_11_prefers_a_client_that_can_leave_out_table_access_methods() -> None:
+    # pg_restore 12+ sets default_table_access_method, which 11 rejects; 15+ leaves it out on request.
+    choice = select_client(disc("18.6", "15.19", "14.23", "12.22"), V("12.22"), V("11.22"))
+    assert choice.major == 15 and choice.restore_flags == ("--no-table-access-method",)
+    older = select_client(disc("14.23", "12.22"), V("12.22"), V("11.22"))
+    assert older.major == 12 and older.restore_flags == ()
+    # A source before 12 has no access methods: the closest newer client, no flag needed there.
+    plain = select_client(disc("18.6", "12.22", "11.22"), V("10.23"), V("10.23"))
+    assert plain.restore_flags == ()
+    assert select_client(disc("18.6"), V("14.23"), V("17.2")).restore_flags == ()

@@ -35,6 +35,19 @@ def test_generated_as_plain_explains_a_change_of_that_column_only() -> None:
     assert not matches(cand("column public.child.b", "changed", db="other"), GEN)
 
 
+def test_a_declaration_spelt_as_quote_ident_spells_it_matches_verifys_bare_names() -> None:
+    """migrate's remedies name objects by quote_ident (non-ASCII, capitals, spaces), verify by bare names."""
+    quoted = ExpectedDifference("generated-as-plain", "shop", "column", 'public.c."größe"')
+    assert matches(cand("column public.c.größe", "changed", attribute=COLUMN_PREFIX + "größe"), quoted)
+    assert not matches(cand("column public.c.grösse", "changed", attribute=COLUMN_PREFIX + "grösse"), quoted)
+    table = ExpectedDifference("exclude-object", "shop", "table", 'public."Old ""Orders"""')
+    assert matches(cand('table public.Old "Orders"', "missing"), table)
+    assert matches(cand('column public.Old "Orders".id', "missing"), table)
+    rule = ExpectedDifference("rename-rule", "shop", "rule", 'public."T"."_RETURN"', renamed_to="_RETURN_insert")
+    assert matches(cand("rule public.T._RETURN", "missing"), rule)
+    assert matches(cand("rule public.T._RETURN_insert", "extra"), rule)
+
+
 def test_rename_rule_explains_the_old_name_missing_and_the_new_one_extra() -> None:
     assert matches(cand("rule public.t._RETURN", "missing"), RULE)
     assert matches(cand("rule public.t._RETURN_insert", "extra"), RULE)

@@ -34,9 +34,19 @@ def rule_of(cand: Candidate, context: Context) -> str | None:
     return expected[0].rule if expected else None
 
 
-NOT_NULL = DbObject("constraint (not null)", "public", "t.t_id_not_null", flags=frozenset({"contype:n", "on:table"}))
+NOT_NULL = DbObject(
+    "constraint (not null)",
+    "public",
+    "t.t_id_not_null",
+    attrs={"definition": "NOT NULL id", "validated": "yes"},
+    flags=frozenset({"contype:n", "on:table"}),
+)
 DOMAIN_NOT_NULL = DbObject(
-    "constraint (not null)", "public", "d.d_not_null", flags=frozenset({"contype:n", "on:domain"})
+    "constraint (not null)",
+    "public",
+    "d.d_not_null",
+    attrs={"definition": "NOT NULL", "validated": "yes"},
+    flags=frozenset({"contype:n", "on:domain"}),
 )
 MULTIRANGE = DbObject("type (multirange)", "public", "fr_multirange", flags=frozenset({"multirange"}))
 CONSTRUCTOR = DbObject("function", "public", "fr_multirange(public.fr)", flags=frozenset({"multirange-constructor"}))
@@ -222,3 +232,15 @@ def test_roles_only_on_the_target_hold_nothing_of_the_source() -> None:
     any_pair = ctx(17, 17)
     assert rule_of(role_diff("extra", "role rds_admin", "rds_admin"), any_pair) == "role-only-on-target"
     assert rule_of(role_diff("missing", "role alice", "alice"), any_pair) is None
+
+
+def test_a_sequence_that_went_on_is_expected_only_when_read_in_the_dumps_snapshot() -> None:
+    def seq(kind: str) -> Candidate:
+        return Candidate(
+            Difference("sequences", "db", "sequence public.s", kind, "120", "80", "sequence public.s is behind")
+        )
+
+    # verify marks a sequence "moved-on" only inside a migration's dump snapshot, and only when behind.
+    assert rule_of(seq("moved-on"), ctx(14, 17)) == "sequence-moved-on"
+    assert rule_of(seq("moved-on"), ctx(17, 17)) == "sequence-moved-on"
+    assert rule_of(seq("changed"), ctx(14, 17)) is None

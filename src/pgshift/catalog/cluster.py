@@ -464,3 +464,39 @@ def available_extensions(conn: Connection) -> dict[str, AvailableExtension]:
 def collations_available(conn: Connection) -> set[str]:
     """Collation names the server knows (libc and ICU), for locale checks."""
     return {r["collname"] for r in fetch_all(conn, "SELECT collname FROM pg_collation")}
+
+
+def row_writes(conn: Connection) -> dict[str, int]:
+    """Rows inserted, updated and deleted in each database since the statistics were reset, as the
+    cumulative statistics know them (reported at each transaction's end, 500 ms late before 15):
+    two readings some seconds apart tell whether a database is taking writes."""
+    rows = fetch_all(
+        conn,
+        """
+        SELECT datname AS name, (tup_inserted + tup_updated + tup_deleted)::int8 AS writes
+        FROM pg_catalog.pg_stat_database WHERE datname IS NOT NULL
+        """,
+    )
+    return {r["name"]: int(r["writes"]) for r in rows}
+
+
+def other_sessions(conn: Connection) -> dict[str, int]:
+    """Client sessions connected to each database that are neither pgshift's nor its children's."""
+    rows = fetch_all(
+        conn,
+        """
+        SELECT datname AS name, count(*)::int AS n FROM pg_catalog.pg_stat_activity
+        WHERE datname IS NOT NULL AND pid <> pg_catalog.pg_backend_pid()
+          AND coalesce(backend_type, 'client backend') = 'client backend'
+          AND application_name !~ '^(pgshift|pg_dump|pg_dumpall|pg_restore|psql)'
+        GROUP BY datname
+        """,
+    )
+    return {r["name"]: int(r["n"]) for r in rows}
+
+
+def next_xid(conn: Connection) -> int:
+    """The next transaction id the server will assign: every writing transaction takes one, and the
+    counter moves at once (the statistics lag by up to a second)."""
+    row = fetch_one(conn, "SELECT txid_snapshot_xmax(txid_current_snapshot())::int8 AS xid")
+    return int(row["xid"]) if row else 0

@@ -251,11 +251,14 @@ def database_names(conn: Connection) -> set[str]:
 
 
 # A database pgshift is still filling carries this comment until its last step replaces it with the
-# source's own comment, so that any later run, on any machine, can tell it from a user's database.
-IN_PROGRESS_MARK = "pgshift: migration in progress, not complete (run {run_id}, work directory {workdir})"
+# source's own comment, so that any later run, on any machine, can tell it from a user's database,
+# and which command continues it (a migration or a restore from a backup set).
+IN_PROGRESS_MARK = "pgshift: {operation} in progress, not complete (run {run_id}, work directory {workdir})"
 _MARK_RUN = re.compile(
-    r"^pgshift: migration in progress, not complete \(run (?P<run>[0-9a-f]+), work directory (?P<dir>.*)\)$"
+    r"^pgshift: (?P<operation>migration|restore) in progress, not complete "
+    r"\(run (?P<run>[0-9a-f]+), work directory (?P<dir>.*)\)$"
 )
+_RESUMED_BY = {"migration": "migrate", "restore": "restore"}
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,11 @@ class InProgressMark:
 
     run_id: str
     workdir: str
+    operation: str = "migration"
+
+    @property
+    def resume_command(self) -> str:
+        return f"pgshift {_RESUMED_BY[self.operation]} --resume {self.workdir}"
 
 
 def in_progress_marks(conn: Connection) -> dict[str, InProgressMark]:
@@ -277,7 +285,7 @@ def in_progress_marks(conn: Connection) -> dict[str, InProgressMark]:
     for r in rows:
         m = _MARK_RUN.match(r["comment"] or "")
         if m:
-            out[r["datname"]] = InProgressMark(m["run"], m["dir"])
+            out[r["datname"]] = InProgressMark(m["run"], m["dir"], m["operation"])
     return out
 
 
@@ -288,8 +296,9 @@ def database_comment(conn: Connection, name: str) -> str | None:
     return row["comment"] if row else None
 
 
-def mark_in_progress(name: str, run_id: str, workdir: str) -> Statement:
-    text = IN_PROGRESS_MARK.format(run_id=run_id, workdir=workdir)
+def mark_in_progress(name: str, run_id: str, workdir: str, operation: str = "migration") -> Statement:
+    assert operation in _RESUMED_BY
+    text = IN_PROGRESS_MARK.format(operation=operation, run_id=run_id, workdir=workdir)
     return Statement(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(text)))
 
 
@@ -480,6 +489,11 @@ def grant_membership(m: Membership, target: PgVersion) -> Statement:
     return Statement(sql.SQL("GRANT {} TO {}").format(sql.Identifier(m.role), sql.Identifier(m.member)) + tail)
 
 
+def grant_role_to(role: str, member: str) -> Statement:
+    """Membership without options: before 16, what lets a CREATEROLE role make ``role`` an owner."""
+    return Statement(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(member)))
+
+
 # --- tablespaces ---------------------------------------------------------------------------------
 
 
@@ -665,6 +679,24 @@ def create_rule_as(definition: str, new_name: str) -> Statement:
 
 def analyze() -> Statement:
     return Statement(sql.SQL("ANALYZE"))
+
+
+def analyze_each(conn: Connection) -> list[Statement]:
+    """``ANALYZE`` of the database table by table, largest first, for several sessions to share (as
+    ``vacuumdb --analyze-only -j N`` does): every table, materialized view and partitioned table a
+    database-wide ANALYZE reaches, the catalogs included."""
+    rows = fetch_all(
+        conn,
+        """
+        SELECT n.nspname AS schema, c.relname AS name
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'm', 'p') AND c.relpersistence <> 't'
+        ORDER BY c.relpages DESC, 1, 2
+        """,
+    )
+    return [
+        Statement(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(r["schema"]), sql.Identifier(r["name"]))) for r in rows
+    ]
 
 
 def truncate_only(schema: str, name: str) -> Statement:

@@ -963,3 +963,8 @@ def role_password_digests(conn: Connection) -> dict[str, str | None] | None:
         r["rolname"]: r["digest"]
         for r in fetch_all(conn, "SELECT rolname, md5(rolpassword) AS digest FROM pg_authid WHERE rolname !~ '^pg_'")
     }
+
+
+def acl_name(role: str) -> str:
+    """A role name as aclitem text spells it (quoted unless letters, digits and underscores)."""
+    return role if role and all(ch.isalnum() or ch == "_" for ch in role) else '"' + role.replace('"', '""') + '"'

@@ -349,6 +349,13 @@ def target_inventory(conn: Connection, display: str = "") -> TargetInventory:
     info = server_info(conn)
     coll = fetch_all(conn, "SELECT collname, collcollate, collprovider::text AS provider FROM pg_collation")
     locales = {"C", "POSIX"} | {r["collcollate"] for r in coll if r["provider"] == "c" and r["collcollate"]}
+    # A locale some database of the target already runs with is one the server can use, even when
+    # initdb imported no collation for it (an image without `locale -a`: glibc's built-in C.UTF-8).
+    locales |= {
+        r["name"]
+        for r in fetch_all(conn, "SELECT datcollate AS name FROM pg_database UNION SELECT datctype FROM pg_database")
+        if r["name"]
+    }
     # pg_collation_actual_version reports libc versions from 13 on (NULL before).
     rows = fetch_all(
         conn,
@@ -540,6 +547,32 @@ class DumpSelection:
             "large_objects": self.large_objects,
             "errors": list(self.errors),
         }
+
+
+def within_selection(conn: Connection, inventory: DatabaseInventory, selection: DumpSelection) -> DatabaseInventory:
+    """``inventory`` with its sizes and lock count those of what the filters move (-n/-N/-t/-T):
+    the dump's size, the work directory it needs and pg_dump's locks are those of the move."""
+    from dataclasses import replace
+
+    rows = fetch_all(
+        conn,
+        """
+        SELECT c.oid::int8 AS oid, c.relkind::text AS kind,
+               CASE WHEN c.relkind IN ('r', 'm') THEN pg_table_size(c.oid) ELSE 0 END AS heap,
+               (SELECT COALESCE(sum(pg_relation_size(i.indexrelid)), 0) FROM pg_index i
+                 WHERE i.indrelid = c.oid) AS indexes
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm', 'f', 'S', 'v') AND """
+        + USER_NAMESPACES,
+    )
+    moved = [r for r in rows if selection.moves_relation(int(r["oid"]))]
+    return replace(
+        inventory,
+        relations_to_lock=len(moved),
+        table_data_bytes=sum(int(r["heap"]) for r in moved),
+        index_bytes=sum(int(r["indexes"]) for r in moved),
+        large_object_bytes=inventory.large_object_bytes if selection.large_objects else 0,
+    )
 
 
 # pg_dump never dumps these schemas (selectDumpableNamespace), whatever the filters say.

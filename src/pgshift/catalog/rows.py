@@ -357,9 +357,11 @@ def large_objects(conn: Connection, *, with_digest: bool = False) -> LargeObject
         total = int(size["b"]) if size else None
     else:
         try:
-            size = fetch_one(
-                conn, "SELECT COALESCE(sum(octet_length(lo_get(oid))), 0) AS b FROM pg_largeobject_metadata"
-            )
+            # A savepoint when verify reads in a snapshot's transaction: the refusal must not end it.
+            with conn.transaction():
+                size = fetch_one(
+                    conn, "SELECT COALESCE(sum(octet_length(lo_get(oid))), 0) AS b FROM pg_largeobject_metadata"
+                )
             total = int(size["b"]) if size else None
         except psycopg.errors.InsufficientPrivilege:  # some object is not readable: size unknown
             total = None

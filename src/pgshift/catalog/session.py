@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -10,11 +11,13 @@ from typing import Any, LiteralString
 
 import psycopg
 from psycopg import _encodings as psycopg_encodings
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types import string as pg_strings
 
 from pgshift.conninfo import CONNINFO_EXAMPLES, Endpoint, ResolvedEndpoint, refused_value
 from pgshift.errors import ConnectionFailed, StepFailed, UsageError
+from pgshift.paths import exposed_passfile
 from pgshift.process import redact
 from pgshift.version import PgVersion
 
@@ -190,28 +193,73 @@ def _show_undecoded(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error("pgshift-undecoded", _show_undecoded)
 
 
-def _explain(exc: psycopg.OperationalError, where: str, secrets: Sequence[str]) -> ConnectionFailed:
+# libpq: connection to server on socket "/run/postgresql/.s.PGSQL.5432" failed: No such file or directory
+_SOCKET = re.compile(r'on socket "(?P<dir>.*)/\.s\.PGSQL\.(?P<port>\d+)" failed')
+
+
+def _socket_hint(directory: str, port: str, low: str) -> str | None:
+    """A unix-domain socket that is not there: the directory is wrong, or no server listens in it."""
+    if "no such file or directory" not in low and "connection refused" not in low:
+        return None
+    if not os.path.isdir(directory):
+        return (
+            f"the socket directory {directory} does not exist: give host= the server's "
+            "unix_socket_directories (or a host name for TCP)"
+        )
+    return (
+        f"no server listens on port {port} in {directory}: check that the server is running on this machine, "
+        "and the port= of the connection string"
+    )
+
+
+def _explain(
+    exc: psycopg.OperationalError, where: str, secrets: Sequence[str], passfile: str | None = None
+) -> ConnectionFailed:
     text = redact(str(exc).strip(), secrets)
     low = text.lower()
-    if "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
+    socket = _SOCKET.search(text)
+    hint: str | None
+    exposed = exposed_passfile(passfile)
+    if exposed is not None and ("no password supplied" in low or "authentication failed" in low):
+        hint = (
+            f"the password file {exposed[0]} may be read by others (mode {exposed[1]:04o}), so libpq ignores it: "
+            f"chmod 600 {exposed[0]}"
+        )
+    elif "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
         hint = "check the user and password (PGPASSWORD, ~/.pgpass or the password= of the connection string)"
     elif "does not exist" in low and "database" in low:
         hint = "name an existing database in the connection string (dbname=postgres is usually there)"
     elif "role" in low and "does not exist" in low:
         hint = "connect as a role that exists on that server (user=...)"
+    elif socket is not None:
+        hint = _socket_hint(socket.group("dir"), socket.group("port"), low)
+    elif "failed to resolve host" in low or "could not translate host name" in low:
+        hint = "check the host name (host=…): it does not resolve from here"
     elif "timeout expired" in low or "could not connect" in low or "connection refused" in low:
         hint = "check host and port, that the server is running and that it accepts TCP connections from here"
     elif "no pg_hba.conf entry" in low:
         hint = "allow this client in the server's pg_hba.conf"
     elif "too many clients" in low or "remaining connection slots" in low:
         hint = "free connections on the server or lower --jobs"
-    elif "ssl" in low:
+    elif "does not match host name" in low:
+        hint = (
+            "the server's certificate is not issued for the host name given: connect with a name the "
+            "certificate lists (host=…, with hostaddr= for the address), or sslmode=verify-ca to check the CA only"
+        )
+    elif "certificate verify failed" in low:
+        hint = (
+            "the server's certificate is not signed by a CA in sslrootcert= (or it expired): give sslrootcert= "
+            "the CA certificate that signed the server's"
+        )
+    elif "ssl" in low or "certificate" in low:
         hint = "check the sslmode and certificate settings of the connection string"
     else:
         hint = None
     # psycopg prefixes libpq's text with "connection failed: "; the first line is the message,
     # the rest (libpq's own advice, other hosts tried) the detail.
-    lines = [line.strip() for line in text.removeprefix("connection failed:").strip().splitlines() if line.strip()]
+    for prefix in ("connection failed:", "connection is bad:"):
+        text = text.removeprefix(prefix).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     first = lines[0] if lines else "unknown error"
     return ConnectionFailed(f"cannot connect to the {where}: {first}", hint=hint, detail="\n".join(lines[1:]) or None)
 
@@ -221,20 +269,57 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def query_failed(what: str, exc: psycopg.Error, *, hint: str | None = None) -> StepFailed:
-    """A catalog query that failed, as an error naming what pgshift was doing and the likely fix."""
+# SQLSTATEs of a session ended by the server: 57P01 admin_shutdown (pg_terminate_backend, a fast or
+# smart shutdown), 57P02 crash_shutdown (another backend crashed), 57P03 cannot_connect_now (starting
+# up or shutting down), 57P04 database_dropped, 57P05 idle_session_timeout (14+); class 08, the
+# connection exceptions.
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05"})
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the session is gone (terminated, the server restarted, the network cut)
+    rather than that the server refused a statement: the two want different fixes."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    # No SQLSTATE: libpq's own "server closed the connection unexpectedly", "consuming input
+    # failed", or psycopg's "the connection is closed" on a session already broken.
+    return state is None or state in _SESSION_ENDED or state.startswith("08")
+
+
+LOST_CONNECTION_HINT = (
+    "the server ended the session (restarted, shut down, or the session was terminated by "
+    "pg_terminate_backend or a timeout): check that it is up, then run again"
+)
+
+
+def failure_hint(exc: psycopg.Error) -> str:
+    """The likely fix for a query that failed, by what the failure says."""
+    if connection_lost(exc):
+        return LOST_CONNECTION_HINT
     if isinstance(exc, psycopg.errors.LockNotAvailable):
-        default = (
+        return (
             "another session holds an exclusive lock on a table or catalog pgshift reads (it waits "
             "lock_timeout = 10 s): let that session finish, then run again"
         )
-    elif isinstance(exc, psycopg.errors.InsufficientPrivilege):
-        default = "connect as a superuser, or as a role that may read every table, sequence and large object"
-    elif isinstance(exc, psycopg.OperationalError):
-        default = "the connection was lost: check the server, then run again"
-    else:
-        default = "run again with --debug and report it if it persists"
-    return StepFailed(f"{what}: a query failed: {first_line(exc)}", hint=hint or default)
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return "connect as a superuser, or as a role that may read every table, sequence and large object"
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return "a statement was cancelled (statement_timeout, or pg_cancel_backend): run again"
+    if isinstance(exc, psycopg.errors.OutOfMemory) and "out of shared memory" in str(exc):
+        # 53200 "out of shared memory": the lock table (max_locks_per_transaction × connections) is full.
+        return (
+            "raise max_locks_per_transaction on that server (restart needed): its lock table is full (a dump, "
+            "and pgshift's reads in its snapshot, lock every table of a database at once)"
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return "check the server's log for the cause, then run again"
+    return "run again with --debug and report it if it persists"
+
+
+def query_failed(what: str, exc: psycopg.Error, *, hint: str | None = None) -> StepFailed:
+    """A catalog query that failed, as an error naming what pgshift was doing and the likely fix."""
+    return StepFailed(f"{what}: a query failed: {first_line(exc)}", hint=hint or failure_hint(exc))
 
 
 def connect(
@@ -261,7 +346,7 @@ def connect(
         refused = refused_value(endpoint.role, redact(str(exc), secrets))
         if refused is not None:
             raise refused from None
-        raise _explain(exc, where, secrets) from None
+        raise _explain(exc, where, secrets, endpoint.params.get("passfile")) from None
     except psycopg.ProgrammingError as exc:  # psycopg refused a value (connect_timeout=x) before libpq ran
         raise UsageError(
             f"the {endpoint.role} connection string is not valid: {redact(first_line(exc), secrets)}",
@@ -287,6 +372,27 @@ def resolve(endpoint: Endpoint) -> ResolvedEndpoint:
 
 def server_version(conn: Connection) -> PgVersion:
     return PgVersion.from_num(conn.info.server_version)
+
+
+def export_snapshot(conn: Connection) -> tuple[str, str]:
+    """Open a repeatable-read transaction on ``conn`` and export its snapshot: (id, when).
+
+    The session may stay idle in its transaction for as long as the run needs the snapshot (the
+    copy, or a migration's verify): a server's idle or transaction timeouts must not end it.
+    """
+    conn.execute("SET idle_in_transaction_session_timeout = 0")
+    if server_version(conn).num >= 170000:  # 17 added transaction_timeout
+        conn.execute("SET transaction_timeout = 0")
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    row = fetch_one(conn, "SELECT pg_catalog.pg_export_snapshot() AS id, pg_catalog.now()::text AS at")
+    assert row is not None
+    return str(row["id"]), str(row["at"])
+
+
+def join_snapshot(conn: Connection, snapshot: str) -> None:
+    """Begin a transaction on ``conn`` that sees exactly what ``snapshot`` saw."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
 
 
 def fetch_all(

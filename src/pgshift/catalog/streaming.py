@@ -34,20 +34,6 @@ class CopyTable:
         return f"{self.schema}.{self.name}"
 
 
-def export_snapshot(conn: Connection) -> tuple[str, str]:
-    """Open a repeatable-read transaction on ``conn`` and export its snapshot: (id, when)."""
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    row = fetch_one(conn, "SELECT pg_catalog.pg_export_snapshot() AS id, pg_catalog.now()::text AS at")
-    assert row is not None
-    return str(row["id"]), str(row["at"])
-
-
-def join_snapshot(conn: Connection, snapshot: str) -> None:
-    """Begin a transaction on ``conn`` that sees exactly what ``snapshot`` saw."""
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-
-
 def tables_to_copy(conn: Connection, oids: frozenset[int]) -> list[CopyTable]:
     """The tables among ``oids`` that hold rows of their own (not partitioned parents, views …)."""
     if not oids:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from pgshift.events import EventSink, discard
 
 if TYPE_CHECKING:
+    import threading
+
     from pgshift.catalog.inventory_check import DumpSelection, ObjectFilters, SourceInventory, TargetInventory
     from pgshift.checks.trial import TrialReport
     from pgshift.conninfo import Endpoint, ResolvedEndpoint
@@ -68,8 +70,10 @@ class Finding:
         """The remediation, followed by the remedy migrate offers (what reports print as the fix)."""
         if self.carried_by is not None:
             return f"Carried by --remedy {self.carried_by} (the report's remedies say what the target gets)."
-        if self.remedy is None:
-            return self.remediation
+        if self.remedy is None or (self.remedy == "exclude-object" and "--exclude-object" in self.remediation):
+            return self.remediation  # the remediation names the --exclude-object to give already
+        if self.remedy == "exclude-object":
+            return f"{self.remediation} Or leave it out of the move with --exclude-object."
         return f"{self.remediation} Or let migrate carry it: --remedy {self.remedy}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -327,20 +331,52 @@ def run_check(
             remedy_names=remedy_names,
             exclude_objects=specs,
             tablespace_map=tablespace_map,
+            restore_args=tuple(restore_args),
         )
     except psycopg.Error as exc:
         raise query_failed("check could not read the servers", exc) from None
     if trial:
-        report = _with_trial(
+        return with_trial(
             report,
             source,
             target,
             sink=sink,
             work_dir=work_dir,
-            dump_args=filters.dump_args() if filters else (),
-            remedies=remedies if remedies is not None else report.item_changes,
+            filters=filters,
+            remedies=remedies,
             restore_args=restore_args,
+            remedy_names=remedy_names,
         )
+    return _carried(report, remedy_names)
+
+
+def with_trial(
+    report: CheckReport,
+    source: Endpoint | ResolvedEndpoint,
+    target: Endpoint | ResolvedEndpoint | None,
+    *,
+    sink: EventSink = discard,
+    work_dir: Path | None = None,
+    filters: ObjectFilters | None = None,
+    remedies: Mapping[str, Sequence[ItemChange]] | None = None,
+    restore_args: Sequence[str] = (),
+    remedy_names: Sequence[str] = (),
+    cancel: threading.Event | None = None,
+) -> CheckReport:
+    """``report`` (of ``run_check`` without the trial) completed by the schema trial, as
+    ``run_check(trial=True)`` would have made it: migrate's preflight runs the rules first and the
+    trial beside its first steps, which only read the source."""
+    report = _with_trial(
+        report,
+        source,
+        target,
+        sink=sink,
+        work_dir=work_dir,
+        dump_args=filters.dump_args() if filters else (),
+        remedies=remedies if remedies is not None else report.item_changes,
+        restore_args=restore_args,
+        cancel=cancel,
+    )
     return _carried(report, remedy_names)
 
 
@@ -369,6 +405,7 @@ def _with_trial(
     dump_args: Sequence[str],
     remedies: Mapping[str, Sequence[ItemChange]] | None = None,
     restore_args: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> CheckReport:
     """The report with the schema trial's outcome: its refusals merged into the findings."""
     import psycopg
@@ -395,6 +432,7 @@ def _with_trial(
             work_dir=work_dir,
             remedies=remedies,
             restore_args=restore_args,
+            cancel=cancel,
         )
     except psycopg.Error as exc:
         raise query_failed("the schema trial could not finish", exc) from None
@@ -404,6 +442,20 @@ def _with_trial(
     skipped = (*skipped, *(Skipped(RULE_ID, TITLE, f"{d.database}: {d.error}") for d in outcome.databases if d.error))
     order = {r.id: i for i, r in enumerate(ALL_RULES)}
     findings = merge_findings(report.findings, outcome)
+    if not outcome.ran:
+        # A check that could not do part of its work is not "ready": the rules ran, so a warning
+        # (exit 1) that names why the trial did not run and how to run it, never a silent 0.
+        findings.append(
+            Finding(
+                rule_id=RULE_ID,
+                severity=Severity.WARNING,
+                title="The schema trial did not run",
+                message=f"the schema trial did not run: {outcome.reason}; what the target would refuse "
+                "is known only from the rules",
+                remediation="fix what the message names and run pgshift check again, or pass --no-trial to check "
+                "without the trial knowingly",
+            )
+        )
     findings.sort(key=lambda f: (-f.severity.rank, order.get(f.rule_id, len(order))))
     return replace(report, findings=tuple(findings), skipped=skipped, trial=outcome)
 
@@ -418,4 +470,5 @@ __all__ = [
     "Severity",
     "Skipped",
     "run_check",
+    "with_trial",
 ]

@@ -285,7 +285,10 @@ the object and the server's message:
    the pgshift process, and the statements are sent to it one by one, byte for byte, each on its own
    (the dump's session settings are applied, its `statement_timeout = 0` is replaced by the trial's
    own 120 s statement and 10 s lock timeouts); the SQLSTATE, message, detail and hint of each refusal
-   are kept;
+   are kept. A setting the target does not know (pg_restore sets those of its own major:
+   `default_table_access_method` from 12 before every table) is a refusal too, once per setting,
+   as pg_restore `--exit-on-error` stops on it; `transaction_timeout`, which migrate expects and
+   ignores, is not;
 4. the scratch database is dropped (`DROP DATABASE … WITH (FORCE)` on 13+, its sessions ended first
    on older targets) when the trial ends, also after a failure, on Ctrl-C (exit 130) and on SIGTERM
    (exit 143). One left by a trial that was killed (SIGKILL, a crash) is found by its name and mark
@@ -298,7 +301,9 @@ How refusals are read:
   dependencies, or named in the message) was refused is listed under the root's "also fails".
 * **Roles**: on a real target no role is created. A statement refused only because a role of the
   source is missing there (an owner, a grant, a policy's role) is *not tried*: migrate creates those
-  roles first. Without TARGET the trial runs on a throwaway lab server of the planned major (when its
+  roles first. A grant (or default privilege) to such a role is sent once more to `PUBLIC` instead,
+  as the server names a missing role before a privilege it does not know: a refusal then (MAINTAIN
+  of 17 on 16) is the grant's own and reported; an accepted one stays *not tried*. Without TARGET the trial runs on a throwaway lab server of the planned major (when its
   binaries are installed — else it is listed under "Not run" with the command that installs them,
   `pgshift toolchain install N`), after creating the source's roles there
   (`pg_dumpall --globals-only --no-role-passwords --no-tablespaces`), so owners and grants are tried
@@ -309,11 +314,32 @@ How refusals are read:
   `--exclude-object 'DATABASE:KIND NAME'` that leaves the object out of a migration.
 * A target role without CREATEDB cannot make a scratch database: the trial is listed under "Not run"
   with that reason; a database pg_dump cannot dump is listed there too, and the others are tried.
+* **A trial that did not run is not "ready"**: whatever stopped it (no CREATEDB, no lab server
+  binaries, a lab server that did not start) is also a warning of rule id `schema-trial` ("the
+  schema trial did not run: …", with the fix), so check exits 1 at least, never 0: the rules ran,
+  but what the target would refuse is known only from them. `--no-trial` leaves the trial out by
+  choice, and then nothing is said of it. migrate's preflight says the same warning and goes on
+  (its own refusals — no CREATEDB on the target — come first).
 
 What the trial does not see: data. Values that only COPY rejects (`"char"` bytes, empty tsvector
 lexemes, NULLs under a NOT NULL parent …) stay with the rules that read values. Tablespaces and
 subscriptions are left out (rules cover them), and so are database-level properties (`ALTER DATABASE
 … SET`, the database's ACL), which pg_dump writes only with `--create`.
+
+**Moving to an older major** (migrate's `--allow-downgrade`): pg_dump writes the source major's syntax,
+and pg_restore sets the parameters of its own major, so the older target refuses what it lacks. The
+trial sees each refusal; rules name them before it, with the change to make on the source, and the
+trial's refusal becomes part of the rule's finding ("the schema trial confirmed: …"):
+`syntax-newer-major` (17's exclusion constraints and access methods on partitioned tables, SQL/JSON
+query functions in views; 18's virtual generated columns, NOT ENFORCED, NOT NULL … NOT VALID / NO
+INHERIT, temporal keys), `maintain-privilege-older-target` (a MAINTAIN grant of 17+ into 16 or older:
+the table's grants are refused together), `client-settings-older-target` (`default_table_access_method`,
+which every client that reads a 12+ archive sets, into 11 or older). `public-schema-older-target` is a
+warning: a 15+ database arrives on a 14 or older target with schema `public` as that target makes it,
+writable by everyone, since the dump says nothing of a default `public`; its fix (`REVOKE CREATE ON
+SCHEMA public FROM PUBLIC`, on 14 also `ALTER SCHEMA public OWNER TO pg_database_owner`) is for the
+target after the move. pgshift does not run it itself: it changes who may create objects there, a
+decision for the target's owner, and verify reports the difference until it is made.
 
 A 14 source with a generated column on an inheritance child whose parent column is plain, a non-view
 rule renamed to `_RETURN`, a view on `pg_stat_bgwriter.checkpoints_timed` (moved to

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pgshift import paths
+from pgshift.catalog import cluster
 from pgshift.catalog import inventory_check as inv
 from pgshift.catalog.cluster import ServerInfo
 from pgshift.catalog.session import SAFE_OPTIONS, Connection, resolve, session
 from pgshift.checks import CheckReport, ClientAdvice, Estimates, Finding, Selection, Skipped
+from pgshift.checks.databases import choose_databases
 from pgshift.checks.rule import Context, Hit, LeftOut, Rule, Scope
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import PgshiftError, UnknownDatabase, UsageError
+from pgshift.errors import PgshiftError, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.toolchain.discover import discover
 from pgshift.toolchain.select import ClientChoice, select_client
@@ -104,6 +106,7 @@ def manual_commands(
     target_db = tgt.child_conninfo("postgres") if tgt is not None else "host=TARGET dbname=postgres"
     tgt_postgres = target_db
     flags = " ".join([*choice.dump_flags, *(q(a) for a in (filters.dump_args() if filters else ()))])
+    rflags = "".join(f" {f}" for f in choice.restore_flags)
     renames = renames or {}
     lines = [
         f"# clients: PostgreSQL {choice.version} ({choice.where}); set PGPASSWORD or use ~/.pgpass",
@@ -124,7 +127,7 @@ def manual_commands(
         if db == "postgres" and db not in renames:
             # postgres exists on every server: restore into it rather than creating it.
             lines.append(
-                f"{q(choice.program('pg_restore'))} --jobs={jobs} --dbname={q(tgt_postgres)} {q(str(archive))}"
+                f"{q(choice.program('pg_restore'))}{rflags} --jobs={jobs} --dbname={q(tgt_postgres)} {q(str(archive))}"
             )
         elif db in renames:
             # --create would name the database as on the source: create the new name, restore into it.
@@ -133,10 +136,10 @@ def manual_commands(
             create = f"CREATE DATABASE {_ident(new)} TEMPLATE template0"
             lines.append(f"{q(choice.program('psql'))} -X --dbname={q(target_db)} -c {q(create)}")
             restore = q(choice.program("pg_restore"))
-            lines.append(f"{restore} --exit-on-error --jobs={jobs} --dbname={q(new_db)} {q(str(archive))}")
+            lines.append(f"{restore}{rflags} --exit-on-error --jobs={jobs} --dbname={q(new_db)} {q(str(archive))}")
         else:
             lines.append(
-                f"{q(choice.program('pg_restore'))} --create --exit-on-error --jobs={jobs}"
+                f"{q(choice.program('pg_restore'))}{rflags} --create --exit-on-error --jobs={jobs}"
                 f" --dbname={q(target_db)} {q(str(archive))}"
             )
     vacuumdb = str(Path(choice.program("psql")).with_name("vacuumdb")) if choice.installation else "vacuumdb"
@@ -231,6 +234,7 @@ def run(
     remedy_names: Sequence[str] = (),
     exclude_objects: Sequence[ObjectSpec] = (),
     tablespace_map: Mapping[str, str] | None = None,
+    restore_args: tuple[str, ...] = (),
 ) -> CheckReport:
     """The rules' findings (see ``run_check``). ``remedies``: the item changes migrate's preflight
     planned, per database; else, with ``remedy_names``/``exclude_objects``, they are planned here
@@ -263,6 +267,7 @@ def run(
     sink(StepFinished("connected", step="check:connect"))
 
     with session(src, options=_OPTIONS) as main:
+        writes_at_start, xid_at_start, started_at = cluster.row_writes(main), cluster.next_xid(main), time.monotonic()
         source_inv = inv.cluster_inventory(main, src.display())
         source_major = source_inv.server.version.major
         if source_major < OLDEST_SUPPORTED_SOURCE:
@@ -292,7 +297,7 @@ def run(
             else:
                 tmajor = Major(target_version if target_version is not None else NEWEST_KNOWN_MAJOR)
 
-            wanted = _databases_to_check(source_inv, databases, exclude_databases)
+            wanted, unconnectable = _databases_to_check(source_inv, databases, exclude_databases)
             unknown = [r for r in renames if r not in wanted]
             if unknown:
                 raise UsageError(
@@ -358,6 +363,8 @@ def run(
                         info = next(d for d in source_inv.databases if d.name == db)
                         planned.applied += remedy_plan.database_settings(remedy_names, known, db, info.settings)
                     dbi = inv.database_inventory(conn, db)
+                    if selection is not None:
+                        dbi = inv.within_selection(conn, dbi, selection)
                     ctx = Context(
                         source_inv,
                         target_inv,
@@ -369,9 +376,11 @@ def run(
                         db_inventory=dbi,
                         target_conn=tconn,
                         first_database=i == 0,
+                        moving=frozenset(wanted),
                         selection=selection,
                         renames=renames,
                         left_out=LeftOut.of(planned.items),
+                        restore_args=restore_args,
                     )
                     found = _run_rules(db_rules, ctx, sink, skipped)
                 sink(StepProgress(f"checked {db}", step="check:databases", completed=next(done), total=len(wanted)))
@@ -400,8 +409,13 @@ def run(
                 jobs,
                 estimates=estimates,
                 target_conn=tconn,
+                moving=frozenset(wanted),
+                unconnectable=unconnectable,
                 renames=renames,
                 tablespace_map=dict(tablespace_map or {}),
+                writes_at_start=writes_at_start,
+                xid_at_start=xid_at_start,
+                started_at=started_at,
             )
             findings = _run_rules([r for r in runnable if r.scope is Scope.CLUSTER], ctx, sink, skipped) + findings
 
@@ -477,22 +491,8 @@ def _run_rules(rules: list[Rule], ctx: Context, sink: EventSink, skipped: list[S
 
 def _databases_to_check(
     source: inv.SourceInventory, databases: Sequence[str] | None, exclude: Sequence[str] = ()
-) -> list[str]:
-    """migrate's choice (migrate/preflight.py): the databases named, else every database but postgres
-    and the templates; minus the excluded ones; those that refuse connections are left out (named ones
-    are an error), datallowconn-false reports them."""
-    connectable = [d.name for d in source.databases if d.allow_connections and not d.is_template and d.connlimit != -2]
-    excluded = set(exclude)
-    if not databases:
-        return [name for name in connectable if name != "postgres" and name not in excluded]
-    known = {d.name: d for d in source.databases}
-    missing = [name for name in databases if name not in known]
-    if missing:
-        raise UnknownDatabase(missing, (d.name for d in source.databases if not d.is_template))
-    for name in databases:
-        if name not in connectable and name not in excluded:
-            raise UsageError(
-                f"database {name!r} does not accept connections (a template, or datallowconn = false)",
-                hint="leave it out, or ALTER DATABASE ... ALLOW_CONNECTIONS true",
-            )
-    return [name for name in dict.fromkeys(databases) if name not in excluded]
+) -> tuple[list[str], dict[str, str]]:
+    """migrate's choice, from the one rule both commands share (``checks.databases``): the databases
+    to check, and those left out as they refuse connections (rule datallowconn-false says which)."""
+    chosen, left_out = choose_databases(source.databases, databases, exclude)
+    return [d.name for d in chosen], left_out

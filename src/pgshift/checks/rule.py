@@ -102,12 +102,21 @@ class Context:
     db_inventory: DatabaseInventory | None = None
     target_conn: Connection | None = None  # a session on the target's maintenance database
     first_database: bool = False  # database-scope rules report cluster-wide facts only once
+    moving: frozenset[str] = frozenset()  # the source databases the move carries (all of the check's)
+    # Databases the move would take but leaves out, as they refuse connections: name -> why (checks.databases).
+    unconnectable: Mapping[str, str] = field(default_factory=dict)
+    # Rows written in each source database as the check began (``cluster.row_writes``), and when.
+    writes_at_start: Mapping[str, int] | None = None
+    xid_at_start: int = 0
+    started_at: float = 0.0
     cache: dict[str, Any] = field(default_factory=dict)
     # What the move carries from this database under -n/-N/-t/-T; None: everything (no filters).
     selection: DumpSelection | None = None
     renames: Mapping[str, str] = field(default_factory=dict)  # source database -> its name on the target (--rename)
     tablespace_map: Mapping[str, str] = field(default_factory=dict)  # migrate's --tablespace-map: name or path -> path
     left_out: LeftOut | None = None  # what --exclude-object and leave-out-extension leave out of this database
+    # The move's pg_restore options that leave objects' parts out (--no-owner, --no-privileges).
+    restore_args: tuple[str, ...] = ()
 
     def target_name(self, database: str) -> str:
         """The name the move gives a source database on the target."""

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from pgshift import paths
+from pgshift.archive import RewriteFailed, omitted_ids, parse_listing, rewrite_script_bytes, use_list
 from pgshift.catalog import scratch
 from pgshift.catalog.cluster import DatabaseInfo
 from pgshift.catalog.session import Connection, connect, first_line
@@ -511,6 +512,7 @@ def run_trial(
     work_dir: Path | None = None,
     remedies: Mapping[str, Sequence[ItemChange]] | None = None,
     restore_args: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> TrialReport:
     """Try the schema of each database in ``databases`` on ``target`` (or a lab server of ``target_major``).
 
@@ -519,7 +521,8 @@ def run_trial(
     migrate applies them — items left out, the schema script rewritten — so that the trial tries the
     move that will run. Returns why it did not run instead of raising when the trial cannot
     run (no client, no binaries for a lab server, a target role that may not create databases).
-    Ctrl-C and SIGTERM end it as ``Interrupted`` once the scratch database is dropped.
+    Ctrl-C and SIGTERM end it as ``Interrupted`` once the scratch database is dropped; so does ``cancel``
+    (set by a caller whose own thread got the signal: migrate runs the trial beside its dumps).
     """
     started = time.monotonic()
     if client is None:
@@ -565,6 +568,7 @@ def run_trial(
                         sink,
                         (remedies or {}).get(db.name, ()),
                         restore_args,
+                        cancel,
                     )
                     for db in databases
                 ]
@@ -741,6 +745,7 @@ def _trial_database(
     sink: EventSink,
     changes: Sequence[ItemChange] | None = None,
     restore_args: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> DatabaseTrial:
     changes = changes or ()
     step = f"check:trial:{db.name}"
@@ -765,11 +770,21 @@ def _trial_database(
             source,
             tmp,
         )
-        restore = ["--verbose", "--no-tablespaces", "--no-subscriptions", *restore_args, f"--file={script}"]
+        restore = [
+            "--verbose",
+            "--no-tablespaces",
+            "--no-subscriptions",
+            *restore_args,
+            *client.restore_flags,
+            f"--file={script}",
+        ]
         if any(c.omit for c in changes):
             restore.append(f"--use-list={_remedy_list(client, archive, changes, tmp)}")
         _client_run(client, "pg_restore", [*restore, str(archive)], None, tmp)
     except StepFailed as exc:
+        if cancel is not None and cancel.is_set():
+            # The run is being interrupted (its children stopped): no verdict to give on this database.
+            raise Interrupted("interrupted") from None
         # One database that cannot be dumped (a privilege on the source) must not hide the others' trial.
         reason = f"not tried: {exc.message}" + (f" ({first_detail(exc)})" if exc.detail else "")
         sink(StepFinished(f"schema trial of {db.name}: {reason}", step=step, ok=False))
@@ -777,8 +792,6 @@ def _trial_database(
     data = script.read_bytes()
     remedy_notes: list[str] = []
     if changes:
-        from pgshift.migrate.remedies import RewriteFailed, rewrite_script_bytes
-
         try:
             # The script is in the database's encoding: the remedies match names as its bytes.
             data, applied = rewrite_script_bytes(data, changes, db.encoding)
@@ -800,7 +813,7 @@ def _trial_database(
             sink(StepStarted(f"schema trial of {db.name}", step=step, total=len(statements), unit="statements"))
             conn = connect(server.endpoint, name, options=scratch.timeouts(STATEMENT_TIMEOUT_MS, LOCK_TIMEOUT_MS))
             try:
-                sent = _send(conn, statements, judge, sink, step)
+                sent = _send(conn, statements, judge, sink, step, cancel)
             finally:
                 scratch.close_quietly(conn)
         finally:
@@ -819,7 +832,6 @@ def _trial_database(
 
 def _remedy_list(client: ClientChoice, archive: Path, changes: Sequence[ItemChange], tmp: Path) -> Path:
     """A use-list of the archive without the items migrate's remedies leave out."""
-    from pgshift.migrate.remedies import omitted_ids, parse_listing, use_list
     from pgshift.toolchain.clients import run_client
 
     done = run_client(client, "pg_restore", ["--list", str(archive)], env=base_env(), mounts=[str(tmp)])
@@ -839,26 +851,102 @@ def _drop_scratch(server: _Server, maintenance: Connection, name: str) -> None:
             scratch.drop(conn, name, server.version)
 
 
-def _send(conn: Connection, statements: Sequence[Statement], judge: _Judge, sink: EventSink, step: str) -> int:
+# Statements sent together while they succeed: a batch is one round trip (a schema of 2,000 tables has
+# 6,000 statements); a batch the server refuses is rolled back whole and sent again one statement at
+# a time, so every refusal is still seen as a restore would meet it.
+_BATCH_STATEMENTS = 200
+_BATCH_BYTES = 512 * 1024
+
+
+def _send(
+    conn: Connection,
+    statements: Sequence[Statement],
+    judge: _Judge,
+    sink: EventSink,
+    step: str,
+    cancel: threading.Event | None = None,
+) -> int:
     sent = 0
     last = time.monotonic()
+    batch: list[Statement] = []
+    size = 0
+
+    def one(st: Statement) -> None:
+        refusal = scratch.try_statement(conn, st.data)
+        if refusal is not None:
+            judge.judge(st, refusal, conn)
+
+    def flush() -> None:
+        nonlocal size
+        if cancel is not None and cancel.is_set():
+            raise Interrupted("interrupted")
+        if len(batch) == 1:
+            one(batch[0])
+        elif batch and scratch.try_statement(conn, b"\n".join(st.data for st in batch)) is not None:
+            # A simple query of several statements runs as one implicit transaction: nothing of it stays.
+            for st in batch:
+                one(st)
+        batch.clear()
+        size = 0
+
     for i, st in enumerate(statements, 1):
         if st.is_session:
+            flush()
             if any(re.match(rf"(?i)SET\s+{s}\b", st.text) for s in _OWN_SETTINGS):
                 continue
             refusal = scratch.try_statement(conn, st.data)
             if refusal is not None:
-                judge.notes.append(f"session setting not accepted: {_shorten(st.text, 120)}: {refusal.message}")
+                judge.session(st, refusal)
             continue
-        refusal = scratch.try_statement(conn, st.data)
+        batch.append(st)
+        size += len(st.text)
         sent += 1
-        if refusal is not None:
-            judge.judge(st, refusal, conn)
+        if len(batch) >= _BATCH_STATEMENTS or size >= _BATCH_BYTES:
+            flush()
         now = time.monotonic()
         if now - last >= _PROGRESS_EVERY:
             last = now
             sink(StepProgress(f"{sent} statements", step=step, completed=i, total=len(statements)))
+    flush()
     return sent
+
+
+_SETTING = re.compile(
+    r"(?i)^(?:SET\s+(?:SESSION\s+)?(?P<name>[a-z_][a-z0-9_.]*)\s*(?:=|\sTO\s)"
+    r"|SELECT\s+pg_catalog\.set_config\('(?P<config>[a-z_][a-z0-9_.]*)')"
+)
+
+
+def _setting_of(statement: str) -> str | None:
+    """The parameter a session statement sets (``SET x = …``, ``set_config('x', …)``), lower case."""
+    m = _SETTING.match(statement.strip())
+    if m is None:
+        return None
+    name = (m["name"] or m["config"]).lower()
+    return None if name in ("session", "role") else name
+
+
+_ACL_KINDS = frozenset({"ACL", "DEFAULT ACL"})
+# What a grant to PUBLIC may be refused for that a grant to the role would not (invalid_grant_operation).
+_ROLE_ONLY = frozenset({"0LP01"})
+# pg_dump's GRANT/REVOKE: one grantee, last, after the final TO or FROM.
+_GRANTEE = re.compile(
+    r'(?is)^(?P<head>(?:ALTER\s+DEFAULT\s+PRIVILEGES\s.*?\s)?(?:GRANT|REVOKE)\s.*\s(?:TO|FROM)\s+)(?P<role>"(?:[^"]|"")+"|[^\s;,"]+)'
+    r"(?P<tail>(?:\s+WITH GRANT OPTION)?(?:\s+GRANTED BY\s+\S+)?\s*;\s*)$"
+)
+
+
+def _for_public(text: str, role: str) -> str | None:
+    """A GRANT or REVOKE of ``text`` to (from) PUBLIC instead of ``role``; None if it names another grantee."""
+    m = _GRANTEE.match(text.strip())
+    if m is None:
+        return None
+    named = m["role"][1:-1].replace('""', '"') if m["role"].startswith('"') else m["role"]
+    if named != role:
+        return None
+    # PUBLIC takes no grant option ("grant options can only be granted to roles"): the privileges are tried.
+    tail = re.sub(r"(?i)\s+WITH GRANT OPTION", "", m["tail"])
+    return f"{m['head']}PUBLIC{tail}"
 
 
 # Refusals that say something the statement needs does not exist: the sign of a cascade.
@@ -892,6 +980,15 @@ class _Judge:
         entry = _readable(st.entry, conn)
         text = _decode(st.text, conn)
         role = self._missing_role(refusal)
+        if role is not None and entry is not None and entry.kind in _ACL_KINDS:
+            # The role comes first on the target, but the privileges may be what it refuses (MAINTAIN of
+            # 17 on 16 …), and the role's error hides that: the grant is tried once more for PUBLIC.
+            stand_in = _for_public(st.text, role)
+            if stand_in is not None:
+                again = scratch.try_statement(conn, stand_in.encode("latin-1"))
+                if again is not None and self._missing_role(again) is None and again.sqlstate not in _ROLE_ONLY:
+                    refusal = again
+                    role = None
         if role is not None:
             reason = f"needs role {role}, which migrate creates first"
             if entry is not None and _OWNER_TO.match(st.text):
@@ -916,6 +1013,23 @@ class _Judge:
         self.roots.append(failure)
         if entry is not None and entry.dump_id not in self.blocked:
             self._remember(entry, (len(self.roots) - 1, ""))
+
+    def session(self, st: Statement, refusal: scratch.Refusal) -> None:
+        """A session setting of the script the target refused. A parameter it does not know (pg_restore
+        sets those of its own major: default_table_access_method from 12 …) is what the restore meets
+        too: pg_restore --exit-on-error stops there. It is one refusal per setting, however often the
+        script sets it. Other refusals (SET SESSION AUTHORIZATION of a role made later …) are notes."""
+        setting = _setting_of(st.text)
+        if refusal.sqlstate != "42704" or setting is None or "configuration parameter" not in refusal.message:
+            self.notes.append(f"session setting not accepted: {_shorten(st.text, 120)}: {refusal.message}")
+            return
+        if any(f.object is None and _setting_of(f.statement) == setting for f in self.roots):
+            return
+        self.roots.append(
+            TrialFailure(
+                self.database, None, refusal.sqlstate, refusal.message, refusal.detail, refusal.hint, _shorten(st.text)
+            )
+        )
 
     def _missing_role(self, refusal: scratch.Refusal) -> str | None:
         if refusal.sqlstate != "42704":
@@ -1021,10 +1135,14 @@ def merge_findings(findings: Sequence[Any], trial: TrialReport) -> list[Any]:
     target = f"PostgreSQL {trial.server_version}"
     for failure in trial.failures:
         matched = False
+        setting = _setting_of(failure.statement) if failure.object is None else None
         for i, f in enumerate(out):
-            if f.rule_id == RULE_ID or f.object is None or f.database != failure.database:
+            if f.rule_id == RULE_ID or f.object is None:
                 continue
-            if _names_object(f.object, failure):
+            # A setting is the client's and the target's, not a database's: a cluster finding names it.
+            if (setting is not None and f.object == setting) or (
+                f.database == failure.database and _names_object(f.object, failure)
+            ):
                 matched = True
                 confirmed = f"the schema trial confirmed: {target} refused {failure.label}: {failure.server_message}"
                 if confirmed not in f.message:

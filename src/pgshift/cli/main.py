@@ -8,11 +8,12 @@ from typing import Annotated
 
 import psycopg
 import typer
+from rich.markup import escape as _escape
 
 import pgshift.catalog.session  # noqa: F401  (registers the output error handler)
 from pgshift import __version__
 from pgshift.catalog.session import query_failed
-from pgshift.cli import check, demo, migrate, toolchain, verify
+from pgshift.cli import backup, check, demo, migrate, rehearse, scenario, toolchain, verify
 from pgshift.cli.common import Finished, render_error, stderr_console
 from pgshift.cli.help import NoCommandGiven, ParserError, PgGroup, usage_error
 from pgshift.errors import ExitCode, PgshiftError
@@ -46,12 +47,23 @@ def _root(
     """pgshift: check, migrate and verify PostgreSQL databases across major versions."""
 
 
-for _module in (check, migrate, verify, demo, toolchain):
+for _module in (check, migrate, verify, backup, rehearse, demo, toolchain, scenario):
     _module.register(app)
 
 
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("PGSHIFT_DEBUG", "") not in ("", "0")
+
+
+def _print_traceback(debug: bool) -> None:
+    """The traceback of the exception being handled, under --debug; the exit code stays the documented one
+    (re-raising would end every failure with Python's 1)."""
+    if debug:
+        import traceback
+
+        sys.stderr.flush()
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,26 +101,25 @@ def main(argv: list[str] | None = None) -> None:
         raw = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         code = ExitCode.USAGE if raw == 2 else raw
     except PgshiftError as exc:
+        _print_traceback(debug)
         render_error(exc, verbose=debug)
-        if debug:
-            import traceback
-
-            traceback.print_exc()
         code = exc.exit_code
     except psycopg.Error as exc:  # a query no room turned into a PgshiftError: still no traceback
-        if debug:
-            raise
+        _print_traceback(debug)
         render_error(query_failed("pgshift could not finish", exc), verbose=debug)
         code = ExitCode.FAILED
     except KeyboardInterrupt:
         stderr_console().print("[red]interrupted[/]")
         code = ExitCode.INTERRUPTED
     except Exception as exc:  # an internal error: say so plainly, traceback only with --debug
-        if debug:
-            raise
+        _print_traceback(debug)
         stderr_console().print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
-            "[bold]hint:[/] run again with --debug for the traceback, and report it"
+            f"[bold red]internal error:[/] {_escape(f'{type(exc).__name__}: {exc}')}\n"
+            + (
+                "[bold]hint:[/] report it with the traceback above"
+                if debug
+                else "[bold]hint:[/] run again with --debug for the traceback, and report it"
+            )
         )
         code = ExitCode.FAILED
     sys.exit(int(code))

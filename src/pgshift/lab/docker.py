@@ -34,6 +34,8 @@ LABEL_LAB = "org.pgshift.lab"
 LABEL_OWNER = "org.pgshift.lab.owner"
 DATA_DIR = "/var/lib/postgresql/data"
 SOCKET_DIR = "/tmp"
+# Containers left running on purpose (``detach``): the sweep of dead owners' containers skips them.
+KEPT_PREFIX = "pgshift-kept-"
 
 
 @dataclass(eq=False)
@@ -74,6 +76,13 @@ class DockerLabServer(lab.LabServer):
         except DockerException:
             return ""
 
+    def detach(self, timeout: float = 60.0) -> None:
+        """Leave the container running after pgshift exits (``pgshift rehearse --keep``): renamed
+        ``KEPT_PREFIX…``, it is no longer removed at exit nor by the next start's sweep."""
+        lab._live.discard(self)
+        if self.container is not None:
+            self.container.rename(f"{KEPT_PREFIX}{self.container_id[:12]}")
+
     def stop(self) -> None:
         """Remove the container (and with it the data directory)."""
         from docker.errors import DockerException, NotFound
@@ -102,6 +111,8 @@ def remove_stale(client: Any) -> int:
     removed = 0
     host = socket.gethostname()
     for container in client.containers.list(all=True, filters={"label": LABEL_LAB}):
+        if container.name.startswith(KEPT_PREFIX):
+            continue
         owner = container.labels.get(LABEL_OWNER, "")
         owner_host, _, pid_text = owner.rpartition(":")
         if owner_host != host or not pid_text.isdigit():

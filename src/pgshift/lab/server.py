@@ -155,6 +155,29 @@ class LabServer:
                 proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def detach(self, timeout: float = 60.0) -> None:
+        """Leave the server running after pgshift exits (``pgshift rehearse --keep``).
+
+        The postmaster was started to die with pgshift; it is shut down (fast, keeping its data)
+        and started again on the same port without that tie. It is no longer stopped at exit, and
+        its directory names the postmaster as owner, so the next start removes it only once the
+        server is stopped.
+        """
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # fast shutdown: the data stays
+            proc.wait(timeout=timeout)
+        user = lab_user()
+        proc = spawn(
+            Command((str(self.bin_dir / "postgres"), "-D", str(self.datadir)), env=base_env(), run_as=user),
+            log_path=self.log_path,
+            die_with_parent=None,
+        )
+        self.process = proc
+        _wait_ready(self, timeout)
+        (self.root / "owner.pid").write_text(str(proc.pid))
+        _live.discard(self)
+
     def __hash__(self) -> int:
         return id(self)
 

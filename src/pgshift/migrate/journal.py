@@ -113,6 +113,13 @@ class DatabaseRecord:
     def dump_complete(self) -> bool:
         return self.step("dump").done and self.step("dump").artifacts.get("dump_dir") == self.dump_dir
 
+    def restored(self, *, schema_only: bool) -> bool:
+        """Every step that reads the dump is done: what is left runs SQL only (settings, ANALYZE,
+        the last step), and the dump, removed by then, is not needed again."""
+        if schema_only:
+            return self.step("restore-schema").done
+        return self.step("restore-data").done or self.step("stream-data").done
+
     @property
     def dump_started(self) -> bool:
         return self.step("dump").begun
@@ -156,6 +163,22 @@ class DatabaseRecord:
             phase = _PHASE_OF.get(kind)
             if phase and record.seconds:
                 out[phase] = round(out.get(phase, 0.0) + record.seconds, 3)
+        order = ("create", "dump", "restore", "analyze")  # the phases' own order, whatever ran first
+        return {p: out[p] for p in sorted(out, key=lambda p: order.index(p) if p in order else len(order))}
+
+    def step_seconds(self) -> dict[str, float]:
+        """Seconds by step kind, in the order they ran, all attempts together; stream mode's copy is
+        split as its engine timed it (copy, post-data after the last copy, sequences+matviews)."""
+        out: dict[str, float] = {}
+        for kind, record in sorted(self.steps.items(), key=lambda kv: kv[1].started or ""):
+            parts = record.artifacts.get("timings") if kind == "stream-data" else None
+            if isinstance(parts, dict) and parts:
+                # What the engine did not time: the post-data script from the archive, the listing.
+                parts = {**parts, "script": max(0.0, record.seconds - sum(float(v) for v in parts.values()))}
+                for part, seconds in parts.items():
+                    out[f"stream-data:{part}"] = round(out.get(f"stream-data:{part}", 0.0) + float(seconds), 3)
+            elif record.seconds:
+                out[kind] = round(out.get(kind, 0.0) + record.seconds, 3)
         return out
 
 
@@ -170,6 +193,7 @@ _PHASE_OF = {
     "database-settings": "restore",
     "analyze": "analyze",
     "finish": "analyze",
+    "recopy": "restore",
 }
 
 
@@ -223,7 +247,7 @@ class Journal:
                 f"{workdir} holds no migration journal ({JOURNAL})",
                 hint="give the work directory printed by the run to resume (--resume DIR)",
             ) from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep to read
             raise UsageError(f"the journal {path} cannot be read: {exc}") from None
         if not isinstance(header, dict) or header.get("kind") != KIND:
             raise UsageError(f"{path} is not a pgshift migration journal")
@@ -448,7 +472,7 @@ def _read_events(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             continue
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) - 1:
                 return  # torn by a crash mid-write
             raise _damaged(path, i + 1) from None
@@ -476,3 +500,29 @@ def _atomic_write(path: Path, text: str) -> None:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+
+
+def killed_attempt(journal: Journal, pid: int | None) -> str:
+    """What a resume (migrate's, restore's) says of an attempt that died unrecorded: who, and in which
+    steps (a DBA looks for the OOM killer's line or the operator's kill at that time)."""
+    cut = [r for r in journal.steps.values() if r.state == "running"]
+    where = ""
+    if cut:
+        where = " while " + ", ".join(
+            f"{r.id} was running" + (f" (since {_clock(r.started)})" if r.started else "") for r in cut
+        )
+    return (
+        "the previous attempt was killed"
+        + (f" (pid {pid})" if pid else "")
+        + where
+        + " before it could record its end; what it had not finished is done again"
+    )
+
+
+def _clock(stamp: str) -> str:
+    """An ISO time of the journal as a person reads it in a log: 2026-12-03 10:01:02 UTC."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

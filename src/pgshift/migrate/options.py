@@ -107,7 +107,8 @@ class MigrateOptions:
     )
     resume: bool = False  # continue the run recorded in ``workdir``
     keep_dumps: bool = field(
-        default=False, metadata=cli("--keep-dumps", resumable=True, help="Keep the dump archives after verification.")
+        default=False,
+        metadata=cli("--keep-dumps", resumable=True, help="Keep the dump archives (else removed once restored)."),
     )
     analyze: bool = field(
         default=True,
@@ -211,16 +212,9 @@ class MigrateOptions:
             )
         if self.resume and self.workdir is None:
             raise UsageError("--resume needs the work directory of the run to continue")
-        from pgshift.migrate.remedies import REMEDIES, parse_object_spec
+        from pgshift.migrate.remedies import check_remedy_names, parse_object_spec
 
-        unknown = [r for r in self.remedies if r not in REMEDIES or r == "exclude-object"]
-        if unknown:
-            raise UsageError(
-                f"--remedy {unknown[0]}: no such remedy",
-                hint="remedies: "
-                + ", ".join(r for r in REMEDIES if r != "exclude-object")
-                + "; to leave an object out use --exclude-object",
-            )
+        check_remedy_names(self.remedies)
         for spec in self.exclude_objects:
             parse_object_spec(spec)
         targets = list(self.renames.values())

@@ -195,7 +195,18 @@ StepKind = Literal[
     "database-settings",  # extensions a filtered dump left out, role settings in the database
     "analyze",
     "finish",  # the database's own comment in place of pgshift's in-progress mark
+    # A resume after a verification that failed: the tables it found different (and those referencing
+    # them) copied again from the source, in a new snapshot verify then reads (migrate/recopy.py).
+    "recopy",
     "verify",
+    # Backups and restores of sets (pgshift.backup): the rows of each table counted in the snapshot
+    # the dump then reads, the globals' facts written to the set, the manifest and the rename that
+    # make a set complete, and pg_restore (or psql) of one archive of a set.
+    "snapshot-counts",
+    "record-facts",
+    "seal-set",
+    "rotate-sets",  # --keep N: complete sets beyond the newest N removed, and partial ones no run holds
+    "restore-archive",
 ]
 
 

@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pgshift.catalog import cluster, ddl
 from pgshift.catalog import streaming as streaming_sql
@@ -40,6 +40,7 @@ def role_actions(facts: Facts) -> list[Action]:
         return []
     by_name = {r.name: r for r in facts.roles}
     out: list[Action] = []
+    self_grant = facts.target_version.major < 16 and not facts.target_info.is_superuser and not facts.options.no_owner
     for rp in plan.roles:
         if rp.action != "create":
             continue
@@ -53,6 +54,17 @@ def role_actions(facts: Facts) -> list[Action]:
                 tolerates=("duplicate_object",),
             )
         )
+        if self_grant:
+            # Before 16 a CREATEROLE role is no member of the roles it creates, and owning as another role
+            # (CREATE DATABASE … OWNER, pg_restore's ALTER … OWNER TO) needs membership: granted to itself,
+            # as 16's createrole_self_grant = 'set, inherit' does. verify expects it (target-own-role).
+            out.append(
+                Action(
+                    f"role {role.name}",
+                    ddl.grant_role_to(role.name, facts.target_info.current_user),
+                    requires_role=role.name,
+                )
+            )
         if role.comment:
             out.append(
                 Action(f"role {role.name}", ddl.comment_on_role(role.name, role.comment), requires_role=role.name)
@@ -151,8 +163,12 @@ def database_actions(
     target_tablespaces: set[str],
     run_id: str,
     workdir: str,
+    operation: str = "migration",
 ) -> tuple[list[Action], list[str]]:
-    """CREATE DATABASE and its properties: owner, tablespace, connlimit, comment, settings, grants."""
+    """CREATE DATABASE and its properties: owner, tablespace, connlimit, comment, settings, grants.
+
+    ``operation`` names, in the database's in-progress mark, what is filling it ("migration" or
+    "restore"): another run that meets the database says which command continues it."""
     options = facts.options
     db = facts.source_dbs[dbp.source]
     warnings: list[str] = []
@@ -182,7 +198,7 @@ def database_actions(
         out.append(Action(about, made.statement))
     if create:
         # Until its last step the new database says whose half-done work it is (final_comment_action).
-        out.append(Action(about, ddl.mark_in_progress(dbp.target, run_id, workdir)))
+        out.append(Action(about, ddl.mark_in_progress(dbp.target, run_id, workdir, operation)))
     for setting in db.settings:
         if _setting_dropped(facts, setting):
             continue
@@ -247,7 +263,8 @@ def role_database_actions(facts: Facts, dbp: DatabasePlan, created: set[str]) ->
 # --- commands ------------------------------------------------------------------------------------
 
 
-# Stream mode's schema dump reads the snapshot the copy then shares: exported when the step runs.
+# The snapshot pgshift exports for a database's dump when the step runs: stream mode's copy shares
+# it, and verify reads the source in it (``Facts.verify_in_snapshots``).
 SNAPSHOT_ARG = "--snapshot=<exported when the step runs>"
 
 
@@ -268,9 +285,11 @@ def dump_args(facts: Facts, dbp: DatabasePlan, dump_dir: Path) -> list[str]:
         "--verbose",
     ]
     if stream:
-        args += ["--schema-only", SNAPSHOT_ARG]
+        args.append("--schema-only")
     else:
         args.append(f"--compress={facts.dump_compress}")
+    if stream or facts.verify_in_snapshots:
+        args.append(SNAPSHOT_ARG)
     args += [f"--schema={p}" for p in options.schemas]
     args += [f"--exclude-schema={p}" for p in options.exclude_schemas]
     args += [f"--table={p}" for p in options.tables]
@@ -315,7 +334,7 @@ def restore_args(
         args.append(f"--use-list={use_list}")
     if not tolerate_transaction_timeout(facts):
         args.append("--exit-on-error")
-    args += restore_object_flags(options)
+    args += [*restore_object_flags(options), *facts.client.restore_flags]
     args.append(str(dump_dir))
     return args
 
@@ -347,7 +366,7 @@ def script_args(facts: Facts, dump_dir: Path, script: Path, *, use_list: Path | 
     args = ["--section=pre-data", "--verbose", f"--file={script}"]
     if use_list is not None:
         args.append(f"--use-list={use_list}")
-    return [*args, *restore_object_flags(facts.options), str(dump_dir)]
+    return [*args, *restore_object_flags(facts.options), *facts.client.restore_flags, str(dump_dir)]
 
 
 def psql_script_args(facts: Facts, dbp: DatabasePlan, script: Path) -> list[str]:
@@ -433,6 +452,37 @@ def build_plan(facts: Facts, workdir: Path, journal: Journal | None, run_id: str
     )
 
 
+def globals_steps(facts: Facts, journal: Journal | None, created: set[str], maintenance: str) -> list[Step]:
+    """The roles and memberships (with privileges on parameters, 15+) steps of the globals, minus
+    what the journal says is done: migrate's plan and restore's share them."""
+    done = journal.done if journal is not None else (lambda _step: False)
+    earlier = journal.roles_of_run(facts.target_roles) if journal is not None else set()
+    out: list[Step] = []
+    roles = [a for a in role_actions(facts) if a.role_created is None or a.role_created not in earlier]
+    if roles and not done("globals:roles"):
+        out.append(Step("globals:roles", "create-roles", "globals: roles", connect_to=maintenance, sql=tuple(roles)))
+    grants, skipped = membership_actions(facts, created)
+    # Privileges on parameters (15+) are global too: granted with the memberships, to roles this
+    # run created (or PUBLIC).
+    grants += [
+        Action(f"parameter {name}", ddl.grant_on_parameter(name, grant), requires_role=grant.grantee)
+        for name, grant in facts.parameter_grants
+    ]
+    if grants and not done("globals:memberships"):
+        note = f"{len(skipped)} membership(s) not granted: " + "; ".join(skipped[:5]) if skipped else ""
+        out.append(
+            Step(
+                "globals:memberships",
+                "grant-memberships",
+                "globals: memberships",
+                connect_to=maintenance,
+                sql=tuple(grants),
+                note=note,
+            )
+        )
+    return out
+
+
 def _steps(
     facts: Facts, workdir: Path, dump_dirs: Mapping[str, Path], journal: Journal | None, run_id: str
 ) -> list[Step]:
@@ -444,7 +494,6 @@ def _steps(
     created: set[str] = set()
     if gplan is not None:
         maintenance = maintenance_db(facts, "")
-        earlier = journal.roles_of_run(facts.target_roles) if journal is not None else set()
         created = set(gplan.created)
         if not done("globals:record"):
             args = globals_args(facts, workdir / GLOBALS)
@@ -456,30 +505,7 @@ def _steps(
                     program=program_call(facts, "pg_dumpall", args, "source"),
                 )
             )
-        roles = [a for a in role_actions(facts) if a.role_created not in earlier or a.role_created is None]
-        if roles and not done("globals:roles"):
-            out.append(
-                Step("globals:roles", "create-roles", "globals: roles", connect_to=maintenance, sql=tuple(roles))
-            )
-        grants, skipped = membership_actions(facts, created)
-        # Privileges on parameters (15+) are global too: granted with the memberships, to roles this
-        # run created (or PUBLIC).
-        grants += [
-            Action(f"parameter {name}", ddl.grant_on_parameter(name, grant), requires_role=grant.grantee)
-            for name, grant in facts.parameter_grants
-        ]
-        if grants and not done("globals:memberships"):
-            note = f"{len(skipped)} membership(s) not granted: " + "; ".join(skipped[:5]) if skipped else ""
-            out.append(
-                Step(
-                    "globals:memberships",
-                    "grant-memberships",
-                    "globals: memberships",
-                    connect_to=maintenance,
-                    sql=tuple(grants),
-                    note=note,
-                )
-            )
+        out += globals_steps(facts, journal, created, maintenance)
         spaces = tablespace_actions(facts, ts_names)
         if spaces and not done("globals:tablespaces"):
             out.append(
@@ -498,21 +524,74 @@ def _steps(
         if dbp.moves:
             chain = _database_steps(facts, dbp, dump_dirs[dbp.source], journal, run_id, workdir, ts_names, created)
             if chain:
-                chain[0] = _after(chain[0], before_databases)
+                # The first step that touches the target waits for the globals; the dump does not.
+                first = next((i for i, s in enumerate(chain) if s.kind not in _SOURCE_ONLY), None)
+                if first is not None:
+                    chain[first] = _after(chain[first], tuple(dict.fromkeys(chain[first].after + before_databases)))
                 out += chain
                 finals.append(chain[-1].id)
+    recopies = recopy_steps(facts, journal)
+    out += recopies
+    finals += [s.id for s in recopies]
     if facts.options.verify:
         pairs = ", ".join(f"{d.source}→{d.target}" for d in facts.databases if d.moves or d.action == "done")
+        as_of = "; the source as of each database's dump snapshot (held till then)" if facts.verify_in_snapshots else ""
         out.append(
             Step(
                 "verify",
                 "verify",
                 "verify",
                 after=tuple(finals) or before_databases,
-                note=f"compare objects and row counts: {pairs}",
+                note=f"compare objects and row counts: {pairs}{as_of}",
             )
         )
     return out
+
+
+def recopy_steps(facts: Facts, journal: Journal | None) -> list[Step]:
+    """A resume after a verification that failed: each finished database's tables that verify found
+    different, copied again (what and the target's fingerprints were journaled by that verify)."""
+    if journal is None or not facts.options.verify:
+        return []
+    # The last verification that ended found differences (an attempt killed since, in its copy or
+    # its verify, left the status "running": the records of the steps say it).
+    verified = journal.step("verify")
+    if verified.artifacts.get("equal") is not False:
+        return []
+    wanted: Mapping[str, Any] = verified.artifacts.get("recopy") or {}
+    out = []
+    for dbp in facts.databases:
+        spec = wanted.get(dbp.source)
+        if dbp.action != "done" or not spec or not (spec.get("tables") or spec.get("sequences")):
+            continue
+        step_id = f"db:{dbp.source}:recopy"
+        earlier = journal.step(step_id)
+        if earlier.done and (earlier.artifacts.get("token") == spec.get("token")):
+            continue  # copied again for that verification already; verify runs again
+        tables = [f"{s}.{n}" for s, n, _fp in spec.get("tables", [])]
+        extra = sorted(set(tables) - set(spec.get("differing", [])))
+        note = f"{len(tables)} table(s) in one transaction, from a new snapshot of the source"
+        if extra:
+            note += f" ({', '.join(extra[:5])}{' …' if len(extra) > 5 else ''} reference(s) them by foreign key)"
+        if spec.get("sequences"):
+            note += f"; {len(spec['sequences'])} sequence(s) set again"
+        out.append(
+            Step(
+                step_id,
+                "recopy",
+                f"{dbp.source}: copy again what verify found different: "
+                f"{', '.join(tables[:5])}{' …' if len(tables) > 5 else ''}",
+                database=dbp.source,
+                connect_to=dbp.target,
+                note=note,
+                intent={"token": spec.get("token")},
+            )
+        )
+    return out
+
+
+# Steps that only read the source (or the work directory): a database's chain begins with them.
+_SOURCE_ONLY = frozenset({"dump", "reuse-dump"})
 
 
 def _after(step: Step, after: tuple[str, ...]) -> Step:
@@ -543,6 +622,20 @@ def _database_steps(
             Step(f"db:{dbp.source}:{kind}", kind, f"{dbp.source}: {title}", database=dbp.source, after=after, **fields)  # type: ignore[arg-type]
         )
 
+    # The dump reads the source alone: it depends on nothing and comes first, so the runner may take
+    # it ahead, beside the schema trial, and a dump that fails has changed nothing on the target
+    # (not even dropped the database it was to replace).
+    if continuing and record is not None and record.restored(schema_only=options.schema_only):
+        pass  # what is left reads no dump
+    elif dbp.reuse_dump:
+        add("reuse-dump", f"reuse the dump of {dbp.source}", note=dbp.dump_note)
+    else:
+        add(
+            "dump",
+            f"dump ({human_size(dbp.size_bytes)})",
+            program=program_call(facts, "pg_dump", dump_args(facts, dbp, dump_dir), "source"),
+            note=dbp.dump_note,
+        )
     maintenance = maintenance_db(facts, dbp.target)
     # The target's empty postgres is filled in place; every other database is created by this run.
     reuse_existing = dbp.action == "migrate" and dbp.target in facts.target_db_names
@@ -567,15 +660,6 @@ def _database_steps(
             sql=tuple(actions),
             warnings=tuple(warnings),
             intent={"created_by_run": not reuse_existing},
-        )
-    if dbp.reuse_dump:
-        add("reuse-dump", f"reuse the dump of {dbp.source}", note=dbp.dump_note)
-    else:
-        add(
-            "dump",
-            f"dump ({human_size(dbp.size_bytes)})",
-            program=program_call(facts, "pg_dump", dump_args(facts, dbp, dump_dir), "source"),
-            note=dbp.dump_note,
         )
     remedies = facts.remedies.get(dbp.source)
     items = tuple(remedies.items) if remedies is not None else ()
@@ -669,7 +753,7 @@ def post_data_script_args(facts: Facts, dump_dir: Path, *, use_list: Path | None
     args = ["--section=post-data", "--verbose", f"--file={post_data_script(dump_dir)}"]
     if use_list is not None:
         args.append(f"--use-list={use_list}")
-    return [*args, *restore_object_flags(facts.options), str(dump_dir)]
+    return [*args, *restore_object_flags(facts.options), *facts.client.restore_flags, str(dump_dir)]
 
 
 def _stream_steps(

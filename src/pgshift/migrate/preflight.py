@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,9 +13,10 @@ from pgshift.catalog import cluster, ddl
 from pgshift.catalog import remedies as remedy_catalog
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo, ServerInfo, TablespaceInfo
 from pgshift.catalog.session import Connection, query_failed, resolve, session
+from pgshift.checks.databases import choose_databases
 from pgshift.conninfo import ResolvedEndpoint
-from pgshift.errors import PreflightRefused, UnknownDatabase
-from pgshift.events import EventSink, Level, Message
+from pgshift.errors import PreflightRefused
+from pgshift.events import EventSink, Level, Message, discard
 from pgshift.migrate.journal import DatabaseRecord, Journal
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import (
@@ -89,6 +92,13 @@ class Facts:
     target_settings: frozenset[str] = frozenset()
     # pg_dump's --compress for the archives in the work directory (see ``dump_compression``).
     dump_compress: str = "0"
+    # check's report without its schema trial, which the runner finishes (``finish_check``) beside
+    # the dumps, before anything changes the target; None: no trial is left to run.
+    pending_trial: Any = None
+    # Each database's dump (or stream copy) runs in a snapshot pgshift exports and holds until verify
+    # has read the source in it: the target is proven equal to the source as of that moment even
+    # while the source takes writes. False without verify, or when the held sessions would not fit.
+    verify_in_snapshots: bool = False
 
     @property
     def source_version(self) -> PgVersion:
@@ -125,30 +135,10 @@ def _choose_client(options: MigrateOptions, source: PgVersion, target: PgVersion
 def _select_databases(
     options: MigrateOptions, found: list[DatabaseInfo], warnings: list[str], sink: EventSink
 ) -> list[DatabaseInfo]:
-    by_name = {d.name: d for d in found}
-    if options.databases:
-        missing = [n for n in options.databases if n not in by_name]
-        if missing:
-            raise UnknownDatabase(missing, (d.name for d in found if not d.is_template))
-        chosen = [by_name[n] for n in dict.fromkeys(options.databases)]
-    else:
-        chosen = [d for d in found if d.name != "postgres" and not d.is_template]
-    excluded = set(options.exclude_databases)
-    chosen = [d for d in chosen if d.name not in excluded]
-    out = []
-    for db in chosen:
-        if not db.allow_connections or db.connlimit == -2:
-            text = (
-                f"database {db.name!r} does not accept connections (datallowconn = false or left invalid "
-                "by an interrupted DROP DATABASE) and cannot be dumped"
-            )
-            if options.databases:
-                raise PreflightRefused(
-                    text, hint=f"ALTER DATABASE {db.name} ALLOW_CONNECTIONS true on the source, or do not name it"
-                )
-            _warn(sink, warnings, text + "; it is left out")
-            continue
-        out.append(db)
+    # The same choice as pgshift check's (checks.databases): what one refuses, the other refuses.
+    out, left_out = choose_databases(found, options.databases, options.exclude_databases)
+    for name, why in left_out.items():
+        _warn(sink, warnings, f"database {name!r} {why} and cannot be dumped; it is left out")
     unknown = [r for r in options.renames if r not in {d.name for d in out}]
     if unknown:
         raise PreflightRefused(
@@ -157,14 +147,19 @@ def _select_databases(
     return out
 
 
-def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
-    """Blockers of ``pgshift check`` stop the run unless each rule id is accepted."""
+def _check_findings(facts: Facts, names: list[str], sink: EventSink, *, defer_trial: bool) -> None:
+    """Blockers of ``pgshift check`` stop the run unless each rule id is accepted.
+
+    With ``defer_trial`` the rules run now and the schema trial is left to ``finish_check``, which
+    the runner calls beside the steps that only read the source (the dumps), before any step
+    changes the target: on thousands of tables the trial takes seconds the dumps would wait for.
+    """
     options = facts.options
     if not options.check:
         facts.check = CheckSummary(ran=False, note="skipped (--no-check)")
         return
     from pgshift.catalog.inventory_check import ObjectFilters
-    from pgshift.checks import Severity, run_check
+    from pgshift.checks import run_check
     from pgshift.migrate.planner import restore_object_flags
 
     try:
@@ -178,7 +173,7 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             client=facts.client,
             # The schema tried on the target before anything is made there, as this run will
             # restore it: with the remedies' items left out or rewritten.
-            trial=True,
+            trial=not defer_trial,
             remedies={name: rem.items for name, rem in facts.remedies.items()},
             remedy_names=options.remedies,
             renames=dict(options.renames),
@@ -194,24 +189,86 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             if isinstance(exc, psycopg.errors.LockNotAvailable)
             else None,
         ) from None
+    if defer_trial:
+        try:
+            _judge_check(facts, report, discard, [])
+        except PreflightRefused:
+            # Refused by the rules already: the trial's refusals belong in the same answer.
+            facts.pending_trial = report
+            finish_check(facts, sink, facts.warnings, rules_said=False)
+            return
+        facts.pending_trial = report
+    _judge_check(facts, report, sink, facts.warnings)
+
+
+def finish_check(
+    facts: Facts,
+    sink: EventSink,
+    warnings: list[str],
+    cancel: threading.Event | None = None,
+    *,
+    rules_said: bool = True,
+) -> None:
+    """The schema trial ``_check_findings`` deferred, judged as the preflight judges the rules: a
+    refusal raises PreflightRefused (nothing has changed the target yet); what it adds is said once
+    (the rules' own findings were said by the preflight, unless ``rules_said`` is false)."""
+    report = facts.pending_trial
+    if report is None:
+        return
+    facts.pending_trial = None
+    from pgshift.catalog.inventory_check import ObjectFilters
+    from pgshift.checks import with_trial
+    from pgshift.migrate.planner import restore_object_flags
+
+    options = facts.options
+    try:
+        full = with_trial(
+            report,
+            facts.source,
+            facts.target,
+            sink=sink,
+            filters=ObjectFilters(options.schemas, options.exclude_schemas, options.tables, options.exclude_tables),
+            remedies={name: rem.items for name, rem in facts.remedies.items()},
+            restore_args=tuple(f for f in restore_object_flags(options) if f != "--no-tablespaces"),
+            remedy_names=options.remedies,
+            cancel=cancel,
+        )
+    except psycopg.Error as exc:
+        raise query_failed("the preflight's schema trial could not finish", exc) from None
+    _judge_check(facts, full, sink, warnings, said=frozenset(report.findings) if rules_said else frozenset())
+
+
+def _judge_check(
+    facts: Facts, report: Any, sink: EventSink, warnings: list[str], said: frozenset[Any] = frozenset()
+) -> None:
+    """Refuse the run on unaccepted blockers; say the accepted, carried and warned findings (those
+    not in ``said``, already said by an earlier judgement of the same check)."""
+    from pgshift.checks import Severity
+
+    options = facts.options
     refused: list[tuple[Any, str]] = []
     accepted: list[tuple[Any, str]] = []
-    carried: list[str] = []
-    warned: list[str] = []
+    carried: list[tuple[Any, str]] = []
+    warned: list[tuple[Any, str]] = []
     for finding in report.findings:
         where = f" [{finding.database}{': ' + finding.object if finding.object else ''}]" if finding.database else ""
         text = f"{finding.rule_id}{where}: {finding.message}"
+        if finding.rule_id == "owner-needs-set-role" and options.no_owner:
+            continue  # --no-owner: the target role owns what it restores
         if finding.rule_id in HANDLED_BY_MIGRATE:
-            sink(Message(f"check: {text} (decided by migrate's preflight)", level=Level.DEBUG))
+            if finding not in said:
+                sink(Message(f"check: {text} (decided by migrate's preflight)", level=Level.DEBUG))
         elif finding.carried_by is not None:
-            carried.append(f"{text} (carried by --remedy {finding.carried_by})")
+            carried.append((finding, f"{text} (carried by --remedy {finding.carried_by})"))
         elif finding.severity is Severity.BLOCKER and _extension_left_out(facts, finding.database, finding.object):
-            carried.append(f"{text} (left out by --remedy leave-out-extension)")
+            carried.append((finding, f"{text} (left out by --remedy leave-out-extension)"))
         elif finding.severity is Severity.BLOCKER:
             (accepted if finding.rule_id in options.accept else refused).append((finding, text))
         elif finding.severity is Severity.WARNING:
-            warned.append(text)
+            warned.append((finding, text))
     for finding, text in accepted:
+        if finding in said:
+            continue
         if finding.remedy:
             consequence = (
                 f"; migrate can carry it with --remedy {finding.remedy}, not given, so the restore stops there"
@@ -220,15 +277,21 @@ def _check_findings(facts: Facts, names: list[str], sink: EventSink) -> None:
             )
         else:
             consequence = "; no remedy carries it: expect the restore to fail at this object unless it is fixed first"
-        _warn(sink, facts.warnings, f"accepted blocker {text}{consequence}")
-    for text in carried:
-        sink(Message(f"check: {text}", level=Level.INFO))
-    for text in warned:
-        sink(Message(f"check: {text}", level=Level.WARNING))
+        _warn(sink, warnings, f"accepted blocker {text}{consequence}")
+    for finding, text in carried:
+        if finding not in said:
+            sink(Message(f"check: {text}", level=Level.INFO))
+    for finding, text in warned:
+        if finding in said:
+            continue
+        if finding.rule_id == "source-taking-writes":
+            _warn(sink, warnings, f"check: {text}")  # the report says as of when each database was copied
+        else:
+            sink(Message(f"check: {text}", level=Level.WARNING))
     facts.check = CheckSummary(
         ran=True,
-        blockers=tuple(t for _f, t in accepted) + tuple(carried),
-        warnings=tuple(warned),
+        blockers=tuple(t for _f, t in accepted) + tuple(t for _f, t in carried),
+        warnings=tuple(t for _f, t in warned),
         note=f"{len(refused)} refused",
     )
     if refused:
@@ -284,7 +347,9 @@ def _database_plans(
             if not can_bypass:
                 can_bypass = ddl.role_can_bypass_rls(sconn)
             if entry is not None and entry.dump_complete and not entry.finished:
-                reuse_dump, dump_note = _dump_decision(options, entry, ddl.dump_evidence(sconn))
+                reuse_dump, dump_note = _dump_decision(
+                    options, entry, ddl.dump_evidence(sconn), journal.workdir if journal is not None else None
+                )
             remedies = DatabaseRemedies()
             if options.remedies or specs:
                 remedies = plan_database(
@@ -326,6 +391,9 @@ def _database_plans(
                 action, reason = "migrate", f"left at {entry.state} and gone from the target; created again"
             elif ours and entry.step("create-database").done and not entry.step("restore-schema").begun:
                 # Created and marked, nothing restored yet: the database stays, the steps left run.
+                action, reason = "continue", f"left at {entry.state} by this run; continued where it stopped"
+            elif ours and entry.restored(schema_only=options.schema_only):
+                # Restored: the steps left run SQL only; the dump is not needed (nor kept).
                 action, reason = "continue", f"left at {entry.state} by this run; continued where it stopped"
             elif ours and entry.step("restore-schema").done and reuse_dump:
                 # The smallest unit left is redone, not the whole database.
@@ -415,11 +483,11 @@ def _database_plans(
     if half_done:
         name, mark = half_done[0]
         raise PreflightRefused(
-            f"database {name!r} on the target was left half-done by pgshift run {mark.run_id}; it is not a copy "
+            f"database {name!r} on the target was left half-done by pgshift {mark.operation} run {mark.run_id}; it "
+            "is not a copy "
             "to keep or skip",
             detail="\n".join(f"{n}: run {m.run_id} in {m.workdir}" for n, m in half_done[1:]) or None,
-            hint=f"continue that run with: pgshift migrate --resume {mark.workdir}, or replace the database with "
-            "--if-exists drop",
+            hint=f"continue that run with: {mark.resume_command}, or replace the database with --if-exists drop",
         )
     if existing:
         raise PreflightRefused(
@@ -494,10 +562,15 @@ def dump_compression(asked: str, client: ClientChoice) -> str:
     return asked
 
 
-def _dump_decision(options: MigrateOptions, entry: DatabaseRecord, evidence: str) -> tuple[bool, str]:
+def _dump_decision(
+    options: MigrateOptions, entry: DatabaseRecord, evidence: str, journal_workdir: Path | None
+) -> tuple[bool, str]:
     """Reuse an earlier attempt's finished dump only while it is still the source as it is now."""
     if options.dump_reuse == "never":
         return False, "dumped again (--redump)"
+    if journal_workdir is not None and not (journal_workdir / "dumps" / entry.dump_dir / "toc.dat").is_file():
+        # Removed once restored (its last reading step done): a later attempt has nothing to reuse.
+        return False, "dumped again: the earlier dump was removed once the database was restored"
     if options.dump_reuse == "always":
         return True, "the dump of an earlier attempt is reused as asked (--reuse-dump), changed or not"
     if entry.dump_evidence is None:
@@ -586,10 +659,14 @@ def _globals_plan(facts: Facts, sconn: Connection, tconn: Connection, journal: J
     facts.globals_plan = GlobalsPlan(tuple(roles), len(facts.memberships), tuple(spaces), passwords)
 
 
-def preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None = None) -> Facts:
-    """Connect, read and decide. Raises PreflightRefused/ConnectionFailed/ToolchainError; touches nothing."""
+def preflight(
+    options: MigrateOptions, sink: EventSink, journal: Journal | None = None, *, defer_trial: bool = False
+) -> Facts:
+    """Connect, read and decide. Raises PreflightRefused/ConnectionFailed/ToolchainError; touches nothing.
+
+    ``defer_trial``: check's schema trial is left for the runner (``finish_check``)."""
     try:
-        return _preflight(options, sink, journal)
+        return _preflight(options, sink, journal, defer_trial)
     except psycopg.Error as exc:
         raise query_failed(
             "the preflight could not read the servers",
@@ -600,7 +677,7 @@ def preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None 
         ) from None
 
 
-def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None) -> Facts:
+def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None, defer_trial: bool) -> Facts:
     sink(Message("connecting to the source and the target", level=Level.DEBUG))
     source = resolve(options.source)
     target = resolve(options.target)
@@ -678,12 +755,15 @@ def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None
         moving = [p for p in facts.databases if p.moves]
         facts.parallel_databases = max(1, min(options.jobs, len(moving)))
         facts.jobs_per_database = max(1, options.jobs // facts.parallel_databases)
-        _check_connections(facts, sconn, tconn)
+        _check_connections(facts, sconn, tconn, sink)
         if options.globals:
             _globals_plan(facts, sconn, tconn, journal, sink)
             created = set(facts.globals_plan.created) if facts.globals_plan else set()
+            moved = {p.source for p in moving}
             for role in facts.roles:
                 for database, setting in role.settings:
+                    if database and database not in moved:
+                        continue  # set IN DATABASE of a database this run leaves alone
                     if role.name in created and drops_setting(options.remedies, facts.target_settings, setting):
                         scope = f" IN DATABASE {database}" if database else ""
                         facts.global_remedies.append(
@@ -696,7 +776,7 @@ def _preflight(options: MigrateOptions, sink: EventSink, journal: Journal | None
                             )
                         )
     if moving:
-        _check_findings(facts, [p.source for p in moving], sink)
+        _check_findings(facts, [p.source for p in moving], sink, defer_trial=defer_trial)
     return facts
 
 
@@ -737,16 +817,43 @@ def _same_servers_as_recorded(
             )
 
 
-def _check_connections(facts: Facts, sconn: Connection, tconn: Connection) -> None:
+def _check_connections(facts: Facts, sconn: Connection, tconn: Connection, sink: EventSink) -> None:
     """Enough free connections on both servers for --jobs (pg_dump -j N opens N+1)."""
+    from pgshift.catalog.connections import connection_shortage
+
     need = facts.parallel_databases * (facts.jobs_per_database + 1) + 1
     for role, conn, info in (("source", sconn, facts.source_info), ("target", tconn, facts.target_info)):
-        usage = ddl.connection_usage(conn)
-        free = usage.available(info.is_superuser)
-        if free < need:
-            raise PreflightRefused(
-                f"the {role} server has {free} free connection(s) (max_connections {usage.max_connections}, "
-                f"{usage.in_use} in use, {usage.reserved} reserved) but --jobs {facts.options.jobs} needs {need}",
-                hint=f"lower --jobs (e.g. --jobs {max(1, (free - 2) // 2) if free > 3 else 1}) or free connections "
-                f"on the {role}",
-            )
+        short = connection_shortage(
+            conn,
+            role,
+            jobs=facts.options.jobs,
+            need=need,
+            jobs_within=lambda free: (free - 2) // 2 if free > 3 else 1,
+            superuser=info.is_superuser,
+        )
+        if short is not None:
+            raise PreflightRefused(short.message, hint=short.hint)
+    if not facts.options.verify:
+        return
+    # One more source session per database for the snapshot it is verified in, held from its dump
+    # to the end of verify.
+    held = sum(1 for p in facts.databases if p.moves)
+    short = connection_shortage(
+        sconn,
+        "source",
+        jobs=facts.options.jobs,
+        need=need + held,
+        jobs_within=lambda free: free,
+        superuser=facts.source_info.is_superuser,
+    )
+    if short is None:
+        facts.verify_in_snapshots = True
+        return
+    sink(
+        Message(
+            f"verify will compare with the source as it is then, not as of each database's dump: holding {held} "
+            f"snapshot session(s) beside --jobs {facts.options.jobs} needs {need + held} free connection(s) on the "
+            f"source, which has {short.free}",
+            level=Level.INFO,
+        )
+    )

@@ -22,6 +22,9 @@ class DatabaseResult:
     seconds: Mapping[str, float] = field(default_factory=dict)  # phase -> seconds
     error: str | None = None
     resumed: bool = False  # finished in an earlier attempt of the run
+    step_seconds: Mapping[str, float] = field(default_factory=dict)  # step kind -> seconds (finer than phases)
+    # When its dump began (its snapshot's moment; stream mode's too): the target holds the database as of then.
+    as_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +34,8 @@ class DatabaseResult:
             "size_bytes": self.size_bytes,
             "dump_bytes": self.dump_bytes,
             "seconds": dict(self.seconds),
+            "step_seconds": dict(self.step_seconds),
+            "as_of": self.as_of,
             "error": self.error,
             "resumed": self.resumed,
         }

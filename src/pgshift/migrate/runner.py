@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import re
 import shutil
 import signal
 import threading
@@ -26,11 +27,11 @@ from pgshift.conninfo import Endpoint
 from pgshift.errors import ConnectionFailed, Interrupted, PgshiftError, PreflightRefused, StepFailed, WorkdirFull
 from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress, StepStarted, discard
 from pgshift.migrate import steps
-from pgshift.migrate.journal import JOURNAL, DatabaseRecord, Journal, RunStatus
+from pgshift.migrate.journal import JOURNAL, DatabaseRecord, Journal, RunStatus, killed_attempt, now
 from pgshift.migrate.options import MigrateOptions
 from pgshift.migrate.plan import DatabasePlan, MigrationPlan
 from pgshift.migrate.planner import build_plan
-from pgshift.migrate.preflight import Facts, preflight, server_identity
+from pgshift.migrate.preflight import Facts, finish_check, preflight, server_identity
 from pgshift.migrate.result import DatabaseResult, DatabaseStatus, GlobalsResult, MigrationResult
 from pgshift.migrate.workdir import (
     LOG,
@@ -41,7 +42,7 @@ from pgshift.migrate.workdir import (
     make_private,
     new_run_id,
 )
-from pgshift.process import REDACTED, terminate_all
+from pgshift.process import REDACTED, stopping_children
 from pgshift.verify import ExpectedDifference, VerifyOptions, VerifyReport, verify_servers
 
 # --- plan ----------------------------------------------------------------------------------------
@@ -140,6 +141,26 @@ def _verify(run: steps.Run, pairs: list[tuple[str, str]]) -> tuple[VerifyReport,
         exclude_tables=options.exclude_tables,
         roles_left_alone=tuple(sorted(_left_alone(run.facts))),
     )
+    held = run.held_snapshots()
+    for database, snap in list(held.items()):
+        if not snap.alive():
+            # Its session ended (terminated, a server restart, a pooler's timeout): verify cannot
+            # join it, and compares with the source as it is now.
+            run.release_snapshot(database)
+            del held[database]
+            run.lost_snapshots.add(database)
+            run.warn(
+                f"{database}: the session holding the snapshot of its dump ended before verify; verify compares "
+                "with the source as it is now, so rows written since that dump show as differences"
+            )
+    if run.facts.verify_in_snapshots:
+        later = [s for s, _t in pairs if s not in held and s not in run.lost_snapshots]
+        if later:
+            # Dumped by an earlier attempt: its snapshot ended with that attempt's sessions.
+            run.warn(
+                f"{', '.join(later)}: dumped by an earlier attempt, whose snapshot ended with it; verify compares "
+                "with the source as it is now, so rows written since that dump show as differences"
+            )
     report = verify_servers(
         run.facts.source,
         run.facts.target,
@@ -147,8 +168,34 @@ def _verify(run: steps.Run, pairs: list[tuple[str, str]]) -> tuple[VerifyReport,
         options=vopts,
         sink=run.sink,
         expected=declared_differences(run.facts),
+        snapshots={s: held[s].id for s, _t in pairs if s in held},
+        cancel=run.cancel,
     )
     return report, report_summary(report)
+
+
+def _what_to_copy_again(run: steps.Run, report: VerifyReport, targets: dict[str, str]) -> dict[str, Any]:
+    """Per database, what a resume copies again to answer this verification (journaled with it)."""
+    from pgshift.migrate import recopy
+
+    token = now()
+    out: dict[str, Any] = {}
+    for database in sorted({d.database for d in report.differences if d.database and d.relation}):
+        diffs = [d for d in report.differences if d.database == database]
+        try:
+            out[database] = recopy.what_to_copy(run.facts.target, targets[database], diffs, token)
+        except psycopg.Error as exc:  # the resume then only verifies again, as before
+            run.log.write("warning", f"{database}: what to copy again is unknown: {exc}")
+    if out:
+        tables = sum(len(spec["tables"]) for spec in out.values())
+        run.sink(
+            Message(
+                f"a resume copies again the {tables} table(s) verify found different (and those referencing them), "
+                "if nothing writes to them on the target until then, then verifies again",
+                level=Level.INFO,
+            )
+        )
+    return out
 
 
 def declared_differences(facts: Facts) -> list[ExpectedDifference]:
@@ -210,19 +257,88 @@ def resume_command(options: MigrateOptions, workdir: Path) -> str:
     return f"pgshift migrate --resume {workdir}"
 
 
+# A hint written for a command run on its own ("… then run verify again"): within a migration the
+# resume is how it is run again, so the two are not both said.
+_RUN_AGAIN = re.compile(r",? then run (?:verify )?again\.?$")
+
+
 def with_resume_hint(hint: str | None, options: MigrateOptions, workdir: Path) -> str:
     """The hint of a failure, then how to continue; a hint that names --resume already is whole."""
     if hint and "--resume" in hint:
         return hint
+    if hint:
+        hint = _RUN_AGAIN.sub("", hint)
     return (hint.rstrip(".") + "; then " if hint else "fix the cause, then ") + (
         f"continue with: {resume_command(options, workdir)}"
     )
+
+
+def _trial_beside_dumps(run: steps.Run, plan: MigrationPlan) -> dict[str, PgshiftError]:
+    """check's schema trial (left by the preflight) while the databases' dumps, which only read the
+    source, start: a refusal stops them, and nothing has changed the target. Returns the dumps that
+    failed, by database; the dumps done here are in ``run.done_ahead``."""
+    facts = run.facts
+    dumps = [s for d in plan.databases if d.moves for s in plan.steps_of(d.source) if s.kind == "dump"]
+    verdict: list[BaseException] = []
+
+    def judge() -> None:
+        try:
+            finish_check(facts, run.sink, run.warnings, run.cancel)
+        except BaseException as exc:  # handed to the runner's thread below
+            verdict.append(exc)
+
+    trial = threading.Thread(target=judge, name="trial", daemon=True)
+    trial.start()
+    failed: dict[str, PgshiftError] = {}
+    lock = threading.Lock()
+    queue = list(dumps)
+
+    def ahead() -> None:
+        # New dumps start only while the trial runs: after it, the databases go on in their order.
+        while trial.is_alive() and not run.cancel.is_set():
+            with lock:
+                if not queue:
+                    return
+                step = queue.pop(0)
+            assert step.database is not None
+            try:
+                steps.execute(run, step)
+                run.done_ahead.add(step.id)
+            except PgshiftError as exc:
+                failed[step.database] = exc
+            except psycopg.Error as exc:
+                failed[step.database] = query_failed(f"database {step.database!r}", exc, hint=_RESUME_HINT)
+            except Exception as exc:
+                failed[step.database] = StepFailed(
+                    f"database {step.database!r}: internal error {type(exc).__name__}: {exc}"
+                )
+
+    workers = [
+        threading.Thread(target=ahead, name=f"dump-ahead-{i}", daemon=True)
+        for i in range(min(plan.parallel_databases, len(dumps)))
+    ]
+    for w in workers:
+        w.start()
+    trial.join()
+    if verdict:
+        # Refused (or the trial could not run): stop the dumps under way; the target is untouched.
+        run.cancel.set()
+        with stopping_children():
+            for w in workers:
+                w.join()
+        for d in plan.databases:
+            run.release_snapshot(d.source)
+        raise verdict[0]
+    for w in workers:
+        w.join()
+    return failed
 
 
 def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
     facts, journal, sink = run.facts, run.journal, run.sink
     phases: dict[str, float] = {}
     outcome: dict[str, Any] = {"globals": None, "errors": {}, "phases": phases}
+    failed_ahead = _trial_beside_dumps(run, plan) if facts.pending_trial is not None else {}
     # --- globals ---
     gsteps = [s for s in plan.steps_of(None) if s.kind != "verify"]
     if facts.globals_plan is not None:
@@ -256,15 +372,26 @@ def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
     lock = threading.Lock()
 
     def one(dbp: DatabasePlan) -> None:
+        if dbp.source in failed_ahead:
+            raise failed_ahead[dbp.source]
+        finished = False
+        chain = plan.steps_of(dbp.source)
+        last_reader = next((s.id for s in reversed(chain) if s.kind in steps.DUMP_READERS), None)
         try:
-            for step in plan.steps_of(dbp.source):
-                steps.execute(run, step)
+            for step in chain:
+                if step.id not in run.done_ahead:
+                    steps.execute(run, step)
+                if step.id == last_reader and not facts.options.keep_dumps:
+                    run.discard_dump(plan.dump_dirs[dbp.source])
+            finished = True
         except psycopg.Error as exc:
             if run.cancel.is_set():
                 raise Interrupted("interrupted") from None
             raise query_failed(f"database {dbp.source!r}", exc, hint=_RESUME_HINT) from None
         finally:
-            run.release_snapshot(dbp.source)  # stream mode: a failed step before the copy left it held
+            if not (finished and facts.verify_in_snapshots):
+                # A failed step left the dump's snapshot held (nothing will verify in it), or nothing needs it now.
+                run.release_snapshot(dbp.source)
         with lock:
             done_bytes[0] += float(dbp.size_bytes or 0)
             sink(StepProgress("migrate", step="migrate", completed=done_bytes[0], total=total))
@@ -288,6 +415,15 @@ def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
     sink(StepFinished("databases", step="migrate", ok=not errors, seconds=phases["databases"]))
     if errors:
         return outcome
+    # --- what a failed verification found different, copied again (a resume) ---
+    for step in plan.steps:
+        if step.kind == "recopy":
+            try:
+                steps.execute(run, step)
+            except psycopg.Error as exc:
+                if run.cancel.is_set():
+                    raise Interrupted("interrupted") from None
+                raise query_failed(f"database {step.database!r}", exc, hint=_RESUME_HINT) from None
     # --- verify ---
     outcome["verify"] = None
     outcome["verify_note"] = "skipped (--no-verify)" if not facts.options.verify else "nothing to verify"
@@ -299,6 +435,8 @@ def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
             outcome["verify"], outcome["verify_note"] = _verify(run, pairs)
             artifacts["equal"] = verified(outcome["verify"])
             artifacts["note"] = outcome["verify_note"]
+            if not artifacts["equal"]:
+                artifacts["recopy"] = _what_to_copy_again(run, outcome["verify"], dict(pairs))
         phases["verify"] = round(time.monotonic() - t0, 3)
     return outcome
 
@@ -396,18 +534,12 @@ def run_migration(
         lock.acquire()
         if journal.status == "running":
             # The lock was free, so no pgshift holds it: the last attempt died without a word.
-            sink(
-                Message(
-                    "the previous attempt was killed"
-                    + (f" (pid {previous_pid})" if previous_pid else "")
-                    + " before it could record its end; what it had not finished is done again",
-                    level=Level.WARNING,
-                )
-            )
+            sink(Message(killed_attempt(journal, previous_pid), level=Level.WARNING))
     if not options.resume and options.workdir is not None:
         check_new_workdir(options.workdir)  # before the servers are read: a run there is resumed, not redone
     try:
-        facts = preflight(options, sink, journal)
+        # The schema trial runs beside the first steps, which only read the source (see _trial_beside_dumps).
+        facts = preflight(options, sink, journal, defer_trial=not options.dry_run)
         workdir = options.workdir or default_workdir()
         run_id = journal.run_id if journal is not None else new_run_id()
         plan = build_plan(facts, workdir, journal, run_id)
@@ -493,10 +625,10 @@ def _execute(
             except (KeyboardInterrupt, _Signalled) as exc:
                 signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
                 run.cancel.set()
-                terminate_all()
-                run.cancel_queries()
-                with contextlib.suppress(BaseException):
-                    future.result(timeout=120)
+                with stopping_children():
+                    run.cancel_queries()
+                    with contextlib.suppress(BaseException):
+                        future.result(timeout=120)
                 _record_end(journal, log, "interrupted", f"interrupted by signal {int(signum)}; journal saved")
                 raise Interrupted(
                     f"interrupted ({'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'}); the journal is saved in "
@@ -528,18 +660,18 @@ def _execute(
             raise first
         verify = outcome.get("verify")
         equal = verified(verify)
+        run.wait_discards()
         if equal:
             if not facts.options.keep_dumps:
-                for entry in journal.databases.values():
-                    shutil.rmtree(workdir / "dumps" / entry.dump_dir, ignore_errors=True)
-                    # What steps wrote beside the dump: use-lists, schema scripts (stream mode's post-data).
-                    for extra in (workdir / "dumps").glob(f"{entry.dump_dir}.*"):
-                        with contextlib.suppress(FileNotFoundError):
-                            extra.unlink()
+                for entry in journal.databases.values():  # those of earlier attempts too
+                    steps.remove_dump(workdir / "dumps" / entry.dump_dir)
             journal.set_status("done", verify_note=outcome.get("verify_note", ""))
         else:
             journal.set_status("verify-failed", verify_note=outcome.get("verify_note", ""))
-            run.warn("verification found differences: the dumps are kept in the work directory")
+            run.warn(
+                "verification found differences"
+                + (": the dumps are kept in the work directory" if facts.options.keep_dumps else "")
+            )
         result = _result(
             plan,
             facts,
@@ -556,6 +688,8 @@ def _execute(
         log.write("info", f"finished: ok={result.ok} in {result.seconds:.1f}s")
         return result
     finally:
+        run.release_snapshots()
+        run.wait_discards()
         executor.shutdown(wait=False)
         log.close()
 
@@ -586,6 +720,8 @@ def _result(
                 size_bytes=dbp.size_bytes,
                 dump_bytes=record.dump_bytes if record else None,
                 seconds=record.seconds() if record else {},
+                step_seconds=record.step_seconds() if record else {},
+                as_of=record.step("dump").started if record and record.step("dump").done else None,
                 error=record.error if record else None,
                 resumed=dbp.action == "done",
             )

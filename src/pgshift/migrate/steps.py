@@ -6,6 +6,7 @@ journals what it produced; it decides nothing the plan did not say (see ``planne
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -112,8 +113,76 @@ class RestoreWatcher:
         return ""
 
 
+# Errors any command running pg_restore, psql or pg_dump meets, each with its cause and fix; the
+# first whose words are all in the (lowercased) message says it. Checked before the older rules.
+_CLIENT_ERRORS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("connection refused",),
+        "the server refused the connection: check that it runs and listens on that host and port "
+        "(listen_addresses, the firewall)",
+    ),
+    (
+        ("password authentication failed",),
+        "the password was refused: give the right one (PGPASSWORD, ~/.pgpass or a service file), never on the "
+        "command line",
+    ),
+    (("no pg_hba.conf entry",), "the server's pg_hba.conf has no line for this host, user and database: add one"),
+    (
+        ("unsupported version", "file header"),
+        "the archive was written by a newer pg_dump than this pg_restore: use a pg_restore of that major or newer "
+        "(pgshift toolchain install N, or --pg-bin)",
+    ),
+    (
+        ("could not open input file",),
+        "the archive is missing or unreadable: check the path, or restore another set (pgshift backup list DIR)",
+    ),
+    (
+        ("input file does not appear to be a valid archive",),
+        "the file is not a pg_dump archive (a plain SQL dump goes to psql), or it is damaged",
+    ),
+    (
+        ("server version mismatch",),
+        "pg_dump is older than the server: use a pg_dump of the server's major or newer (pgshift toolchain install N)",
+    ),
+    (
+        ("no space left on device",),
+        "the disk is full: free space (or choose a larger file system), then run the command again",
+    ),
+    (
+        ("could not write to output file",),
+        "the output could not be written (a full disk, a quota, a read-only file system): free space, then again",
+    ),
+)
+
+
+def _client_error_advice(low: str) -> str | None:
+    return next((advice for words, advice in _CLIENT_ERRORS if all(w in low for w in words)), None)
+
+
+# What a server says when it ends a session (pg_terminate_backend, a fast or immediate shutdown, a
+# crash of another backend): the fix is the server, not the statement or the connection settings.
+_SESSION_ENDED = (
+    "terminating connection due to administrator command",
+    "server closed the connection unexpectedly",
+    "the database system is shutting down",
+    "terminating connection because of crash of another server process",
+)
+
+
+def _session_ended_advice(low: str, side: str) -> str | None:
+    if not any(words in low for words in _SESSION_ENDED):
+        return None
+    return (
+        f"the {side} server ended the session (restarted, shut down, or the session was terminated by "
+        "pg_terminate_backend): check that it is up"
+    )
+
+
 def restore_advice(message: str) -> str:
     low = message.lower()
+    known = _session_ended_advice(low, "target") or _client_error_advice(low)
+    if known is not None:
+        return known
     if "role" in low and "does not exist" in low:
         return (
             "the role is missing on the target: migrate the globals first (drop --no-globals), "
@@ -132,7 +201,10 @@ def restore_advice(message: str) -> str:
     if "unrecognized configuration parameter" in low:
         return "the client is newer than the target: install the target's major (pgshift toolchain install N)"
     if "already exists" in low:
-        return "the target database was not empty: drop it, or replace it with --if-exists drop"
+        return (
+            "the target database was not empty: drop it, replace it (migrate --if-exists drop), or restore under "
+            "another name (restore --rename) or over it (restore --clean --if-exists)"
+        )
     if "does not exist" in low and ("function" in low or "type" in low or "operator" in low):
         return "an object uses something the target's PostgreSQL lacks: run pgshift check and fix it on the source"
     return "see the log in the work directory and fix the cause"
@@ -194,6 +266,11 @@ def explain_dump(dbname: str, exc: StepFailed) -> StepFailed:
 
 def dump_advice(message: str) -> str:
     low = message.lower()
+    known = _session_ended_advice(low, "source") or _client_error_advice(low)
+    if known is not None:
+        return known
+    if "role" in low and "does not exist" in low:
+        return "the connecting role does not exist on the source: connect as a role that does"
     if "permission denied" in low:
         return "connect to the source as a superuser, or grant the role pg_read_all_data (14+)"
     if "out of shared memory" in low or "max_locks_per_transaction" in low:
@@ -227,6 +304,7 @@ class Run:
         self.log = log
         self.sink = sink
         self.cancel = threading.Event()
+        self.done_ahead: set[str] = set()  # steps the runner ran before their turn (dumps beside the trial)
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
         self._applied = 0
@@ -235,9 +313,12 @@ class Run:
         # role's presence on the target, say so after a crash).
         self.created_roles: set[str] = journal.roles_of_run(facts.target_roles)
         self.existing_roles: list[str] = []
-        # Stream mode: per source database, the snapshot its schema dump and its copy share,
-        # exported by a leader connection held from the dump step to the end of the copy.
+        # Per source database, the snapshot its dump ran in (stream mode: and its copy), exported by a
+        # leader connection held from the dump step to the end of the copy, or of verify when
+        # ``facts.verify_in_snapshots``.
         self._snapshots: dict[str, streaming.Snapshot] = {}
+        self.lost_snapshots: set[str] = set()  # held for verify, but their sessions ended
+        self._discards: list[threading.Thread] = []
 
     def snapshot(self, database: str, *, open_new: bool = True) -> streaming.Snapshot | None:
         """The database's exported snapshot: opened now when ``open_new`` and none is held."""
@@ -246,7 +327,7 @@ class Run:
         if held is not None or not open_new:
             return held
         self.check_cancel()
-        from pgshift.migrate import streaming  # stream mode only: dump mode never loads the engine
+        from pgshift.migrate import streaming  # the copy engine's module; dump mode needs only its Snapshot
 
         snap = streaming.Snapshot.open(self.facts.source, database)
         with self._lock:
@@ -259,6 +340,25 @@ class Run:
             snap = self._snapshots.pop(database, None)
         if snap is not None:
             snap.close()
+
+    def discard_dump(self, dump_dir: Path) -> None:
+        """Remove a dump no step of the run reads any more, beside the steps still to run: unlinking
+        thousands of files takes seconds on a file system that discards freed blocks."""
+        thread = threading.Thread(target=remove_dump, args=(dump_dir,), name=f"discard-{dump_dir.name}", daemon=True)
+        thread.start()
+        self._discards.append(thread)
+
+    def wait_discards(self) -> None:
+        for thread in self._discards:
+            thread.join()
+
+    def held_snapshots(self) -> dict[str, streaming.Snapshot]:
+        with self._lock:
+            return dict(self._snapshots)
+
+    def release_snapshots(self) -> None:
+        for database in self.held_snapshots():
+            self.release_snapshot(database)
 
     @contextlib.contextmanager
     def step(self, step: Step, *, total: float | None = None) -> Iterator[dict[str, Any]]:
@@ -317,6 +417,8 @@ class Run:
         with self._lock:
             self._connections.add(conn)
         try:
+            # Again: a cancel that came during the connect did not see this session to cancel it.
+            self.check_cancel()
             yield conn
         finally:
             with self._lock:
@@ -398,6 +500,20 @@ class Run:
             raise
 
 
+# The steps that read a database's dump: once the last of them is done, the dump is not needed again
+# (the later steps run SQL; a resume of a restored database runs only those; a verification that
+# failed is completed by copying again from the source).
+DUMP_READERS = frozenset({"script-schema", "restore-schema", "restore-data", "stream-data"})
+
+
+def remove_dump(dump_dir: Path) -> None:
+    """A dump directory and what steps wrote beside it (use-lists, schema scripts)."""
+    shutil.rmtree(dump_dir, ignore_errors=True)
+    for extra in dump_dir.parent.glob(f"{dump_dir.name}.*"):
+        with contextlib.suppress(FileNotFoundError):
+            extra.unlink()
+
+
 def make_private_tree(path: Path) -> None:
     """Directories 0700, files 0600 (children write with the umask)."""
     for root, dirs, files in os.walk(path):
@@ -430,6 +546,35 @@ def run_sql_step(run: Run, step: Step) -> None:
             run.apply(conn, action)
 
 
+def run_analyze(run: Run, step: Step) -> None:
+    """ANALYZE of the restored database, table by table in ``jobs`` sessions (one ANALYZE is one
+    table at a time: on thousands of tables, or a few large ones, the sessions share the work)."""
+    jobs = run.facts.jobs_per_database
+    if jobs <= 1:
+        run_sql_step(run, step)
+        return
+    _say(run, step)
+    assert step.connect_to is not None
+    dbname = step.connect_to
+    with run.step(step):
+        with run.target_session(dbname) as conn:
+            queue = [Action(f"database {dbname}", st) for st in ddl.analyze_each(conn)]
+        lock = threading.Lock()
+
+        def worker() -> None:
+            with run.target_session(dbname) as session:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        action = queue.pop(0)
+                    run.apply(session, action)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="analyze") as pool:
+            for future in [pool.submit(worker) for _ in range(jobs)]:
+                future.result()
+
+
 def run_record_globals(run: Run, step: Step) -> None:
     assert step.program is not None
     with run.step(step) as artifacts:
@@ -446,9 +591,13 @@ def run_record_globals(run: Run, step: Step) -> None:
                 hint="find out what killed it (the OOM killer: see dmesg or journalctl -k; an operator)",
             )
         if not done.ok:
+            # The error line names the cause (a lost connection, a refused query); the last line is
+            # often only the query it was running.
+            tail = done.stderr_tail
+            reason = next((line for line in tail if ": error: " in line), tail[-1] if tail else "no message")
             run.warn(
-                "pg_dumpall --globals-only failed, so the record globals.sql is incomplete "
-                f"({done.stderr_tail[-1] if done.stderr_tail else 'no message'}); roles are applied from the catalog"
+                f"pg_dumpall --globals-only failed, so the record globals.sql is incomplete ({reason}); "
+                "roles are applied from the catalog"
             )
         with contextlib.suppress(OSError):
             os.chmod(record, 0o600)
@@ -556,7 +705,7 @@ def _write_remedy_list(run: Run, step: Step, dump_dir: Path, use_list: Path) -> 
 
 def run_script_schema(run: Run, step: Step) -> None:
     """The pre-data as an SQL script (pg_restore --file), rewritten where remedies say so."""
-    assert step.program is not None
+    assert step.program is not None and step.database is not None
     dump_dir = Path(step.program.args[-1])
     script = Path(_arg(step.program, "--file="))
     use_list = _arg(step.program, "--use-list=")
@@ -566,12 +715,14 @@ def run_script_schema(run: Run, step: Step) -> None:
             _write_remedy_list(run, step, dump_dir, Path(use_list))
         os.close(os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         run.program(step.program)
-        text = script.read_text(encoding="utf-8", errors="surrogateescape")
+        data = script.read_bytes()
         if tolerate_transaction_timeout(run.facts):
             # pg_restore 17+ sets transaction_timeout, which targets before 17 do not know.
-            text = text.replace("\nSET transaction_timeout = 0;\n", "\n")
+            data = data.replace(b"\nSET transaction_timeout = 0;\n", b"\n")
         try:
-            text, changes = remedies.rewrite_script(text, step.items)
+            # pg_restore writes the script in the source database's encoding: names are matched as its bytes.
+            encoding = run.facts.source_dbs[step.database].encoding
+            data, changes = remedies.rewrite_script_bytes(data, step.items, encoding)
         except remedies.RewriteFailed as exc:
             raise StepFailed(
                 f"a remedy could not be applied to the schema of database {step.database!r}: {exc}",
@@ -580,8 +731,8 @@ def run_script_schema(run: Run, step: Step) -> None:
             ) from None
         out = remedied_script(dump_dir)
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         for change in changes:
             run.log.write("info", f"remedy: {change}")
         artifacts["changes"] = changes
@@ -747,15 +898,59 @@ def run_stream_data(run: Run, step: Step) -> None:
                 cancel=run.cancel,
                 on_progress=progress,
                 log=run.log.write,
+                reader=_copy_reader(facts),
             )
             artifacts.update(result.summary())
             for note in result.notes:
                 run.sink(Message(f"{src}: {note}", level=Level.INFO))
     finally:
-        run.release_snapshot(src)
+        if not facts.verify_in_snapshots:
+            run.release_snapshot(src)  # else verify reads the source in it (the runner releases it on a failure)
 
 
 _PG_CLASS = 1259
+
+
+def run_recopy(run: Run, step: Step) -> None:
+    """The tables a failed verification found different, copied again in a new snapshot of the
+    source (held for the verify that follows)."""
+    from pgshift.migrate import recopy
+
+    assert step.database is not None and step.connect_to is not None
+    src = step.database
+    spec = (run.journal.step("verify").artifacts.get("recopy") or {}).get(src) or {}
+    _say(run, step)
+    done_before = run.journal.step(step.id).artifacts.get("after")
+    with run.step(step) as artifacts:
+        snap = run.snapshot(src)
+        assert snap is not None
+        with run.target_session(step.connect_to) as tconn:
+            artifacts.update(
+                recopy.copy_again(
+                    run.facts.source,
+                    src,
+                    tconn,
+                    spec,
+                    snap.id,
+                    done_before=done_before,
+                    record_after=lambda after: run.journal.step_artifacts(step.id, after=after),
+                    cancel=run.cancel,
+                    log=run.log.write,
+                )
+            )
+        artifacts["as_of"] = snap.taken_at
+    if not run.facts.verify_in_snapshots:
+        run.release_snapshot(src)
+
+
+def _copy_reader(facts: Facts) -> Any:
+    """The client's psql reads large units at C speed; clients in Docker read through psycopg."""
+    from pgshift.migrate.streaming import CopyReader
+
+    installation = facts.client.installation
+    if facts.client.docker_image is not None or installation is None or not installation.has("psql"):
+        return None
+    return CopyReader(str(installation.program("psql")))
 
 
 def _arg(call: ProgramCall, prefix: str) -> str:
@@ -778,8 +973,9 @@ EXECUTORS: dict[str, Callable[[Run, Step], None]] = {
     "stream-finish": run_sql_step,
     "remedy": run_sql_step,
     "database-settings": run_sql_step,
-    "analyze": run_sql_step,
+    "analyze": run_analyze,
     "finish": run_sql_step,
+    "recopy": run_recopy,
 }
 
 

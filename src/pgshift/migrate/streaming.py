@@ -30,15 +30,46 @@ from typing import Any
 
 import psycopg
 
+from pgshift import process
 from pgshift.catalog import streaming as q
-from pgshift.catalog.session import Connection, connect, first_line
+from pgshift.catalog.session import Connection, connect, export_snapshot, first_line, join_snapshot
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
 from pgshift.errors import Interrupted, StepFailed
+
+
+@dataclass(frozen=True)
+class CopyReader:
+    """The chosen client's psql, which reads a unit's ``COPY … TO STDOUT`` in the shared snapshot."""
+
+    psql: str
+
+    def command(self, source: ResolvedEndpoint, db: str, snapshot: str, copy: str, encoding: str) -> process.Command:
+        argv = [self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        argv += [
+            "-c",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            "-c",
+            f"SET TRANSACTION SNAPSHOT '{snapshot}'",
+        ]
+        argv += ["-c", copy, f"--dbname={source.child_conninfo(db)}"]
+        # The bytes in the target session's encoding; the password only in the environment.
+        options = f"-c statement_timeout=0 -c lock_timeout=0 {_TEXT_OPTIONS}"
+        env = source.child_env({"PGOPTIONS": options, "PGCLIENTENCODING": encoding})
+        return process.Command(tuple(argv), env=env, secrets=source.secrets)
+
 
 # Worker sessions wait for no lock and time nothing out: an index build may take hours. Their
 # commits do not wait for the WAL flush (a unit and its progress record are lost or kept together);
 # the copy ends with a synchronous commit, which makes every earlier one durable.
-_WORKER_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0 -c synchronous_commit=off"
+# COPY's text output as pg_dump asks for it: ISO dates, and every float digit (a source before 12
+# prints float4/float8 rounded unless extra_float_digits is 3).
+_TEXT_OPTIONS = "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3"
+COPY_SESSION_OPTIONS = (
+    "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0 -c synchronous_commit=off " + _TEXT_OPTIONS
+)
+# A unit at least this large is read through psql (``CopyReader``): psycopg hands COPY's output over
+# a row at a time, a Python loop that reads a large table 2-4 times slower than psql writes it.
+READER_BYTES = 4 << 20
 _FINISH_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0"
 # A table above this size is copied in ranges of about this size (14+ sources), so that one huge
 # table is copied by several workers at once.
@@ -59,6 +90,29 @@ Log = Callable[[str, str], None]
 # --- the snapshot ----------------------------------------------------------------------------------
 
 
+def copy_rows(
+    sconn: Connection,
+    tconn: Connection,
+    table: q.CopyTable,
+    lo: int | None,
+    hi: int | None,
+    *,
+    freeze: bool,
+    cancel: threading.Event,
+) -> tuple[int, int]:
+    """COPY the table's rows (or a block range of them) from the source session into the target's,
+    in whatever transaction each is in: (rows, bytes)."""
+    nbytes = 0
+    with sconn.cursor() as scur, tconn.cursor() as tcur:
+        with scur.copy(q.copy_out(table, lo, hi)) as out, tcur.copy(q.copy_in(table, freeze=freeze)) as into:
+            for block in out:
+                if cancel.is_set():
+                    raise Interrupted("interrupted")
+                into.write(block)
+                nbytes += len(block)
+        return max(tcur.rowcount, 0), nbytes
+
+
 class Snapshot:
     """A source session holding an exported snapshot open (a repeatable-read transaction)."""
 
@@ -69,13 +123,21 @@ class Snapshot:
 
     @classmethod
     def open(cls, source: Endpoint | ResolvedEndpoint, dbname: str) -> Snapshot:
-        conn = connect(source, dbname, autocommit=True, options=_WORKER_OPTIONS)
+        conn = connect(source, dbname, autocommit=True, options=COPY_SESSION_OPTIONS)
         try:
-            snapshot_id, taken_at = q.export_snapshot(conn)
+            snapshot_id, taken_at = export_snapshot(conn)
         except BaseException:
             conn.close()
             raise
         return cls(conn, snapshot_id, taken_at)
+
+    def alive(self) -> bool:
+        """The exporting session still holds the snapshot (others can still join it)."""
+        try:
+            self.conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
 
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):
@@ -232,7 +294,14 @@ class StreamResult:
             "post_data_items_skipped": self.items_skipped,
             "sequences": self.sequences,
             "large_objects": self.large_objects,
+            "timings": dict(self.seconds),
         }
+
+
+def _reader_failure(exc: StepFailed) -> str:
+    """psql's own error line (ERROR: …) when it gave one, else how it ended."""
+    lines = [line for line in (exc.detail or "").splitlines() if "ERROR:" in line or "FATAL:" in line]
+    return lines[-1].split(":", 1)[-1].strip() if lines else exc.message
 
 
 class _Failed(Exception):
@@ -262,8 +331,11 @@ class _Copy:
         cancel: threading.Event,
         on_progress: Callable[[float], None],
         log: Log,
+        reader: CopyReader | None = None,
     ) -> None:
         self.source, self.target, self.source_db, self.target_db = source, target, source_db, target_db
+        self.reader = reader
+        self.children: set[process.OutputStream] = set()
         self.snapshot = snapshot
         self.tables = tables
         self.owner, self.privileges = owner, privileges
@@ -298,6 +370,7 @@ class _Copy:
         self.running_items = 0
         self.running_other = 0  # items running that are not foreign keys
         self.running_units = 0
+        self.last_unit_at: float | None = None  # when the last unit of data committed
         self.large_object_info: list[q.LargeObject] = []
         self.partitions: dict[int, list[int]] = {}
 
@@ -356,6 +429,7 @@ class _Copy:
 
     def _unit_done(self, unit: Unit, rows: int, nbytes: int) -> None:
         with self.lock:
+            self.last_unit_at = time.monotonic()
             self.running_units -= 1
             self.result.units += 1
             self.result.rows += rows
@@ -383,7 +457,7 @@ class _Copy:
     # -- workers --
 
     def _connect(self, endpoint: Endpoint | ResolvedEndpoint, dbname: str) -> Connection:
-        conn = connect(endpoint, dbname, autocommit=True, options=_WORKER_OPTIONS)
+        conn = connect(endpoint, dbname, autocommit=True, options=COPY_SESSION_OPTIONS)
         with self.lock:
             self.connections.add(conn)
         return conn
@@ -392,7 +466,7 @@ class _Copy:
         sconn = tconn = None
         try:
             sconn = self._connect(self.source, self.source_db)
-            q.join_snapshot(sconn, self.snapshot)
+            join_snapshot(sconn, self.snapshot)
             tconn = self._connect(self.target, self.target_db)
             for statement in self.preamble:
                 with contextlib.suppress(psycopg.errors.UndefinedObject):  # transaction_timeout before 17
@@ -446,25 +520,60 @@ class _Copy:
     def _copy_table(
         self, sconn: Connection, tconn: Connection, table: q.CopyTable, unit: Unit, *, freeze: bool
     ) -> tuple[int, int]:
-        nbytes = 0
+        if self.reader is not None and unit.kind == "table" and unit.size >= READER_BYTES:
+            return self._copy_through_psql(self.reader, sconn, tconn, table, unit, freeze=freeze)
+        return self._copy_table_here(sconn, tconn, table, unit, freeze=freeze)
+
+    def _copy_table_here(
+        self, sconn: Connection, tconn: Connection, table: q.CopyTable, unit: Unit, *, freeze: bool
+    ) -> tuple[int, int]:
         try:
-            with sconn.cursor() as scur, tconn.cursor() as tcur:
-                with (
-                    scur.copy(q.copy_out(table, unit.lo, unit.hi)) as out,
-                    tcur.copy(q.copy_in(table, freeze=freeze)) as into,
-                ):
-                    for block in out:
-                        if self.cancel.is_set():
-                            raise Interrupted("interrupted")
-                        into.write(block)
-                        nbytes += len(block)
-                rows = max(tcur.rowcount, 0)
+            rows, nbytes = copy_rows(sconn, tconn, table, unit.lo, unit.hi, freeze=freeze, cancel=self.cancel)
         except psycopg.Error as exc:
             if self.cancel.is_set():
                 raise Interrupted("interrupted") from None
             raise _Failed(
                 StepFailed(
                     f"copying table {table.label} of database {self.source_db!r} failed: {first_line(exc)}",
+                    hint="see the log in the work directory; fix the cause, then resume",
+                )
+            ) from None
+        return rows, nbytes
+
+    def _copy_through_psql(
+        self, reader: CopyReader, sconn: Connection, tconn: Connection, table: q.CopyTable, unit: Unit, *, freeze: bool
+    ) -> tuple[int, int]:
+        """The unit read by psql in the snapshot, written here in chunks of a megabyte. The target's
+        transaction commits (in ``_copy_unit``) only after psql ended well: data cut short by a
+        failed or killed reader would otherwise load as if complete."""
+        if not isinstance(self.source, ResolvedEndpoint):
+            return self._copy_table_here(sconn, tconn, table, unit, freeze=freeze)
+        copy = q.copy_out(table, unit.lo, unit.hi).as_string(sconn)
+        encoding = tconn.info.parameter_status("client_encoding") or "UTF8"
+        command = reader.command(self.source, self.source_db, self.snapshot, copy, encoding)
+        nbytes = 0
+        try:
+            with process.output_stream(command, on_stderr=lambda line: self.log("psql", line)) as child:
+                with self.lock:
+                    self.children.add(child)
+                try:
+                    with tconn.cursor() as tcur, tcur.copy(q.copy_in(table, freeze=freeze)) as into:
+                        for block in child.chunks():
+                            if self.cancel.is_set():
+                                raise Interrupted("interrupted")
+                            into.write(block)
+                            nbytes += len(block)
+                    rows = max(tcur.rowcount, 0)
+                finally:
+                    with self.lock:
+                        self.children.discard(child)
+        except (psycopg.Error, StepFailed) as exc:
+            if self.cancel.is_set():
+                raise Interrupted("interrupted") from None
+            why = first_line(exc) if isinstance(exc, psycopg.Error) else _reader_failure(exc)
+            raise _Failed(
+                StepFailed(
+                    f"copying table {table.label} of database {self.source_db!r} failed: {why}",
                     hint="see the log in the work directory; fix the cause, then resume",
                 )
             ) from None
@@ -508,9 +617,10 @@ class _Copy:
             raise Interrupted("interrupted")
         self.log("sql", item.sql.decode("utf-8", "replace").strip())
         try:
-            tconn.execute(b"BEGIN;\n" + item.sql)
-            tconn.execute(q.mark_done([f"item:{item.dump_id}"], self.snapshot))
-            tconn.execute("COMMIT")
+            # One round trip: the item and its progress record commit together (thousands of small
+            # tables have thousands of items).
+            record = q.mark_done([f"item:{item.dump_id}"], self.snapshot).as_bytes(tconn)
+            tconn.execute(b"BEGIN;\n" + item.sql + b"\n;\n" + record + b";\nCOMMIT")
         except psycopg.Error as exc:
             with contextlib.suppress(Exception):
                 tconn.execute("ROLLBACK")
@@ -529,6 +639,9 @@ class _Copy:
     def cancel_all(self) -> None:
         with self.lock:
             conns = list(self.connections)
+            children = list(self.children)
+        for child in children:
+            child.stop()
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn.cancel_safe(timeout=5)
@@ -553,13 +666,14 @@ def stream_database(
     cancel: threading.Event,
     on_progress: Callable[[float], None] = lambda _done: None,
     log: Log = lambda _kind, _text: None,
+    reader: CopyReader | None = None,
 ) -> StreamResult:
     """Copy ``tables`` (source OIDs) and run the post-data items; see the module's docs."""
     started = time.monotonic()
     own = snapshot is None
     snap = Snapshot.open(source, source_db) if snapshot is None else snapshot
     try:
-        with contextlib.closing(connect(target, target_db, options=_WORKER_OPTIONS)) as tconn:
+        with contextlib.closing(connect(target, target_db, options=COPY_SESSION_OPTIONS)) as tconn:
             resumed = q.has_progress(tconn)
             if resumed:
                 # A killed attempt's sessions may still hold what they were loading.
@@ -593,6 +707,7 @@ def stream_database(
             cancel=cancel,
             on_progress=on_progress,
             log=log,
+            reader=reader,
         )
         copy.large_object_info = objects
         copy.partitions = partitions
@@ -619,8 +734,14 @@ def stream_database(
             if isinstance(failure, _Failed):
                 raise failure.error
             raise failure
-        copy.result.seconds["copy"] = round(time.monotonic() - started, 3)
+        # The data's time, and the post-data items still running after the last unit of data (the
+        # indexes and constraints not overlapped with copies): where stream mode's time goes.
+        ended = time.monotonic()
+        data_end = copy.last_unit_at or started
+        copy.result.seconds["copy"] = round(data_end - started, 3)
+        copy.result.seconds["post-data"] = round(ended - data_end, 3)
         _finish(snap, target, target_db, sequences, list(matviews), copy.result, cancel)
+        copy.result.seconds["sequences+matviews"] = round(time.monotonic() - ended, 3)
         return copy.result
     finally:
         if own:

@@ -26,6 +26,18 @@ def result_document(result: MigrationResult) -> dict[str, Any]:
     return result.as_dict()
 
 
+def trial_note(plan: MigrationPlan) -> str | None:
+    """What the dry run did on the target: the preflight's schema trial made a scratch database there."""
+    if not plan.check.ran:
+        return None
+    if any(w.startswith("schema-trial: the schema trial did not run") for w in plan.check.warnings):
+        return None  # the warning says why; nothing was made on the target
+    return (
+        "the schema was tried on the target in a scratch database, which was dropped again "
+        "(--no-check skips it, with check's rules)"
+    )
+
+
 def render_plan(plan: MigrationPlan, console: Console) -> None:
     """The whole plan: servers, client and why, databases with sizes, then every command in order."""
     console.print("[bold]pgshift migrate — plan (dry run: nothing was changed)[/]")
@@ -40,6 +52,9 @@ def render_plan(plan: MigrationPlan, console: Console) -> None:
         console.print(f"check   {len(plan.check.blockers)} accepted blocker(s), {len(plan.check.warnings)} warning(s)")
     elif plan.check.note:
         console.print(f"check   {escape(plan.check.note)}")
+    trial = trial_note(plan)
+    if trial:
+        console.print(f"trial   {escape(trial)}")
     table = Table(title="Databases", title_justify="left")
     for col in ("source", "target", "action", "size", "tables", "encoding / locale", "extensions"):
         table.add_column(col)
@@ -102,6 +117,7 @@ def render_plan_markdown(plan: MigrationPlan) -> str:
         f"- client: {plan.client.describe()}",
         f"- work directory: `{plan.workdir}`; {plan.parallel_databases} database(s) at once, "
         f"-j {plan.jobs_per_database} each",
+        *([f"- schema trial: {trial}"] if (trial := trial_note(plan)) else []),
         "",
         "## Databases",
         "",
@@ -166,6 +182,12 @@ def render_result(result: MigrationResult, console: Console) -> None:
     if phases:
         console.print(f"time per phase: {phases}")
     _render_remedies(result.remedies, console, "Remedies applied")
+    if any("source-taking-writes" in w for w in result.warnings):
+        moments = ", ".join(f"{d.source} {d.as_of}" for d in result.databases if d.as_of)
+        console.print(
+            "[yellow]the source was taking writes:[/] each database is on the target as of its dump's start "
+            f"({escape(moments)}); what was written later is not"
+        )
     console.print(f"verify: {escape(result.verify_note or 'not run')}")
     if result.verify is not None and not result.ok:
         for diff in list(result.verify.differences)[:20]:

@@ -13,7 +13,14 @@ from pgshift.report.common import h, html_page, md_table
 from pgshift.verify import CATEGORIES, DeclaredDifference, Difference, ExplainedDifference, VerifyReport
 
 SCHEMA_VERSION = 1
-_KIND_WORD = {"missing": "missing", "extra": "extra", "changed": "changed", "count": "count", "content": "content"}
+_KIND_WORD = {
+    "missing": "missing",
+    "extra": "extra",
+    "changed": "changed",
+    "count": "count",
+    "content": "content",
+    "moved-on": "moved on",
+}
 
 
 def json_document(report: VerifyReport) -> dict[str, Any]:

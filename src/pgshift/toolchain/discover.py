@@ -6,6 +6,7 @@ shims and half-removed packages exist on disk but fail.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
@@ -147,13 +148,31 @@ def _candidate_dirs(pg_bins: Sequence[Path], environ: Mapping[str, str]) -> list
     return out
 
 
+def _ask_versions(dirs: Iterable[Path]) -> None:
+    """Run every candidate program's ``--version`` at once (a machine with the nine majors has some
+    60 of them, 10 ms each one after another); the answers wait in ``_program_version``'s cache."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    programs = [d / name for d in dirs for name in PROGRAMS]
+    programs = [p for p in programs if p.is_file() and os.access(p, os.X_OK) and not _is_debian_wrapper(p)]
+
+    def ask(path: Path) -> None:
+        with contextlib.suppress(PgshiftError, OSError):
+            program_version(path)  # a failure is met again, and reported, by inspect_dir
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="pgshift-discover") as pool:
+        list(pool.map(ask, programs))
+
+
 def discover(pg_bins: Iterable[Path | str] = (), environ: Mapping[str, str] | None = None) -> Discovery:
     """Every installation, newest first. Explicit directories that hold no working program fail."""
     env = os.environ if environ is None else environ
     installations: list[Installation] = []
     problems: list[str] = []
     seen: set[Path] = set()
-    for bin_dir, origin, explicit in _candidate_dirs([Path(p) for p in pg_bins], env):
+    candidates = _candidate_dirs([Path(p) for p in pg_bins], env)
+    _ask_versions(dict.fromkeys(d for d, _, _ in candidates if d.is_dir()))
+    for bin_dir, origin, explicit in candidates:
         try:
             real = bin_dir.resolve()
         except OSError:

@@ -25,6 +25,8 @@ class ClientChoice:
     # Flags that keep a newer client's output loadable into an older target.
     dump_flags: tuple[str, ...] = field(default=())
     newer_than_target: bool = False
+    # The same for pg_restore: what it must not set on an older target.
+    restore_flags: tuple[str, ...] = field(default=())
 
     @property
     def major(self) -> int:
@@ -55,7 +57,21 @@ class ClientChoice:
             "reason": self.reason,
             "warnings": list(self.warnings),
             "dump_flags": list(self.dump_flags),
+            "restore_flags": list(self.restore_flags),
         }
+
+
+# 12: table access methods. pg_restore 12+ sets default_table_access_method before each table of an
+# archive of a 12+ server, which a target before 12 rejects; pg_restore 15+ can leave it out.
+TABLE_AM_SINCE = 12
+NO_TABLE_AM_CLIENT = 15
+
+
+def restore_terms(client_major: int, target: PgVersion) -> tuple[str, ...]:
+    """pg_restore flags for a client newer than the target."""
+    if major_order(client_major) // 10000 >= NO_TABLE_AM_CLIENT and major_order(target.major) // 10000 < TABLE_AM_SINCE:
+        return ("--no-table-access-method",)  # the tables get the target's only access method, heap
+    return ()
 
 
 def _newer_client_terms(client_major: int, target: PgVersion) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -121,6 +137,10 @@ def select_client(
     newer = [i for i in usable if major_order(i.major) > major_order(target.major)]
     if newer:
         best = min(newer, key=lambda i: (major_order(i.major), -i.version.num))
+        if major_order(target.major) // 10000 < TABLE_AM_SINCE <= major_order(source.major) // 10000:
+            # The closest one that can leave out the access methods, which the target cannot set.
+            able = [i for i in newer if major_order(i.major) // 10000 >= NO_TABLE_AM_CLIENT]
+            best = min(able, key=lambda i: (major_order(i.major), -i.version.num)) if able else best
         warnings, flags = _newer_client_terms(best.major, target)
         return ClientChoice(
             best.version,
@@ -130,6 +150,7 @@ def select_client(
             warnings=warnings,
             dump_flags=flags,
             newer_than_target=True,
+            restore_flags=restore_terms(best.major, target),
         )
     docker_problem = ""
     if docker_version is not None:
@@ -204,6 +225,7 @@ def _docker_choice(
         warnings=warnings,
         dump_flags=flags,
         newer_than_target=major_order(version.major) > major_order(target.major),
+        restore_flags=restore_terms(version.major, target),
     )
 
 

@@ -12,15 +12,17 @@ what migrate's remedies change on purpose), each reported under its remedy.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 
 import psycopg
 
 from pgshift.catalog import cluster, inventory, rows
-from pgshift.catalog.session import Connection, query_failed, server_version, session
+from pgshift.catalog.session import Connection, join_snapshot, query_failed, server_version, session
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
 from pgshift.errors import UnknownDatabase, UsageError
 from pgshift.events import EventSink, Level, Message, StepFinished, StepStarted, discard
@@ -30,7 +32,7 @@ from pgshift.verify.compare import (
     compare_memberships,
     compare_roles,
 )
-from pgshift.verify.data import compare_rows
+from pgshift.verify.data import cancel_statements, cancelling, compare_rows, refuse_too_many_jobs
 from pgshift.verify.expect import REMEDY_KINDS, declare
 from pgshift.verify.model import (
     CATEGORIES,
@@ -144,6 +146,8 @@ def verify_servers(
     sink: EventSink = discard,
     renames: Mapping[str, str] | None = None,
     expected: Sequence[ExpectedDifference] = (),
+    snapshots: Mapping[str, str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> VerifyReport:
     """Compare ``source`` and ``target``.
 
@@ -151,17 +155,25 @@ def verify_servers(
     database that allows connections, under the same name on the target (or the name ``renames``
     maps it to). A source database missing on the target is a difference. ``expected`` declares
     differences made on purpose (migrate's remedies): those it explains are reported in
-    ``VerifyReport.declared`` and do not count.
+    ``VerifyReport.declared`` and do not count. ``snapshots`` maps a source database to a snapshot
+    exported and still held (a migration's dump ran in it): that database's source side is read in
+    it, so rows written since do not count, and a sequence that went on since is expected. ``cancel``,
+    set from another thread (migrate's on Ctrl-C or SIGTERM), cancels the statements running then.
     """
     if options.jobs < 1:
         raise UsageError("--jobs must be at least 1", hint="give -j 1 or more")
     started = time.monotonic()
     renames = dict(renames or {})
+    snapshots = dict(snapshots or {})
     flt = Filter.build(options.schemas, options.exclude_schemas, options.tables, options.exclude_tables)
     candidates: list[Candidate] = []
     totals: list[DatabaseTotals] = []
     roles_compared = 0
-    with session(source) as src_conn, session(target) as tgt_conn:
+    with (
+        session(source) as src_conn,
+        session(target) as tgt_conn,
+        cancelling(cancel, partial(cancel_statements, src_conn, tgt_conn)),
+    ):
         _prepare(src_conn)
         _prepare(tgt_conn)
         src_version, tgt_version = server_version(src_conn), server_version(tgt_conn)
@@ -177,6 +189,8 @@ def verify_servers(
         )
         pairs, db_diffs, src_dbs, tgt_dbs = _pairs(src_conn, tgt_conn, databases, renames)
         _refuse_self_comparison(source, target, src_conn, tgt_conn, pairs)
+        if options.compare_rows:
+            refuse_too_many_jobs(src_conn, tgt_conn, options.jobs)
         candidates.extend(Candidate(d) for d in db_diffs)
         if options.compare_globals:
             sink(StepStarted("comparing roles and memberships", "globals"))
@@ -209,7 +223,15 @@ def verify_servers(
             totals_kw: dict[str, int] = {}
             s_tables: list[rows.TableRef] = []
             t_tables: list[rows.TableRef] = []
-            with session(source, s_name) as sdb, session(target, t_name) as tdb, _failing(s_name):
+            snapshot = snapshots.get(s_name)
+            with (
+                session(source, s_name) as sdb,
+                session(target, t_name) as tdb,
+                _failing(s_name),
+                cancelling(cancel, partial(cancel_statements, sdb, tdb)),
+            ):
+                if snapshot is not None:
+                    join_snapshot(sdb, snapshot)
                 if not ext_defaults:
                     ext_defaults = {n: a.default_version for n, a in cluster.available_extensions(tdb).items()}
                 if options.compare_schema:
@@ -236,7 +258,7 @@ def verify_servers(
                     t_tables = [t for t in rows.list_tables(tdb) if flt.table_ok(t.schema, t.name)]
                     if not options.compare_schema:
                         candidates += _missing_tables(s_name, s_tables, t_tables)
-                    seqs = _compare_sequences(s_name, sdb, tdb, flt)
+                    seqs = _compare_sequences(s_name, sdb, tdb, flt, in_snapshot=snapshot is not None)
                     candidates += seqs[0]
                     totals_kw["sequences"] = seqs[1]
                     lo_s = rows.large_objects(sdb, with_digest=options.checksums)
@@ -260,6 +282,8 @@ def verify_servers(
                     checksums=options.checksums,
                     chunk_rows=options.checksum_chunk_rows,
                     sink=sink,
+                    source_snapshot=snapshot,
+                    cancel=cancel,
                 )
                 candidates += [Candidate(d) for d in outcome.differences]
             totals.append(
@@ -272,6 +296,7 @@ def verify_servers(
                     checksummed_tables=outcome.checksummed_tables if outcome else 0,
                     checksummed_ranges=outcome.checksummed_ranges if outcome else 0,
                     seconds=round(time.monotonic() - t0, 3),
+                    source_in_snapshot=snapshot is not None,
                     **totals_kw,
                 )
             )
@@ -324,7 +349,11 @@ def _missing_tables(database: str, src: list[rows.TableRef], tgt: list[rows.Tabl
     return out
 
 
-def _compare_sequences(database: str, sdb: Connection, tdb: Connection, flt: Filter) -> tuple[list[Candidate], int]:
+def _compare_sequences(
+    database: str, sdb: Connection, tdb: Connection, flt: Filter, *, in_snapshot: bool
+) -> tuple[list[Candidate], int]:
+    """``in_snapshot``: the source's tables are read as of a snapshot, but a sequence is not
+    transactional (its value is the current one), so one that went on since is the source moving on."""
     src = {s.qualified: s for s in rows.sequence_values(sdb) if flt.table_ok(s.schema, s.name)}
     tgt = {s.qualified: s for s in rows.sequence_values(tdb) if flt.table_ok(s.schema, s.name)}
     out: list[Candidate] = []
@@ -335,7 +364,9 @@ def _compare_sequences(database: str, sdb: Connection, tdb: Connection, flt: Fil
             t_txt = f"{t.last_value}{'' if t.is_called else ' (not called)'}"
             behind = t.last_value < s.last_value or (t.last_value == s.last_value and s.is_called and not t.is_called)
             msg = f"sequence {name} is {'behind its source' if behind else 'ahead of its source'} on the target"
-            out.append(Candidate(Difference("sequences", database, f"sequence {name}", "changed", s_txt, t_txt, msg)))
+            kind = "moved-on" if behind and in_snapshot else "changed"
+            diff = Difference("sequences", database, f"sequence {name}", kind, s_txt, t_txt, msg, (s.schema, s.name))
+            out.append(Candidate(diff))
     return out, len(src.keys() & tgt.keys())
 
 

@@ -10,10 +10,10 @@ import re
 from collections.abc import Iterable, Mapping
 
 from pgshift.catalog.cluster import DatabaseInfo, Membership, RoleInfo
-from pgshift.catalog.inventory import COLUMN_PREFIX, DbObject, Inventory
+from pgshift.catalog.inventory import COLUMN_PREFIX, DbObject, Inventory, acl_name
 from pgshift.verify.model import Difference
 from pgshift.verify.patterns import Filter
-from pgshift.verify.rules import Candidate, acl_name
+from pgshift.verify.rules import Candidate
 
 _ROLE_FIELDS = (
     "superuser",

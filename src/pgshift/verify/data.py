@@ -20,23 +20,43 @@ from typing import Any, TypeVar
 import psycopg
 
 from pgshift.catalog import rows as rowcat
+from pgshift.catalog.connections import connection_shortage
 from pgshift.catalog.rows import Digest, KeyValue, TableRef
-from pgshift.catalog.session import Connection, connect
+from pgshift.catalog.session import Connection, connect, connection_lost, failure_hint, first_line, join_snapshot
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
-from pgshift.errors import StepFailed
+from pgshift.errors import StepFailed, UsageError
 from pgshift.events import EventSink, StepFinished, StepProgress, StepStarted
 from pgshift.verify.model import Difference
 
 T = TypeVar("T")
 
 
+class SideFailed(Exception):
+    """A query of one side's pool failed: which side, which database, and libpq's error."""
+
+    def __init__(self, role: str, dbname: str, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.role = role
+        self.dbname = dbname
+        self.error = error
+
+
 class SidePool:
     """``jobs`` connections to one database, each used by one worker thread."""
 
-    def __init__(self, endpoint: Endpoint | ResolvedEndpoint, dbname: str, jobs: int, *, checksums: bool) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint | ResolvedEndpoint,
+        dbname: str,
+        jobs: int,
+        *,
+        checksums: bool,
+        snapshot: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.dbname = dbname
         self.checksums = checksums
+        self.snapshot = snapshot  # every session reads in this exported snapshot
         self._local = threading.local()
         self._conns: list[Connection] = []
         self._lock = threading.Lock()
@@ -48,13 +68,35 @@ class SidePool:
             conn = connect(self.endpoint, self.dbname)
             if self.checksums:
                 rowcat.prepare_checksum_session(conn)
+            if self.snapshot is not None:
+                join_snapshot(conn, self.snapshot)
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
         return conn
 
     def submit(self, fn: Callable[[Connection], T]) -> Future[T]:
-        return self.executor.submit(lambda: fn(self._conn()))
+        def on_this_side() -> T:
+            try:
+                return fn(self._conn())
+            except psycopg.Error as exc:
+                if connection_lost(exc):
+                    # The session is dead: the next task of this worker gets a new one (and, with the
+                    # server still down, the connection error: exit 3), not "the connection is closed".
+                    self._forget_connection()
+                raise SideFailed(self.endpoint.role, self.dbname, exc) from exc
+
+        return self.executor.submit(on_this_side)
+
+    def _forget_connection(self) -> None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
     def cancel(self) -> None:
         """Cancel the statements running now (on an error or Ctrl-C): no waiting for a big count."""
@@ -72,6 +114,37 @@ class SidePool:
 
 
 @contextmanager
+def cancelling(event: threading.Event | None, cancel: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, ``cancel()`` every 0.1 s once ``event`` is set (a caller in another thread
+    was interrupted: migrate's Ctrl-C or SIGTERM), so the block's statements end at once with an error;
+    again each time, so a statement started after the first cancel ends too."""
+    if event is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            if event.is_set():
+                cancel()
+
+    watcher = threading.Thread(target=watch, name="verify-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def cancel_statements(*conns: Connection) -> None:
+    """Cancel what each session runs now (nothing happens to an idle one)."""
+    for conn in conns:
+        with contextlib.suppress(psycopg.Error):
+            conn.cancel_safe(timeout=5)
+
+
+@contextmanager
 def side_pools(
     source: Endpoint | ResolvedEndpoint,
     source_db: str,
@@ -80,18 +153,35 @@ def side_pools(
     jobs: int,
     *,
     checksums: bool,
+    source_snapshot: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> Iterator[tuple[SidePool, SidePool]]:
-    src = SidePool(source, source_db, jobs, checksums=checksums)
+    """The pools of both sides; once ``cancel`` is set their statements are cancelled (``cancelling``)."""
+    src = SidePool(source, source_db, jobs, checksums=checksums, snapshot=source_snapshot)
     tgt = SidePool(target, target_db, jobs, checksums=checksums)
-    try:
-        yield src, tgt
-    except BaseException:
+
+    def both() -> None:
         src.cancel()
         tgt.cancel()
+
+    try:
+        with cancelling(cancel, both):
+            yield src, tgt
+    except BaseException:
+        both()
         raise
     finally:
         src.close()
         tgt.close()
+
+
+def refuse_too_many_jobs(source: Connection, target: Connection, jobs: int) -> None:
+    """Before anything is counted: ``jobs`` more sessions must fit on each server (its catalog
+    session, already open, is counted in use), or the counts would end in 'too many clients'."""
+    for role, conn in (("source", source), ("target", target)):
+        short = connection_shortage(conn, role, jobs=jobs, need=jobs, jobs_within=lambda free: free)
+        if short is not None:
+            raise UsageError(short.message, hint=short.hint)
 
 
 def _wait(
@@ -102,16 +192,31 @@ def _wait(
     for i, fut in enumerate(futures):
         try:
             results.append(fut.result())
-        except psycopg.Error as exc:
+        except SideFailed as failed:
             for other in futures:
                 other.cancel()
-            raise StepFailed(
-                f"{describe(i)} failed: {str(exc).strip().splitlines()[0]}",
-                hint="the verifying role needs SELECT on every table (or exclude it with -T)",
-            ) from None
+            raise _side_failure(describe(i), failed) from None
         if (i + 1) % 25 == 0 or i + 1 == len(futures):
             sink(StepProgress(title, step, completed=i + 1, total=len(futures)))
     return results
+
+
+def _side_failure(task: str, failed: SideFailed) -> StepFailed:
+    """The error a user gets: a lost connection says so and names the server, a refused read asks for
+    the privilege, anything else gets the catalog layer's hint for it."""
+    exc = failed.error
+    if connection_lost(exc):
+        return StepFailed(
+            f"{task} failed: the connection to the {failed.role} (database {failed.dbname!r}) was lost: "
+            f"{first_line(exc)}",
+            hint=f"the {failed.role} server ended the session (restarted, shut down, or the session was "
+            "terminated by pg_terminate_backend or a timeout): check that it is up, then run verify again",
+        )
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        hint = f"the verifying role needs SELECT on every table of the {failed.role} (or exclude it with -T)"
+    else:
+        hint = failure_hint(exc)
+    return StepFailed(f"{task} failed: {first_line(exc)}", hint=hint)
 
 
 # Tables of up to 1 MB are counted COUNT_BATCH at a time: 10,000 tiny tables cost 10,000/50
@@ -228,8 +333,12 @@ def compare_rows(
     checksums: bool,
     chunk_rows: int,
     sink: EventSink,
+    source_snapshot: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> RowOutcome:
-    """Exact counts of every table on both sides (and digests with ``checksums``)."""
+    """Exact counts of every table on both sides (and digests with ``checksums``); the source's
+    read in ``source_snapshot`` when given (an exported snapshot still held); ``cancel`` set ends the
+    statements running (see ``side_pools``)."""
     out = RowOutcome()
     tgt_by_name = {(t.schema, t.name): t for t in target_tables}
     pairs = [(s, tgt_by_name[(s.schema, s.name)]) for s in source_tables if (s.schema, s.name) in tgt_by_name]
@@ -237,7 +346,9 @@ def compare_rows(
     step = f"db:{database}:rows"
     title = f"counting rows in {database}"
     sink(StepStarted(title, step, total=None, unit="batches"))
-    with side_pools(source, source_db, target, target_db, jobs, checksums=checksums) as (sp, tp):
+    with side_pools(
+        source, source_db, target, target_db, jobs, checksums=checksums, source_snapshot=source_snapshot, cancel=cancel
+    ) as (sp, tp):
         batches: list[tuple[str, list[TableRef], Future[list[int]]]] = []
         for role, pool, tables in (("source", sp, [s for s, _t in pairs]), ("target", tp, [t for _s, t in pairs])):
             countable = [t for t in tables if not (t.relkind == "m" and not t.populated)]
@@ -288,6 +399,7 @@ def compare_rows(
                             "unpopulated" if sc is None else f"populated ({sc:,} rows)",
                             "unpopulated" if tc is None else f"populated ({tc:,} rows)",
                             f"{obj} is populated on one side only",
+                            relation=(s.schema, s.name),
                         )
                     )
                 continue
@@ -305,6 +417,7 @@ def compare_rows(
                         f"{sc:,}",
                         f"{tc:,}",
                         f"{obj}: {abs(delta):,} row(s) {'more' if delta > 0 else 'fewer'} on the target",
+                        relation=(s.schema, s.name),
                     )
                 )
         sink(StepFinished(title, step, seconds=time.monotonic() - started))
@@ -380,6 +493,15 @@ def _checksums(
             f"; … {len(texts) - MAX_RANGES_SHOWN} more" if len(texts) > MAX_RANGES_SHOWN else ""
         )
         out.differences.append(
-            Difference("checksums", database, obj, "content", None, None, f"{obj}: content differs in {where}")
+            Difference(
+                "checksums",
+                database,
+                obj,
+                "content",
+                None,
+                None,
+                f"{obj}: content differs in {where}",
+                relation=(s.schema, s.name),
+            )
         )
     sink(StepFinished(title, step, seconds=time.monotonic() - started))

@@ -11,6 +11,7 @@ kinds of difference its remedy can make (``REMEDY_KINDS``): an object excluded o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,15 @@ _RELATION_KINDS = frozenset(
 )
 
 
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
+
+
+def _spellings(name: str) -> set[str]:
+    """``name`` as given and as verify prints it: migrate's remedies name objects as quote_ident
+    spells them (``public.c."größe"``, ``public."Orders"``), verify by their bare names."""
+    return {name, _QUOTED.sub(lambda m: m.group(1).replace('""', '"'), name)}
+
+
 def _kinds(word: str) -> tuple[str, ...]:
     if word in _KIND_WORDS:
         return _KIND_WORDS[word]
@@ -53,38 +63,40 @@ def _kinds(word: str) -> tuple[str, ...]:
 
 
 def _labels(kind: str, name: str) -> set[str]:
-    return {f"{k} {name}" for k in _kinds(kind)}
+    return {f"{k} {spelt}" for k in _kinds(kind) for spelt in _spellings(name)}
 
 
-def _renamed_label(e: ExpectedDifference) -> str | None:
+def _renamed_labels(e: ExpectedDifference) -> set[str] | None:
     if not e.renamed_to:
         return None
     if "." in e.renamed_to or "." not in e.object:
-        return f"{e.kind} {e.renamed_to}"
-    return f"{e.kind} {e.object.rsplit('.', 1)[0]}.{e.renamed_to}"
+        return {f"{e.kind} {spelt}" for spelt in _spellings(e.renamed_to)}
+    return {f"{e.kind} {spelt}" for spelt in _spellings(f"{e.object.rsplit('.', 1)[0]}.{e.renamed_to}")}
 
 
 def _belongs(cand: Candidate, e: ExpectedDifference) -> bool:
     """True when the difference is on an object that goes with ``e``'s (exclude-object)."""
+    return any(_belongs_to(cand, e.kind, name) for name in _spellings(e.object))
+
+
+def _belongs_to(cand: Candidate, kind: str, name: str) -> bool:
     d = cand.difference
-    kinds = _kinds(e.kind)
+    kinds = _kinds(kind)
     obj = cand.source or cand.target
-    if e.kind == "schema":
-        if obj is not None and obj.schema == e.object:
+    if kind == "schema":
+        if obj is not None and obj.schema == name:
             return True
-        return d.category in ("rows", "sequences", "checksums") and d.object.split(" ", 1)[-1].startswith(
-            e.object + "."
-        )
+        return d.category in ("rows", "sequences", "checksums") and d.object.split(" ", 1)[-1].startswith(name + ".")
     relation_kind = any(k in _RELATION_KINDS or k == "sequence" for k in kinds)
     if not relation_kind:
         return False
     if d.category in ("rows", "sequences", "checksums"):
-        return d.object in (f"table {e.object}", f"sequence {e.object}")
-    if d.object.startswith(f"column {e.object}."):
+        return d.object in (f"table {name}", f"sequence {name}")
+    if d.object.startswith(f"column {name}."):
         return True
     if obj is not None and obj.schema is not None:
         table = table_of(obj)
-        return table is not None and f"{obj.schema}.{table}" == e.object and obj.kind not in _RELATION_KINDS
+        return table is not None and f"{obj.schema}.{table}" == name and obj.kind not in _RELATION_KINDS
     return False
 
 
@@ -98,11 +110,11 @@ def matches(cand: Candidate, e: ExpectedDifference) -> bool:
         return False
     if attributes is not None and d.kind == "changed" and cand.attribute not in attributes:
         return False
-    renamed = _renamed_label(e)
+    renamed = _renamed_labels(e)
     if renamed is not None:
         # A rename: the old name is missing, the new one is extra.
         return (d.kind == "missing" and d.object in _labels(e.kind, e.object)) or (
-            d.kind == "extra" and d.object == renamed
+            d.kind == "extra" and d.object in renamed
         )
     if d.object in _labels(e.kind, e.object):
         return True

@@ -70,6 +70,9 @@ class Difference:
     source: str | None
     target: str | None
     message: str
+    # The source table or sequence (schema, name) whose rows or value differ: what copying it again
+    # would make equal (``pgshift migrate --resume`` after a verification that failed).
+    relation: tuple[str, str] | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +177,8 @@ class DatabaseTotals:
     checksummed_tables: int = 0
     checksummed_ranges: int = 0
     seconds: float = 0.0
+    # The source was read in an exported snapshot (a migration's dump's): as of that moment.
+    source_in_snapshot: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -227,6 +232,10 @@ class VerifyReport:
             parts.append(f"{sum(d.checksummed_tables for d in self.databases):,} checksummed")
         if self.options.compare_globals:
             parts.append(f"{self.roles_compared} roles")
+        in_snapshot = sum(1 for d in self.databases if d.source_in_snapshot)
+        if in_snapshot:
+            every = in_snapshot == len(self.databases)
+            parts.append(f"the source of {'each' if every else f'{in_snapshot}'} database as of its dump")
         head = "EQUAL" if self.equal else f"DIFFERENT: {len(self.differences)} difference(s)"
         tail = f"; {len(self.expected)} expected difference(s) explained by rules" if self.expected else ""
         if self.declared:

@@ -2,7 +2,9 @@
 
 Each rule has a name (shown in reports and documented in docs/verify.md) and a test. A rule
 that follows a PostgreSQL change only ever explains a difference between two *different*
-majors in the direction of an upgrade. One rule holds for any pair: the names the server
+majors on either side of that change, and holds both ways: what the newer major catalogs or
+spells by itself is expected only on the target of an upgrade and only on the source of a
+downgrade, never between two servers of the same side. One rule holds for any pair: the names the server
 chooses itself for what it clones onto partitions (server-named-clone).
 """
 
@@ -12,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from pgshift.catalog.inventory import DbObject
+from pgshift.catalog.inventory import DbObject, acl_name
 from pgshift.verify.model import Difference, ExplainedDifference
 from pgshift.version import PgVersion
 
@@ -30,6 +32,10 @@ class Context:
     def crosses(self, num: int) -> bool:
         """True when the source is older than ``num`` (a server_version_num) and the target is not."""
         return self.source_version.num < num <= self.target_version.num
+
+    def crosses_down(self, num: int) -> bool:
+        """True when the target is older than ``num`` and the source is not (a downgrade across it)."""
+        return self.target_version.num < num <= self.source_version.num
 
 
 @dataclass(frozen=True)
@@ -54,22 +60,46 @@ def _extra(c: Candidate) -> DbObject | None:
     return c.target if c.difference.kind == "extra" and c.source is None else None
 
 
+def _newer_side_only(c: Candidate, ctx: Context, num: int) -> DbObject | None:
+    """The object that exists only on the side of major ``num`` or newer, the other side older.
+
+    What a major catalogs by itself appears on its side alone, whichever way a move goes: only on
+    the target of an upgrade ("extra"), only on the source of a downgrade ("missing").
+    """
+    if ctx.crosses(num):
+        return _extra(c)
+    if ctx.crosses_down(num):
+        return c.source if c.difference.kind == "missing" and c.target is None else None
+    return None
+
+
+def _plain_not_null(obj: DbObject) -> bool:
+    # What an older major's attnotnull (or typnotnull) says in full: a valid NOT NULL that children
+    # inherit, with no comment. NOT VALID, NO INHERIT and a comment exist only as a constraint (18
+    # sets attnotnull for a NOT VALID one too), so losing them is a real difference.
+    definition = obj.attrs.get("definition") or ""
+    return obj.attrs.get("validated") == "yes" and "NO INHERIT" not in definition and obj.comment is None
+
+
 def _not_null_table(c: Candidate, ctx: Context) -> bool:
-    # 18 catalogs every NOT NULL column constraint in pg_constraint (contype 'n').
-    obj = _extra(c)
-    return ctx.crosses(180000) and obj is not None and {"contype:n", "on:table"} <= obj.flags
+    # 18 catalogs every NOT NULL column constraint in pg_constraint (contype 'n'); older majors
+    # keep only pg_attribute.attnotnull, which the column's own attribute compares on both sides.
+    obj = _newer_side_only(c, ctx, 180000)
+    return obj is not None and {"contype:n", "on:table"} <= obj.flags and _plain_not_null(obj)
 
 
 def _not_null_domain(c: Candidate, ctx: Context) -> bool:
-    # 17 catalogs domain NOT NULL constraints in pg_constraint (contype 'n').
-    obj = _extra(c)
-    return ctx.crosses(170000) and obj is not None and {"contype:n", "on:domain"} <= obj.flags
+    # 17 catalogs domain NOT NULL constraints in pg_constraint (contype 'n'); older majors keep
+    # pg_type.typnotnull, which the domain's not_null attribute compares on both sides.
+    obj = _newer_side_only(c, ctx, 170000)
+    return obj is not None and {"contype:n", "on:domain"} <= obj.flags and _plain_not_null(obj)
 
 
 def _multirange(c: Candidate, ctx: Context) -> bool:
-    # 14 creates a multirange type and three constructor functions for every range type.
-    obj = _extra(c)
-    return ctx.crosses(140000) and obj is not None and bool({"multirange", "multirange-constructor"} & obj.flags)
+    # 14 creates a multirange type and three constructor functions for every range type (pg_dump
+    # dumps none of them: an older target has none, a newer one makes them).
+    obj = _newer_side_only(c, ctx, 140000)
+    return obj is not None and bool({"multirange", "multirange-constructor"} & obj.flags)
 
 
 def _multirange_owner(c: Candidate, ctx: Context) -> bool:
@@ -84,11 +114,6 @@ def _multirange_owner(c: Candidate, ctx: Context) -> bool:
 
 
 _ALL_TABLE_PRIVS = set("arwdDxt")
-
-
-def acl_name(role: str) -> str:
-    """A role name as aclitem text spells it (quoted unless letters, digits and underscores)."""
-    return role if role and all(ch.isalnum() or ch == "_" for ch in role) else '"' + role.replace('"', '""') + '"'
 
 
 def _strip_maintain(item: str, owner: str | None) -> str | None:
@@ -114,17 +139,25 @@ def _relation_default(owner: str | None, *, maintain: bool) -> tuple[str, ...]:
 
 def _maintain(c: Candidate, ctx: Context) -> bool:
     # 17 added the MAINTAIN privilege (aclitem letter 'm'): GRANT ALL on a table, the owner's
-    # default privileges and ALTER DEFAULT PRIVILEGES … GRANT ALL ON TABLES include it.
-    if not ctx.crosses(170000) or c.attribute != "acl" or c.source is None or c.target is None:
+    # default privileges and ALTER DEFAULT PRIVILEGES … GRANT ALL ON TABLES include it. Either
+    # way across 17: an upgrade's target adds it, a downgrade's source has it where the target's
+    # ALL cannot. A MAINTAIN granted on its own is not part of ALL and stays a real difference.
+    if c.attribute != "acl" or c.source is None or c.target is None:
         return False
-    if not {"relation", "defacl:r"} & c.target.flags:
+    if ctx.crosses(170000):
+        older, newer = c.source, c.target
+    elif ctx.crosses_down(170000):
+        older, newer = c.target, c.source
+    else:
         return False
-    owner = c.target.owner or next((f[12:] for f in c.target.flags if f.startswith("defacl-role:")), None)
+    if not {"relation", "defacl:r"} & newer.flags:
+        return False
+    owner = newer.owner or next((f[12:] for f in newer.flags if f.startswith("defacl-role:")), None)
     # A NULL ACL is the owner's defaults, which gained MAINTAIN in 17.
-    src = c.source.acl if c.source.acl is not None else _relation_default(c.source.owner, maintain=False)
-    tgt = c.target.acl if c.target.acl is not None else _relation_default(c.target.owner, maintain=True)
-    stripped = [i for i in (_strip_maintain(i, owner) for i in tgt) if i is not None]
-    return sorted(src) == sorted(stripped) and sorted(src) != sorted(tgt)
+    old_acl = older.acl if older.acl is not None else _relation_default(older.owner, maintain=False)
+    new_acl = newer.acl if newer.acl is not None else _relation_default(newer.owner, maintain=True)
+    stripped = [i for i in (_strip_maintain(i, owner) for i in new_acl) if i is not None]
+    return sorted(old_acl) == sorted(stripped) and sorted(old_acl) != sorted(new_acl)
 
 
 def _server_named_clone(c: Candidate, ctx: Context) -> bool:
@@ -140,18 +173,22 @@ def _server_named_clone(c: Candidate, ctx: Context) -> bool:
 
 def _procedure_modes(c: Candidate, ctx: Context) -> bool:
     # 14 spells the IN mode of procedure arguments ("INOUT a integer, IN b text").
-    if not ctx.crosses(140000) or c.attribute != "arguments":
+    if c.attribute != "arguments":
         return False
     src, tgt = c.difference.source or "", c.difference.target or ""
-    return re.sub(r"(^|, )IN ", r"\1", tgt) == src
+    if ctx.crosses(140000):
+        return re.sub(r"(^|, )IN ", r"\1", tgt) == src
+    return ctx.crosses_down(140000) and re.sub(r"(^|, )IN ", r"\1", src) == tgt
 
 
 def _execute_function(c: Candidate, ctx: Context) -> bool:
     # 12 prints trigger definitions with EXECUTE FUNCTION (11 and older printed EXECUTE PROCEDURE).
-    if not ctx.crosses(120000) or c.attribute != "definition":
+    if c.attribute != "definition":
         return False
     src, tgt = c.difference.source or "", c.difference.target or ""
-    return src.replace(" EXECUTE PROCEDURE ", " EXECUTE FUNCTION ") == tgt
+    if ctx.crosses(120000):
+        return src.replace(" EXECUTE PROCEDURE ", " EXECUTE FUNCTION ") == tgt
+    return ctx.crosses_down(120000) and tgt.replace(" EXECUTE PROCEDURE ", " EXECUTE FUNCTION ") == src
 
 
 def _extension_default(c: Candidate, ctx: Context) -> bool:
@@ -193,6 +230,13 @@ def _role_only_on_target(c: Candidate, ctx: Context) -> bool:
     return c.difference.category == "globals" and c.difference.kind == "extra"
 
 
+def _sequence_moved_on(c: Candidate, _ctx: Context) -> bool:
+    # Read in a migration's dump snapshot, the source's tables are as of that moment, but a sequence's
+    # value is never transactional: the source's went on after the dump read it (verify marks such a
+    # sequence "moved-on" only then, and only when the target's is behind the source's).
+    return c.difference.category == "sequences" and c.difference.kind == "moved-on"
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "server-named-clone",
@@ -201,12 +245,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "not-null-constraints-18",
-        "PostgreSQL 18 catalogs NOT NULL column constraints in pg_constraint",
+        "PostgreSQL 18 catalogs NOT NULL column constraints in pg_constraint; older majors keep them as the"
+        " column's NOT NULL, which is compared",
         _not_null_table,
     ),
     Rule(
         "domain-not-null-constraints-17",
-        "PostgreSQL 17 catalogs domain NOT NULL constraints in pg_constraint",
+        "PostgreSQL 17 catalogs domain NOT NULL constraints in pg_constraint; older majors keep them as the"
+        " domain's NOT NULL, which is compared",
         _not_null_domain,
     ),
     Rule(
@@ -248,6 +294,12 @@ RULES: tuple[Rule, ...] = (
         "role-only-on-target",
         "a role that exists only on the target holds nothing of the source",
         _role_only_on_target,
+    ),
+    Rule(
+        "sequence-moved-on",
+        "the source's sequence went on after its database's dump read it (sequence values are not"
+        " transactional; the rows that used the new values are later than the dump)",
+        _sequence_moved_on,
     ),
     Rule(
         "public-schema-15",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Mapping
 
+from pgshift.catalog.cluster import next_xid, other_sessions, row_writes
 from pgshift.catalog.session import fetch_all
 from pgshift.checks import Severity
 from pgshift.checks.rule import Context, Hit, Rule, Scope
@@ -157,31 +159,27 @@ COLLATION_VERSION_DRIFT = Rule(
 
 
 def _datallowconn(ctx: Context) -> Iterator[Hit]:
-    for db in ctx.source.databases:
-        if db.name == "template0":
-            continue
-        if db.connlimit == -2:
-            yield Hit(
-                db.name,
-                f"database {db.name} is invalid (an interrupted DROP DATABASE): it is skipped",
-                db.name,
-            )
-        elif not db.allow_connections:
-            yield Hit(
-                db.name,
-                f"database {db.name} does not accept connections: pg_dumpall skips it silently and pg_dump "
-                "cannot connect",
-                db.name,
-            )
+    # The databases the move would take but leaves out (checks.databases, as migrate's preflight
+    # chooses them): a named one refuses the run before any rule runs.
+    for name, why in sorted(ctx.unconnectable.items()):
+        yield Hit(
+            name,
+            f"database {name} {why}: pg_dump cannot connect to it, so the move leaves it out "
+            "(pg_dumpall would skip it silently)",
+            name,
+        )
 
 
 DATALLOWCONN_FALSE = Rule(
     id="datallowconn-false",
     title="Databases that do not accept connections",
-    severity=Severity.BLOCKER,
+    # A warning, not a blocker: migrate leaves such a database out and says so, moving the rest;
+    # naming it with --database refuses check and migrate alike (exit 2).
+    severity=Severity.WARNING,
     changed_in="pg_dumpall behaviour (all versions); invalid databases since 15.4/16",
     scope=Scope.CLUSTER,
-    what_happens="pg_dumpall leaves such databases out without a message; pg_dump cannot connect to them.",
+    what_happens="pg_dump cannot connect to such a database: check and migrate leave it out of the move and say "
+    "so (pg_dumpall leaves it out without a message). Named with --database, it refuses the run in both (exit 2).",
     remediation="ALTER DATABASE x ALLOW_CONNECTIONS true before the move, or drop it (DROP DATABASE for invalid ones).",
     detect=_datallowconn,
     verified="11 with pg_dumpall 18",
@@ -390,6 +388,50 @@ PREPARED_XACTS_AND_SLOTS = Rule(
     verified="docs only",
 )
 
+
+def _live_source(ctx: Context) -> Iterator[Hit]:
+    if ctx.writes_at_start is None:
+        return
+    # Write transactions since the check began (each takes an xid; the count moves at once), then per
+    # database: a session still connected, and its rows written where the statistics already say so
+    # (they lag by up to a second, and count a session that has ended late: no live source then).
+    transactions = next_xid(ctx.conn) - ctx.xid_at_start
+    if transactions <= 0:
+        return
+    now = row_writes(ctx.conn)
+    connected = other_sessions(ctx.conn)
+    seconds = max(time.monotonic() - ctx.started_at, 0.1)
+    for name in sorted(ctx.moving):
+        sessions = connected.get(name, 0)
+        if not sessions:
+            continue
+        written = now.get(name, 0) - ctx.writes_at_start.get(name, 0)
+        rows = f", {written:,} row write(s) counted in database {name}" if written > 0 else ""
+        yield Hit(
+            name,
+            f"database {name} has {sessions} other session(s) connected while the source took {transactions:,} "
+            f"write transaction(s) in the {seconds:.1f} s check ran{rows}: the move copies it as of its dump's "
+            "snapshot and leaves out what is written after; databases are dumped at different moments",
+            name,
+        )
+
+
+LIVE_SOURCE = Rule(
+    id="source-taking-writes",
+    title="The source is taking writes",
+    severity=Severity.WARNING,
+    changed_in="pg_dump behaviour (all versions)",
+    scope=Scope.CLUSTER,
+    what_happens="Each database is copied as of one snapshot (its dump's, or stream mode's): rows written later "
+    "are not on the target, and each database has a moment of its own; verify then finds the tables that moved "
+    "on.",
+    remediation="Stop the writers for the move (applications, cron jobs), or keep them out: "
+    "ALTER DATABASE … ALLOW_CONNECTIONS false / REVOKE CONNECT, then end their sessions; or plan for the "
+    "changes written during the move to be applied again.",
+    detect=_live_source,
+    verified="14->18 (a writer during check)",
+)
+
 RULES = (
     LOCALE_AVAILABILITY,
     USER_COLLATION_LOCALES,
@@ -401,4 +443,5 @@ RULES = (
     LARGE_OBJECTS,
     EVENT_TRIGGERS,
     PREPARED_XACTS_AND_SLOTS,
+    LIVE_SOURCE,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from pgshift.checks import Severity
 from pgshift.checks.rule import Context, Hit, Query, Rule, Scope
@@ -50,6 +51,79 @@ CLIENT_NEWER_RESTORE_OLDER_TARGET = Rule(
     "the flags that keep the output loadable (--no-statistics) and ignores the expected error.",
     detect=_newer_client,
     verified="every 18-client restore into 11–16",
+)
+
+
+@dataclass(frozen=True)
+class ClientSetting:
+    """A parameter pg_restore sets in its session that an older server does not know."""
+
+    name: str
+    client_since: int  # the pg_restore major that sets it
+    server_since: int  # the server major that knows it
+    source_since: int  # sources of this major on give the archive a reason to set it
+    tolerated: bool  # migrate expects the error and goes on (said by client-newer-restore-older-target)
+    advice: str
+    # The pg_restore major from which pgshift's restores leave the setting out (a flag of the client's).
+    left_out_since: int | None = None
+
+
+CLIENT_SETTINGS = (
+    # 17: pg_restore sets transaction_timeout = 0 on every connection.
+    ClientSetting("transaction_timeout", 17, 17, 10, True, ""),
+    # 12: table access methods; pg_restore 12+ sets default_table_access_method before each table of an
+    # archive that records one (pg_dump 12+ of a 12+ server). Every client that can dump a 12+ server does.
+    ClientSetting(
+        "default_table_access_method",
+        12,
+        12,
+        12,
+        False,
+        "pg_restore --exit-on-error stops at the first table ('could not set default_table_access_method'); "
+        "pg_restore 15+ leaves it out with --no-table-access-method, which pgshift passes (it then prefers a "
+        "15+ client for such a move), but this pg_restore is older",
+        left_out_since=15,
+    ),
+)
+
+
+def _client_settings(ctx: Context) -> Iterator[Hit]:
+    client = ctx.client.program_major
+    client_major = int(client) if client is not None else ctx.source_major
+    for s in CLIENT_SETTINGS:
+        if s.tolerated or not (
+            client_major >= s.client_since and ctx.source_major >= s.source_since and ctx.target_major < s.server_since
+        ):
+            continue
+        if s.left_out_since is not None and client_major >= s.left_out_since:
+            continue
+        yield Hit(
+            s.name,
+            f"pg_restore {client_major} sets {s.name}, which {ctx.target_major} does not know (added in "
+            f"{s.server_since}): {s.advice}",
+        )
+
+
+CLIENT_SETTINGS_OLDER_TARGET = Rule(
+    id="client-settings-older-target",
+    title="pg_restore sets parameters the older target does not know",
+    severity=Severity.BLOCKER,
+    changed_in="pg_restore behaviour (12: default_table_access_method; 17: transaction_timeout)",
+    scope=Scope.CLUSTER,
+    target_max=max(s.server_since for s in CLIENT_SETTINGS if not s.tolerated) - 1,
+    what_happens="pg_restore sets session parameters of its own major; a target older than the parameter "
+    "rejects the SET ('unrecognized configuration parameter'). transaction_timeout (17) is expected and "
+    "ignored by migrate (client-newer-restore-older-target); default_table_access_method (12) is left out by "
+    "pg_restore 15+ with --no-table-access-method, which pgshift passes for a target before 12 (and it prefers "
+    "a 15+ client for a 12+ source moving there); with an older pg_restore a move of a 12+ source into 11 or "
+    "older stops at its first table.",
+    remediation="Install a PostgreSQL 15 or newer client (pgshift toolchain install 18) so that pgshift uses it; "
+    "or move to a target of 12 or newer; or restore by hand without those lines: pg_restore -f - DUMP "
+    "| grep -v -e '^SET default_table_access_method = ' -e '^SET transaction_timeout = ' "
+    "| psql -v ON_ERROR_STOP=1 -d TARGETDB (the tables are created with the target's only access method, heap).",
+    detect=_client_settings,
+    verified="12->11: pg_restore 14 stops ('could not set default_table_access_method'); migrate with pg_restore "
+    "18 and --no-table-access-method moves it",
 )
 
 
@@ -263,6 +337,7 @@ RULES = (
     OBJECT_FILTERS_FAIL,
     CLIENT_DUMP_NEWER_SERVER,
     CLIENT_NEWER_RESTORE_OLDER_TARGET,
+    CLIENT_SETTINGS_OLDER_TARGET,
     TARGET_OLDER_THAN_SOURCE,
     SOURCE_IS_TARGET,
     TARGET_DATABASE_EXISTS,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import LiteralString
 
-from pgshift.catalog.session import fetch_all
+from pgshift.catalog.inventory import acl_name
+from pgshift.catalog.session import fetch_all, fetch_one
 from pgshift.checks import Severity
 from pgshift.checks.rule import Context, Hit, Query, Rule, Scope
 
@@ -30,8 +32,13 @@ REMOVED_SETTINGS: dict[str, int] = {
 def unknown_on_target(ctx: Context, name: str) -> bool:
     if "." in name:
         return False  # custom (extension) settings are placeholders anywhere
-    if ctx.target is not None:
-        return name not in ctx.target.setting_names
+    target = ctx.target
+    if target is not None and (
+        target.privileges.superuser or {"pg_read_all_settings", "pg_monitor"} & set(target.privileges.member_of)
+    ):
+        return name not in target.setting_names
+    # Without a target, or one whose role pg_settings hides superuser-only settings from (a managed
+    # service's), what a major removed is known from the table above.
     gone = REMOVED_SETTINGS.get(name)
     return gone is not None and ctx.source_major < gone <= ctx.target_major
 
@@ -55,8 +62,11 @@ def _removed_gucs(ctx: Context) -> Iterator[Hit]:
             )
     if not ctx.first_database:
         return
-    # Per-database and per-role settings are cluster-wide: reported once, from the inventory.
+    # Per-database and per-role settings are cluster-wide: reported once, from the inventory, for
+    # the databases the move carries (a role's setting IN DATABASE goes with that database).
     for db in ctx.source.databases:
+        if db.name not in ctx.moving:
+            continue
         for setting in db.settings:
             name = setting.split("=", 1)[0]
             if unknown_on_target(ctx, name):
@@ -69,6 +79,8 @@ def _removed_gucs(ctx: Context) -> Iterator[Hit]:
     for role in ctx.source.roles:
         for dbname, setting in role.settings:
             name = setting.split("=", 1)[0]
+            if dbname and dbname not in ctx.moving:
+                continue
             if unknown_on_target(ctx, name):
                 scope = f" IN DATABASE {dbname}" if dbname else ""
                 yield Hit(
@@ -245,6 +257,71 @@ CREATEROLE_INHERITANCE = Rule(
 )
 
 
+def _owners_out_of_reach(ctx: Context) -> Iterator[Hit]:
+    # Owning an object as another role (CREATE DATABASE … OWNER, ALTER … OWNER TO) needs membership in
+    # it before 16, SET on it from 16. 16 made CREATEROLE grant ADMIN, not SET, on the roles a
+    # non-superuser creates (unless its createrole_self_grant says 'set'); before 16 migrate grants
+    # itself each role it creates, so only roles that exist already can be out of reach.
+    target = ctx.target
+    if target is None or target.privileges.superuser or ctx.target_conn is None:
+        return
+    since_16 = target.server.version.major >= 16
+    self_grant = {"set"}
+    if since_16:
+        row = fetch_one(ctx.target_conn, "SELECT current_setting('createrole_self_grant') AS v")
+        self_grant = {p.strip().lower() for p in str(row["v"] if row else "").split(",")}
+    owners = sorted({d.owner for d in ctx.source.databases if d.name in ctx.moving and d.owner})
+    existing = [o for o in owners if o in target.roles]
+    query: LiteralString = (
+        "SELECT rolname AS name FROM pg_roles WHERE rolname = ANY(%s) AND pg_has_role(rolname, 'SET')"
+        if since_16
+        else "SELECT rolname AS name FROM pg_roles WHERE rolname = ANY(%s) AND pg_has_role(rolname, 'MEMBER')"
+    )
+    reachable = {r["name"] for r in fetch_all(ctx.target_conn, query, (existing,))}
+    user = target.privileges.user
+    for owner in owners:
+        if owner == user or owner in reachable:
+            continue
+        if owner in target.roles:
+            why = (
+                f"the target role {user} may not SET ROLE to {owner}, which exists there"
+                if since_16
+                else f"the target role {user} is not a member of {owner}, which exists there"
+            )
+        elif "set" in self_grant:
+            continue
+        else:
+            why = (
+                f"{user} will create {owner}, but on PostgreSQL {target.server.version.major} a non-superuser "
+                "gets only ADMIN on the roles it creates (createrole_self_grant is not 'set')"
+            )
+        yield Hit(
+            owner,
+            f"role {owner} owns a database of the move and {why}: CREATE DATABASE … OWNER {owner} and "
+            "pg_restore's ALTER … OWNER TO fail with "
+            + ("'must be able to SET ROLE'" if since_16 else "'must be member of role'"),
+        )
+
+
+OWNERS_OUT_OF_REACH = Rule(
+    id="owner-needs-set-role",
+    title="A non-superuser target role may not own objects as the source's owners",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 16 (CREATEROLE grants ADMIN without SET; createrole_self_grant); before 16 ownership "
+    "needs membership",
+    scope=Scope.CLUSTER,
+    what_happens="CREATE DATABASE … OWNER and ALTER … OWNER TO need SET ROLE on the owner (16+), membership in it "
+    "before 16: the run stops at the first database after the roles were created. Before 16, migrate grants "
+    "itself each role it creates (GRANT role TO <target role>, what createrole_self_grant = 'set, inherit' does "
+    "on 16+), so only roles that exist on the target already can be out of reach.",
+    remediation="Before the move: ALTER ROLE <target role> SET createrole_self_grant = 'set, inherit' (16+, for "
+    "roles it creates), or GRANT <owner> TO <target role> (WITH SET TRUE on 16+, for roles that exist); or move "
+    "as a superuser; or give migrate --no-owner.",
+    detect=_owners_out_of_reach,
+    verified="15->16, 15->18; 12->14, 11->13 (roles the move creates: granted by migrate)",
+)
+
+
 def _rls(ctx: Context) -> Iterator[Hit]:
     if ctx.source.privileges.bypassrls:
         return
@@ -304,14 +381,182 @@ AFTER_TRIGGER_ROLE = Rule(
     verified="docs only",
 )
 
+MAINTAIN_PRIVILEGE_OLDER_TARGET = Rule(
+    id="maintain-privilege-older-target",
+    title="MAINTAIN granted on its own, moved to a target before 17",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 17 (MAINTAIN privilege)",
+    source_min=17,
+    target_max=16,
+    what_happens="pg_dump writes GRANT ALL for a grantee holding every table privilege, which 16 reads as its "
+    "own ALL; a grant naming MAINTAIN (alone, or with some other privileges) is refused by 16 ('unrecognized "
+    "privilege type \"maintain\"'). The table's grants are one item of the dump, so all of its grants are "
+    "lost, and pg_restore --exit-on-error stops there.",
+    remediation="On the source, revoke MAINTAIN from the grantee (16 has no such privilege; VACUUM, ANALYZE, "
+    "CLUSTER, REINDEX and REFRESH there need the owner), or grant it every privilege (GRANT ALL).",
+    # 17 added the MAINTAIN privilege ('m' in aclitem, 'MAINTAIN' in aclexplode).
+    queries=(
+        Query(
+            """
+            WITH acl AS (
+                SELECT c.oid::regclass::text AS object, c.oid AS relid, NULL::text AS schema_name,
+                       (aclexplode(c.relacl)).*, 'ON TABLE ' || c.oid::regclass::text AS target, false AS defacl
+                FROM pg_class c WHERE c.relacl IS NOT NULL
+                UNION ALL
+                -- named as pg_dump's item (the schema trial's refusal of it confirms this finding)
+                SELECT coalesce(quote_ident(n.nspname) || '.', '') || 'DEFAULT PRIVILEGES FOR TABLES of role '
+                       || quote_ident(pg_get_userbyid(d.defaclrole)) AS object, NULL::oid, n.nspname,
+                       (aclexplode(d.defaclacl)).*,
+                       'FOR ROLE ' || quote_ident(pg_get_userbyid(d.defaclrole))
+                       || coalesce(' IN SCHEMA ' || quote_ident(n.nspname), '') AS target, true
+                FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+                WHERE d.defaclobjtype = 'r'
+            )
+            SELECT object, relid, schema_name,
+                   CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grantee)) END AS grantee,
+                   string_agg(privilege_type, ', ' ORDER BY privilege_type) AS privileges,
+                   CASE WHEN defacl
+                        THEN 'ALTER DEFAULT PRIVILEGES ' || target || ' REVOKE MAINTAIN ON TABLES FROM '
+                        ELSE 'REVOKE MAINTAIN ' || target || ' FROM ' END
+                   || CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grantee)) END
+                   || ';' AS revoke
+            FROM acl
+            GROUP BY object, relid, schema_name, target, defacl, grantee, grantor, is_grantable
+            HAVING bool_or(privilege_type = 'MAINTAIN') AND count(DISTINCT privilege_type) < 8
+            ORDER BY 1, 4
+            """,
+            since=17,
+        ),
+    ),
+    message="{object} grants {privileges} to {grantee}: the target refuses MAINTAIN, and with it every grant "
+    "of this item",
+    fix="On the source: {revoke}",
+    verified="17->16 (pg_restore 17: 'unrecognized privilege type \"maintain\"', every grant of the table lost)",
+)
+
+
+def _public_schema_older_target(ctx: Context) -> Iterator[Hit]:
+    row = fetch_one(
+        ctx.conn,
+        """
+        SELECT NOT has_schema_privilege('public', n.oid, 'CREATE') AS closed,
+               pg_get_userbyid(n.nspowner) = 'pg_database_owner' AS owned_by_database_owner
+        FROM pg_namespace n WHERE n.nspname = 'public'
+        """,
+    )
+    if row is None or not row["closed"]:
+        return
+    database = ctx.target_name(ctx.database or "")
+    fix = f"On the target after the move, in database {database}: REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+    # 14 added the pg_database_owner role, which owns public from 15 on.
+    if row["owned_by_database_owner"] and ctx.target_major >= 14:
+        fix += " ALTER SCHEMA public OWNER TO pg_database_owner;"
+    yield Hit(
+        "public",
+        f"schema public in database {ctx.database} is closed to PUBLIC (15's default), so its dump says nothing "
+        f"about it; {ctx.target_major} creates the database with public writable by everyone"
+        + (" and owned by the bootstrap superuser" if row["owned_by_database_owner"] else "")
+        + ", and the move leaves it so",
+        ctx.database,
+        remediation=fix,
+        schema="public",
+    )
+
+
+PUBLIC_SCHEMA_OLDER_TARGET = Rule(
+    id="public-schema-older-target",
+    title="public schema becomes writable by everyone on a target before 15",
+    severity=Severity.WARNING,
+    changed_in="PostgreSQL 15 (public schema: no CREATE for PUBLIC, owned by pg_database_owner)",
+    source_min=15,
+    target_max=14,
+    what_happens="pg_dump writes the privileges of schema public only where they differ from the source "
+    "major's default; a 15+ default (no CREATE for PUBLIC) is not written, so the older target keeps its own "
+    "default: every role may create objects in public. verify reports the difference.",
+    remediation="After the move, in each database on the target: REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
+    "(and, on 14, ALTER SCHEMA public OWNER TO pg_database_owner;).",
+    detect=_public_schema_older_target,
+    verified="15->14 (pg_dump 15 writes no ACL for a default public schema; the 14 target keeps =UC)",
+)
+
+
+def _public_schema_needs_owner(ctx: Context) -> Iterator[Hit]:
+    # Before 15 the public schema of a database created from template0 belongs to the bootstrap
+    # superuser: a target role that is not a superuser can neither change its owner (pg_restore's
+    # ALTER SCHEMA public OWNER TO fails) nor its privileges (GRANT/REVOKE by a non-owner only warn,
+    # and the schema stays writable by everyone). What pg_dump writes of public is what differs from
+    # the source major's default: owner and ACL (15 made pg_database_owner the owner, =U for PUBLIC).
+    target = ctx.target
+    if target is None or target.privileges.superuser or target.server.version.major >= 15:
+        return
+    since_15 = ctx.source.server.version.major >= 15
+    row = fetch_one(
+        ctx.conn,
+        """
+        SELECT pg_get_userbyid(n.nspowner) AS owner, n.nspowner = 10 AS bootstrap_owner,
+               pg_get_userbyid(n.nspowner) = 'pg_database_owner' AS database_owner_owns,
+               ARRAY(SELECT a::text FROM unnest(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a ORDER BY 1)
+                 AS acl
+        FROM pg_namespace n WHERE n.nspname = 'public'
+        """,
+    )
+    if row is None:
+        return
+    owner = str(row["owner"])
+    default_owner = row["database_owner_owns"] if since_15 else row["bootstrap_owner"]
+    default_acl = sorted([f"{acl_name(owner)}=UC/{acl_name(owner)}", f"={'U' if since_15 else 'UC'}/{acl_name(owner)}"])
+    changes = []
+    if not default_owner and "--no-owner" not in ctx.restore_args:
+        changes.append(f"its owner ({owner}: pg_restore's ALTER SCHEMA public OWNER TO fails)")
+    if sorted(row["acl"]) != default_acl and "--no-privileges" not in ctx.restore_args:
+        changes.append(f"its privileges ({', '.join(row['acl'])}: the GRANT/REVOKE only warn, and are lost)")
+    if not changes:
+        return
+    database = ctx.target_name(ctx.database or "")
+    yield Hit(
+        "public",
+        f"schema public in database {ctx.database} differs from its default in {' and '.join(changes)}; on "
+        f"{target.server.version.major}, public in the new database {database} belongs to the bootstrap superuser, "
+        f"and the target role {target.privileges.user} is not a superuser",
+        ctx.database,
+        schema="public",
+    )
+
+
+PUBLIC_SCHEMA_NEEDS_OWNER = Rule(
+    id="public-schema-needs-owner",
+    title="A non-superuser target before 15 cannot give schema public the source's owner or privileges",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 15 (public owned by pg_database_owner); before, by the bootstrap superuser",
+    target_max=14,
+    what_happens="A database created from template0 on a target before 15 has a public schema owned by the "
+    "bootstrap superuser. A target role that is not a superuser (a managed service) cannot run pg_restore's "
+    "ALTER SCHEMA public OWNER TO (the restore stops after the target changed), and its GRANT/REVOKE on public "
+    "only warn: a hardened public (REVOKE CREATE … FROM PUBLIC) arrives writable by everyone, and verify "
+    "reports it.",
+    remediation="Move as a superuser; or, where the provider lets an administrator act on public, apply the "
+    "source's owner and privileges of public on the target after the move and --accept "
+    "public-schema-needs-owner (verify then reports public until it is done); or give migrate --no-owner "
+    "--no-privileges to leave ownership and privileges out entirely; or move to a target of 15 or newer, where "
+    "the database owner owns public.",
+    detect=_public_schema_needs_owner,
+    verified="13->14 with a CREATEDB CREATEROLE target role (REVOKE CREATE: verify different; ALTER SCHEMA public "
+    "OWNER: the restore fails)",
+)
+
+
 RULES = (
     REMOVED_GUC_SETTINGS,
     VACUUM_DEFER_CLEANUP_AGE_ETC,
     PUBLIC_SCHEMA_ACL,
+    PUBLIC_SCHEMA_OLDER_TARGET,
+    PUBLIC_SCHEMA_NEEDS_OWNER,
+    MAINTAIN_PRIVILEGE_OLDER_TARGET,
     MD5_PASSWORDS,
     PASSWORD_ENCRYPTION_DEFAULT,
     ROLES_GLOBALS,
     CREATEROLE_INHERITANCE,
+    OWNERS_OUT_OF_REACH,
     RLS_DUMP,
     AFTER_TRIGGER_ROLE,
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import LiteralString
 
 from pgshift.catalog.remedies import reserved_name_rules
 from pgshift.catalog.session import fetch_all, fetch_one
@@ -206,12 +208,21 @@ def _lock_capacity(ctx: Context) -> Iterator[Hit]:
     if inv is None:
         return
     if "lock_capacity" not in ctx.cache:
-        # The shared lock table holds max_locks_per_transaction × MaxBackends (+ prepared xacts).
+        # The shared lock table holds max_locks_per_transaction × (MaxBackends + max_prepared_transactions).
+        # PostgreSQL 18 counts autovacuum_worker_slots (default 16) in MaxBackends instead of
+        # autovacuum_max_workers, and two special workers (autovacuum launcher, slot sync) instead of one.
+        autovacuum: LiteralString = (
+            "current_setting('autovacuum_worker_slots')::int + 2"
+            if ctx.source_major >= 18
+            else "current_setting('autovacuum_max_workers')::int + 1"
+        )
         row = fetch_one(
             ctx.conn,
             """
             SELECT current_setting('max_locks_per_transaction')::int AS locks,
-                   current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
+                   current_setting('max_connections')::int + """
+            + autovacuum
+            + """
                    + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
                    + current_setting('max_prepared_transactions')::int AS slots
             """,
@@ -290,6 +301,194 @@ RESERVED_RULE_NAME = Rule(
     remedy="rename-rule",
 )
 
+
+# Syntax of a newer major, per feature: the major that added it, the detection SQL (run on sources of
+# that major and newer; it names catalog columns the older majors lack), and what to change on the
+# source. Each row: object, relid, and the exact fix for that object.
+@dataclass(frozen=True)
+class NewerSyntax:
+    feature: str
+    since: int
+    sql: LiteralString
+    advice: str
+
+
+NEWER_SYNTAX = (
+    # 17: exclusion constraints on partitioned tables (16 has them on plain tables and partitions only).
+    NewerSyntax(
+        "an exclusion constraint on a partitioned table",
+        17,
+        """
+        SELECT 'constraint ' || quote_ident(k.conname) || ' on ' || k.conrelid::regclass::text AS object,
+               k.conrelid AS relid,
+               format('ALTER TABLE %s DROP CONSTRAINT %I;', k.conrelid::regclass, k.conname)
+               || coalesce(' ' || (SELECT string_agg(format('ALTER TABLE %s ADD %s;', t.relid::regclass,
+                                                            pg_get_constraintdef(k.oid)),
+                                                     ' ' ORDER BY t.relid::regclass::text)
+                                   FROM pg_partition_tree(k.conrelid) t WHERE t.isleaf), '') AS fix
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+        WHERE k.contype = 'x' AND c.relkind = 'p' AND k.conparentid = 0
+        ORDER BY 1
+        """,
+        "on the source, drop it from the partitioned table and add it to each partition (it then holds within "
+        "each partition only, as it does wherever the partition key is one of its = columns)",
+    ),
+    # 17: partitioned tables may have a table access method (pg_class.relam of relkind 'p').
+    NewerSyntax(
+        "a partitioned table with a table access method",
+        17,
+        """
+        SELECT c.oid::regclass::text AS object, c.oid AS relid,
+               format('ALTER TABLE %s SET ACCESS METHOD DEFAULT;', c.oid::regclass) AS fix
+        FROM pg_class c WHERE c.relkind = 'p' AND c.relam <> 0
+        ORDER BY 1
+        """,
+        "16 gives a partitioned table no access method: reset it on the source (its partitions keep their own)",
+    ),
+    # 17: SQL/JSON query functions (JSON_TABLE, JSON_QUERY, JSON_EXISTS, JSON_VALUE). They are no catalog
+    # functions but nodes of the view's query tree: a JsonExpr, or a TableFunc of functype 1 (JSON_TABLE;
+    # 0 is XMLTABLE). The tree's text names nodes, never the text of string constants.
+    NewerSyntax(
+        "a view using 17's SQL/JSON query functions (JSON_TABLE, JSON_QUERY, JSON_EXISTS, JSON_VALUE)",
+        17,
+        r"""
+        SELECT c.oid::regclass::text AS object, c.oid AS relid,
+               format('CREATE OR REPLACE VIEW %s AS … with jsonb_path_query / jsonb_path_exists / '
+                      'jsonb_to_recordset in place of the SQL/JSON functions;', c.oid::regclass) AS fix
+        FROM pg_class c JOIN pg_rewrite w ON w.ev_class = c.oid AND w.rulename = '_RETURN'
+        WHERE c.relkind IN ('v', 'm') AND w.ev_action::text ~ '\{(JSONEXPR|TABLEFUNC :functype 1) '
+        ORDER BY 1
+        """,
+        "16 has no SQL/JSON query functions: rewrite the view with the jsonb_path_* functions and operators",
+    ),
+    # 18: virtual generated columns (attgenerated 'v'); the default kind of generated column in 18.
+    NewerSyntax(
+        "a virtual generated column",
+        18,
+        """
+        SELECT c.oid::regclass::text || '.' || quote_ident(a.attname) AS object, c.oid AS relid,
+               format('ALTER TABLE %s DROP COLUMN %I, ADD COLUMN %I %s GENERATED ALWAYS AS (%s) STORED;',
+                      c.oid::regclass, a.attname, a.attname, format_type(a.atttypid, a.atttypmod),
+                      pg_get_expr(d.adbin, d.adrelid)) AS fix
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attgenerated = 'v' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f')
+        ORDER BY 1
+        """,
+        "make it a stored generated column on the source (the column moves to the end of the table, and "
+        "the table is rewritten)",
+    ),
+    # 18: NOT ENFORCED CHECK and FOREIGN KEY constraints (pg_constraint.conenforced).
+    NewerSyntax(
+        "a NOT ENFORCED constraint",
+        18,
+        """
+        SELECT 'constraint ' || quote_ident(k.conname) || ' on ' || k.conrelid::regclass::text AS object,
+               k.conrelid AS relid,
+               format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I %s NOT VALID;', k.conrelid::regclass,
+                      k.conname, k.conname, replace(pg_get_constraintdef(k.oid), ' NOT ENFORCED', '')) AS fix
+        FROM pg_constraint k
+        WHERE NOT k.conenforced AND k.conrelid <> 0 AND k.conparentid = 0
+        ORDER BY 1
+        """,
+        "17 enforces every constraint: drop it on the source, or make it enforced for new rows only (NOT VALID, "
+        "which does not check the existing ones)",
+    ),
+    # 18: NOT NULL constraints in pg_constraint (contype 'n') can be NOT VALID …
+    NewerSyntax(
+        "a NOT NULL … NOT VALID constraint",
+        18,
+        """
+        SELECT 'constraint ' || quote_ident(k.conname) || ' on ' || k.conrelid::regclass::text AS object,
+               k.conrelid AS relid,
+               format('ALTER TABLE %1$s VALIDATE CONSTRAINT %2$I; (once no row holds NULL) or ALTER TABLE %1$s '
+                      'DROP CONSTRAINT %2$I, ADD CONSTRAINT %2$I CHECK (%3$I IS NOT NULL) NOT VALID;',
+                      k.conrelid::regclass, k.conname, a.attname) AS fix
+        FROM pg_constraint k
+        JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+        WHERE k.contype = 'n' AND NOT k.convalidated AND k.conparentid = 0 AND k.conislocal
+        ORDER BY 1
+        """,
+        "17 has no unvalidated NOT NULL: validate it on the source once its NULLs are fixed, or make it a CHECK "
+        "(… IS NOT NULL) NOT VALID, which 17 has",
+    ),
+    # … or NO INHERIT.
+    NewerSyntax(
+        "a NOT NULL … NO INHERIT constraint",
+        18,
+        """
+        SELECT 'constraint ' || quote_ident(k.conname) || ' on ' || k.conrelid::regclass::text AS object,
+               k.conrelid AS relid,
+               format('ALTER TABLE %s ALTER CONSTRAINT %I INHERIT;', k.conrelid::regclass, k.conname) AS fix
+        FROM pg_constraint k
+        WHERE k.contype = 'n' AND k.connoinherit
+        ORDER BY 1
+        """,
+        "17's NOT NULL always reaches the children: let it be inherited on the source (children, if any, "
+        "then get NOT NULL too)",
+    ),
+    # 18: temporal keys, PRIMARY KEY/UNIQUE (… WITHOUT OVERLAPS) and FOREIGN KEY (…, PERIOD …) (conperiod).
+    NewerSyntax(
+        "a temporal key (WITHOUT OVERLAPS / PERIOD)",
+        18,
+        """
+        SELECT 'constraint ' || quote_ident(k.conname) || ' on ' || k.conrelid::regclass::text AS object,
+               k.conrelid AS relid,
+               CASE WHEN k.contype = 'f'
+                    THEN format('ALTER TABLE %s DROP CONSTRAINT %I; (17 can check it only with a trigger)',
+                                k.conrelid::regclass, k.conname)
+                    ELSE format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I EXCLUDE USING gist (%s);',
+                                k.conrelid::regclass, k.conname, k.conname,
+                                (SELECT string_agg(quote_ident(a.attname)
+                                                   || CASE WHEN n = array_length(k.conkey, 1) THEN ' WITH &&'
+                                                           ELSE ' WITH =' END, ', ' ORDER BY n)
+                                 FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, n)
+                                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum))
+               END AS fix
+        FROM pg_constraint k
+        WHERE k.conperiod AND k.conparentid = 0
+        ORDER BY k.contype = 'f' DESC, 1
+        """,
+        "17 has no temporal keys: on the source, drop the PERIOD foreign keys (first) and make each WITHOUT "
+        "OVERLAPS key an exclusion constraint, which 17 has (btree_gist for scalar columns)",
+    ),
+)
+
+
+def _newer_syntax(ctx: Context) -> Iterator[Hit]:
+    for syntax in NEWER_SYNTAX:
+        if not (ctx.source_major >= syntax.since > ctx.target_major):
+            continue
+        for row in fetch_all(ctx.conn, syntax.sql):
+            yield Hit(
+                str(row["object"]),
+                f"{row['object']} is {syntax.feature}, which {ctx.target_major} does not have (added in "
+                f"{syntax.since}); the restore stops there: {syntax.advice}",
+                ctx.database,
+                remediation=f"On the source: {row['fix']}",
+                relation=int(row["relid"]),
+            )
+
+
+SYNTAX_NEWER_MAJOR = Rule(
+    id="syntax-newer-major",
+    title="Objects in syntax the older target major does not have",
+    severity=Severity.BLOCKER,
+    changed_in="PostgreSQL 17 (exclusion constraints and access methods of partitioned tables, SQL/JSON query "
+    "functions), 18 (virtual generated columns, NOT ENFORCED, NOT NULL NOT VALID / NO INHERIT, WITHOUT OVERLAPS)",
+    source_min=min(s.since for s in NEWER_SYNTAX),
+    target_max=max(s.since for s in NEWER_SYNTAX) - 1,
+    what_happens="pg_dump writes these objects in the source major's syntax; an older target refuses the "
+    "statement (a syntax error), so the table or constraint is missing and pg_restore --exit-on-error stops "
+    "there.",
+    remediation="Change the object on the source into a form the target has (the fix of each finding spells it "
+    "out), or leave it out of the move (--exclude-object).",
+    detect=_newer_syntax,
+    verified="18->17 and 17->16 (each fix tried on the source, then the schema trial on the target accepted the "
+    "schema)",
+)
+
+
 RULES = (
     NOT_NULL_INHERITANCE,
     GENERATED_INHERITANCE_MISMATCH,
@@ -300,4 +499,5 @@ RULES = (
     HASH_PARTITION_ENUM,
     MAX_LOCKS_FOR_DUMP,
     RESERVED_RULE_NAME,
+    SYNTAX_NEWER_MAJOR,
 )
