@@ -372,6 +372,22 @@ class OutputStream:
         """Stop the child now (another worker failed, Ctrl-C): its reader then sees the end."""
         terminate_group(self.proc.pid, grace=1.0)
 
+    def check_ended(self) -> None:
+        """Once its output has ended: wait for the child, and raise ``StepFailed`` unless it exited 0
+        — before the caller takes what it read for complete (a COPY it feeds must fail, not end)."""
+        returncode = self.proc.wait()
+        if returncode != 0:
+            raise _ended_badly(self.command, returncode, self.tail)
+
+
+def _ended_badly(command: Command, returncode: int, tail: deque[str]) -> StepFailed:
+    return StepFailed(
+        f"{command.program} {how_it_ended(returncode)}",
+        program=command.program,
+        returncode=returncode,
+        detail="\n".join(tail),
+    )
+
 
 @contextlib.contextmanager
 def output_stream(command: Command, *, on_stderr: LineCallback | None = None) -> Iterator[OutputStream]:
@@ -425,12 +441,7 @@ def output_stream(command: Command, *, on_stderr: LineCallback | None = None) ->
     if pump.error is not None:
         raise pump.error
     if returncode != 0:
-        raise StepFailed(
-            f"{command.program} {how_it_ended(returncode)}",
-            program=command.program,
-            returncode=returncode,
-            detail="\n".join(tail),
-        )
+        raise _ended_badly(command, returncode, tail)
 
 
 def how_it_ended(returncode: int) -> str:

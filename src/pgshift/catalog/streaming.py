@@ -4,6 +4,16 @@ sequences, large objects and the progress records the copy keeps in the target d
 Version notes: generated columns (``attgenerated``) exist from 12; TID range scans (``ctid >= … AND
 ctid < …`` read only those blocks) from 14 — before, a range of a table would read it whole, so
 tables are split only on 14+ sources.
+
+Binary COPY (``BINARY_TYPES``): a table moves in binary format only when every column it carries has,
+on both servers, the same type from that list (or an array of one, or a domain over one), and the
+target's major is the source's or newer. Those types' send/receive formats are the same in 10–18,
+and their values carry no OID of the server they came from; an array names its element type's OID,
+which for a built-in type is the same everywhere (an array of an enum or a domain is not in the
+list for that reason: its OID is the database's own). Everything else (reg* types, which send an
+OID; composites, which send their columns' OIDs; extension types; ranges) goes as text, as do moves
+to an older major, whose receive functions may accept values its text input would refuse (14's
+numeric infinity, 17's infinite intervals).
 """
 
 from __future__ import annotations
@@ -20,6 +30,14 @@ from pgshift.catalog.session import Connection, fetch_all, fetch_one, server_ver
 PROGRESS_SCHEMA = "pgshift_stream"
 
 
+# Built-in types (pg_catalog) whose binary form is the same in 10–18 and holds no server's OID.
+BINARY_TYPES = (
+    "bool", "bytea", "char", "name", "int2", "int4", "int8", "oid", "float4", "float8", "numeric", "money",
+    "text", "varchar", "bpchar", "date", "time", "timetz", "timestamp", "timestamptz", "interval", "uuid",
+    "inet", "cidr", "macaddr", "macaddr8", "json", "jsonb", "bit", "varbit",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CopyTable:
     oid: int
@@ -28,6 +46,10 @@ class CopyTable:
     columns: tuple[str, ...]  # the columns COPY carries: not dropped, not generated
     size_bytes: int
     blocks: int
+    # Each carried column's type (format_type), where every one has a binary form (BINARY_TYPES);
+    # None: some column has none. ``binary`` says whether the copy uses it (the target agreed).
+    binary_types: tuple[str, ...] | None = None
+    binary: bool = False
 
     @property
     def label(self) -> str:
@@ -41,7 +63,8 @@ def tables_to_copy(conn: Connection, oids: frozenset[int]) -> list[CopyTable]:
     generated = "a.attgenerated = ''" if server_version(conn).major >= 12 else "true"  # 12: generated columns
     rows = fetch_all(
         conn,
-        """
+        _BINARY_TYPE_OIDS
+        + """
         SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name,
                pg_catalog.pg_relation_size(c.oid) AS size,
                pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8 AS blocks,
@@ -49,16 +72,71 @@ def tables_to_copy(conn: Connection, oids: frozenset[int]) -> list[CopyTable]:
                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND """
         + generated
         + """
-                      ORDER BY a.attnum)::text[] AS columns
+                      ORDER BY a.attnum)::text[] AS columns,
+               ARRAY(SELECT CASE WHEN a.atttypid IN (SELECT oid FROM binary_types)
+                                 THEN pg_catalog.format_type(a.atttypid, a.atttypmod) END
+                       FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND """
+        + generated
+        + """
+                      ORDER BY a.attnum)::text[] AS types
           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = ANY(%s::oid[]) AND c.relkind = 'r'
         """,
-        [sorted(oids)],
+        [list(BINARY_TYPES), sorted(oids)],
     )
     return [
-        CopyTable(int(r["oid"]), r["schema"], r["name"], tuple(r["columns"]), int(r["size"]), int(r["blocks"]))
+        CopyTable(
+            int(r["oid"]),
+            r["schema"],
+            r["name"],
+            tuple(r["columns"]),
+            int(r["size"]),
+            int(r["blocks"]),
+            binary_types=None if None in r["types"] else tuple(r["types"]),
+        )
         for r in rows
     ]
+
+
+# The OIDs of BINARY_TYPES, of their arrays and of domains over either (one level), in this server.
+_BINARY_TYPE_OIDS = """
+    WITH scalar AS (
+        SELECT t.oid FROM pg_catalog.pg_type t
+         WHERE t.typnamespace = 'pg_catalog'::regnamespace AND t.typname = ANY(%s::text[]) AND t.typtype = 'b'
+    ), plain AS (
+        SELECT oid FROM scalar
+        UNION ALL
+        SELECT t.oid FROM pg_catalog.pg_type t JOIN scalar s ON t.typelem = s.oid
+         WHERE t.typcategory = 'A' AND t.typlen = -1 AND t.typnamespace = 'pg_catalog'::regnamespace
+    ), binary_types AS (
+        SELECT oid FROM plain
+        UNION ALL
+        SELECT t.oid FROM pg_catalog.pg_type t JOIN plain p ON t.typbasetype = p.oid WHERE t.typtype = 'd'
+    )
+"""
+
+
+def target_column_types(conn: Connection, tables: list[CopyTable]) -> dict[tuple[str, str], dict[str, str]]:
+    """The type (format_type) of each column of these tables, by (schema, name), in this database."""
+    if not tables:
+        return {}
+    rows = fetch_all(
+        conn,
+        """
+        SELECT n.nspname AS schema, c.relname AS name, a.attname AS column,
+               pg_catalog.format_type(a.atttypid, a.atttypmod) AS type
+          FROM unnest(%s::text[], %s::text[]) AS x(schema, name)
+          JOIN pg_catalog.pg_namespace n ON n.nspname = x.schema
+          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = x.name
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        """,
+        [[t.schema for t in tables], [t.name for t in tables]],
+    )
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rows:
+        out.setdefault((r["schema"], r["name"]), {})[r["column"]] = r["type"]
+    return out
 
 
 def partition_leaves(conn: Connection, oids: frozenset[int]) -> dict[int, list[int]]:
@@ -97,18 +175,24 @@ def _columns(table: CopyTable) -> sql.Composable:
 def copy_out(table: CopyTable, lo: int | None, hi: int | None) -> sql.Composed:
     """COPY … TO STDOUT of the table's own rows (never its children's), or of a block range."""
     ident = sql.Identifier(table.schema, table.name)
+    fmt = sql.SQL(" (FORMAT binary)") if table.binary else sql.SQL("")
     if lo is None and hi is None:
-        return sql.SQL("COPY {}{} TO STDOUT").format(ident, _columns(table))
+        return sql.SQL("COPY {}{} TO STDOUT{}").format(ident, _columns(table), fmt)
     where = [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({lo or 0},0)"))]
     if hi is not None:
         where.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({hi},0)")))
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns) if table.columns else sql.SQL("")
-    return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT").format(cols, ident, sql.SQL(" AND ").join(where))
+    return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}").format(
+        cols, ident, sql.SQL(" AND ").join(where), fmt
+    )
 
 
 def copy_in(table: CopyTable, *, freeze: bool) -> sql.Composed:
+    options = (["FORMAT binary"] if table.binary else []) + (["FREEZE"] if freeze else [])
     return sql.SQL("COPY {}{} FROM STDIN{}").format(
-        sql.Identifier(table.schema, table.name), _columns(table), sql.SQL(" (FREEZE)") if freeze else sql.SQL("")
+        sql.Identifier(table.schema, table.name),
+        _columns(table),
+        sql.SQL(" ({})".format(", ".join(options))) if options else sql.SQL(""),
     )
 
 

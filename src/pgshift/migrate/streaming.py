@@ -25,14 +25,21 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 
 from pgshift import process
 from pgshift.catalog import streaming as q
-from pgshift.catalog.session import Connection, connect, export_snapshot, first_line, join_snapshot
+from pgshift.catalog.session import (
+    Connection,
+    connect,
+    export_snapshot,
+    first_line,
+    join_snapshot,
+    server_version,
+)
 from pgshift.conninfo import Endpoint, ResolvedEndpoint
 from pgshift.errors import Interrupted, StepFailed
 
@@ -208,6 +215,21 @@ def post_data_items(script: bytes) -> PostData:
     return PostData(preamble, tuple(items))
 
 
+def with_binary(tables: list[q.CopyTable], target_types: dict[tuple[str, str], dict[str, str]]) -> list[q.CopyTable]:
+    """The tables, those that can move in binary format marked so: each carried column has a type
+    with a binary form (see catalog/streaming.py) and the same type on the target."""
+    out = []
+    for t in tables:
+        there = target_types.get((t.schema, t.name), {})
+        same = (
+            t.binary_types is not None
+            and bool(t.columns)
+            and all(there.get(c) == ty for c, ty in zip(t.columns, t.binary_types, strict=True))
+        )
+        out.append(replace(t, binary=True) if same else t)
+    return out
+
+
 # --- units of work ---------------------------------------------------------------------------------
 
 
@@ -272,6 +294,7 @@ def plan_units(tables: Sequence[q.CopyTable], objects: Sequence[int], *, split: 
 @dataclass
 class StreamResult:
     tables: int = 0
+    tables_binary: int = 0  # copied in binary format
     rows: int = 0
     bytes: int = 0
     units: int = 0
@@ -286,6 +309,7 @@ class StreamResult:
     def summary(self) -> dict[str, Any]:
         return {
             "tables": self.tables,
+            "tables_binary": self.tables_binary,
             "rows": self.rows,
             "bytes": self.bytes,
             "units": self.units,
@@ -563,6 +587,7 @@ class _Copy:
                                 raise Interrupted("interrupted")
                             into.write(block)
                             nbytes += len(block)
+                        child.check_ended()  # a killed reader's data ends early: fail the COPY
                     rows = max(tcur.rowcount, 0)
                 finally:
                     with self.lock:
@@ -681,6 +706,8 @@ def stream_database(
             q.create_progress(tconn)
             done = q.done_ids(tconn)
             info = q.tables_to_copy(snap.conn, tables)
+            if server_version(tconn).major >= server_version(snap.conn).major:
+                info = with_binary(info, q.target_column_types(tconn, [t for t in info if t.binary_types]))
             partitions = q.partition_leaves(snap.conn, tables)
             by_oid = {t.oid: t for t in info}
             objects = q.large_objects(snap.conn) if large_objects else []
@@ -712,6 +739,7 @@ def stream_database(
         copy.large_object_info = objects
         copy.partitions = partitions
         copy.result.tables = len(by_oid)
+        copy.result.tables_binary = sum(1 for t in info if t.binary)
         if resumed:
             copy.result.notes.append(
                 f"resumed: {copy.result.units_skipped} of {len(units)} unit(s) of data and "
