@@ -681,7 +681,7 @@ def analyze() -> Statement:
     return Statement(sql.SQL("ANALYZE"))
 
 
-def analyze_each(conn: Connection) -> list[Statement]:
+def analyze_each(conn: Connection) -> list[tuple[tuple[str, str], Statement]]:
     """``ANALYZE`` of the database table by table, largest first, for several sessions to share (as
     ``vacuumdb --analyze-only -j N`` does): every table, materialized view and partitioned table a
     database-wide ANALYZE reaches, the catalogs included."""
@@ -695,7 +695,11 @@ def analyze_each(conn: Connection) -> list[Statement]:
         """,
     )
     return [
-        Statement(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(r["schema"]), sql.Identifier(r["name"]))) for r in rows
+        (
+            (r["schema"], r["name"]),
+            Statement(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(r["schema"]), sql.Identifier(r["name"]))),
+        )
+        for r in rows
     ]
 
 

@@ -196,6 +196,17 @@ def copy_in(table: CopyTable, *, freeze: bool) -> sql.Composed:
     )
 
 
+def analyze(table: CopyTable) -> sql.Composed:
+    return sql.SQL("ANALYZE {}").format(sql.Identifier(table.schema, table.name))
+
+
+def analyze_tables(tables: list[CopyTable], done_ids: list[str], snapshot: str) -> sql.Composed:
+    """One round trip: ANALYZE of each table (a transaction may hold ANALYZE, unlike VACUUM), committed
+    with its progress records."""
+    parts = [sql.SQL("BEGIN"), *(analyze(t) for t in tables), mark_done(done_ids, snapshot), sql.SQL("COMMIT")]
+    return sql.SQL(";").join(parts)
+
+
 def truncate_only(table: CopyTable) -> sql.Composed:
     return sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(table.schema, table.name))
 

@@ -691,7 +691,9 @@ def _database_steps(
                 items=items,
             )
     if streams(facts):
-        _stream_steps(facts, dbp, dump_dir, items, omit_list, skip, add)
+        # Tables are analyzed as the copy finishes each, unless a remedy changes rows after the data.
+        analyze = options.analyze and not (remedies is not None and remedies.after_data)
+        _stream_steps(facts, dbp, dump_dir, items, omit_list, skip, add, analyze=analyze)
     elif not skip("restore-data"):
         if continuing and record is not None and record.step("restore-data").begun and not options.data_only:
             left = remaining_items(facts, dbp, dump_dir, record)
@@ -737,7 +739,13 @@ def _database_steps(
     if settings and not skip("database-settings"):
         add("database-settings", "extensions and role settings", connect_to=dbp.target, sql=tuple(settings))
     if options.analyze and not options.schema_only and not skip("analyze"):
-        add("analyze", "analyze", connect_to=dbp.target, sql=(Action(f"database {dbp.target}", ddl.analyze()),))
+        add(
+            "analyze",
+            "analyze",
+            connect_to=dbp.target,
+            sql=(Action(f"database {dbp.target}", ddl.analyze()),),
+            note="the tables the copy analyzed are left out" if streams(facts) else "",
+        )
     created = record.created_by_run if continuing and record is not None else not (reuse_existing or options.data_only)
     final = final_comment_action(facts, dbp, created=created) if not options.data_only else None
     add("finish", "finish", connect_to=maintenance, sql=(final,) if final else ())
@@ -764,6 +772,8 @@ def _stream_steps(
     omit_list: Path | None,
     skip: Callable[[str], bool],
     add: Callable[..., None],
+    *,
+    analyze: bool,
 ) -> None:
     """Stream mode after the schema: the copy with its post-data, then its progress records dropped."""
     if not skip("stream-data"):
@@ -777,7 +787,9 @@ def _stream_steps(
             connect_to=dbp.target,
             items=items,
             note=f"{facts.jobs_per_database} COPY worker(s) in the snapshot of the schema dump; "
-            "each unit of data commits with its progress record in the target database",
+            "each unit of data commits with its progress record in the target database"
+            + ("; each table analyzed once it is in with its indexes" if analyze else ""),
+            intent={"analyze": True} if analyze else {},
         )
     if not skip("stream-finish"):
         add(

@@ -550,15 +550,20 @@ def run_analyze(run: Run, step: Step) -> None:
     """ANALYZE of the restored database, table by table in ``jobs`` sessions (one ANALYZE is one
     table at a time: on thousands of tables, or a few large ones, the sessions share the work)."""
     jobs = run.facts.jobs_per_database
-    if jobs <= 1:
+    assert step.connect_to is not None and step.database is not None
+    # Stream mode analyzed each table it copied as soon as it was in: the rest is left.
+    done = {tuple(t) for t in run.journal.step(f"db:{step.database}:stream-data").artifacts.get("analyzed") or ()}
+    if jobs <= 1 and not done:
         run_sql_step(run, step)
         return
     _say(run, step)
-    assert step.connect_to is not None
     dbname = step.connect_to
-    with run.step(step):
+    with run.step(step) as artifacts:
         with run.target_session(dbname) as conn:
-            queue = [Action(f"database {dbname}", st) for st in ddl.analyze_each(conn)]
+            every = ddl.analyze_each(conn)
+        queue = [Action(f"database {dbname}", st) for (schema, name), st in every if (schema, name) not in done]
+        if done:
+            artifacts["analyzed_by_the_copy"] = len(every) - len(queue)
         lock = threading.Lock()
 
         def worker() -> None:
@@ -899,6 +904,7 @@ def run_stream_data(run: Run, step: Step) -> None:
                 on_progress=progress,
                 log=run.log.write,
                 reader=_copy_reader(facts),
+                analyze=bool(step.intent.get("analyze")),
             )
             artifacts.update(result.summary())
             for note in result.notes:

@@ -90,6 +90,8 @@ BATCH_TABLES = 64
 # their rows need no hint-bit writes later (ANALYZE, verify and the first queries read them).
 FREEZE_BYTES = 8 << 20
 _LO_BATCH = 32
+# Tables analyzed in one round trip (thousands of small tables: one ANALYZE each).
+ANALYZE_BATCH = 32
 
 Log = Callable[[str, str], None]
 
@@ -303,6 +305,7 @@ class StreamResult:
     items_skipped: int = 0
     sequences: int = 0
     large_objects: int = 0
+    analyzed: list[tuple[str, str]] = field(default_factory=list)  # (schema, name), in this attempt or before
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -318,6 +321,7 @@ class StreamResult:
             "post_data_items_skipped": self.items_skipped,
             "sequences": self.sequences,
             "large_objects": self.large_objects,
+            "analyzed": [list(t) for t in self.analyzed],
             "timings": dict(self.seconds),
         }
 
@@ -356,6 +360,7 @@ class _Copy:
         on_progress: Callable[[float], None],
         log: Log,
         reader: CopyReader | None = None,
+        analyze: bool = False,
     ) -> None:
         self.source, self.target, self.source_db, self.target_db = source, target, source_db, target_db
         self.reader = reader
@@ -397,6 +402,22 @@ class _Copy:
         self.last_unit_at: float | None = None  # when the last unit of data committed
         self.large_object_info: list[q.LargeObject] = []
         self.partitions: dict[int, list[int]] = {}
+        # ANALYZE of each table once its data and its own post-data items (indexes: an expression
+        # index's statistics come from the ANALYZE after it) are in, beside the copies still running.
+        self.analyze = analyze
+        self.table_items: dict[int, set[int]] = {}  # table OID -> its own items not yet done
+        if analyze:
+            for item in self.waiting.values():
+                if item.kind == "FK CONSTRAINT":
+                    continue
+                for dep in item.depends_on:
+                    if dep in table_ids:
+                        self.table_items.setdefault(table_ids[dep], set()).add(item.dump_id)
+        self.to_analyze = {oid for oid in tables if analyze and f"analyze:{oid}" not in done}
+        self.analyzed = [oid for oid in tables if analyze and f"analyze:{oid}" in done]
+        self.analyze_ready: list[int] = []
+        for oid in list(self.to_analyze):
+            self._check_analyze(oid)
 
     # -- scheduling (under self.lock) --
 
@@ -418,6 +439,11 @@ class _Copy:
             )
         return True
 
+    def _check_analyze(self, oid: int) -> None:
+        if oid in self.to_analyze and not self.table_items.get(oid) and not self.pending_units.get(oid, 0):
+            self.to_analyze.discard(oid)
+            self.analyze_ready.append(oid)
+
     def _loaded(self, oid: int) -> bool:
         if self.pending_units.get(oid, 0):
             return False
@@ -436,6 +462,11 @@ class _Copy:
                     if ready.kind != "FK CONSTRAINT":
                         self.running_other += 1
                     return ("item", ready)
+                if self.analyze_ready:
+                    batch, self.analyze_ready = self.analyze_ready[:ANALYZE_BATCH], self.analyze_ready[ANALYZE_BATCH:]
+                    self.running_items += 1
+                    self.running_other += 1
+                    return ("analyze", batch)
                 if self.queue:
                     self.running_units += 1
                     return ("unit", self.queue.pop(0))
@@ -463,6 +494,7 @@ class _Copy:
                 if left <= 0:
                     self.pending_units.pop(oid, None)
                     self.tables_done += 1
+                    self._check_analyze(oid)
                 else:
                     self.pending_units[oid] = left
             done = self.tables_done
@@ -476,6 +508,18 @@ class _Copy:
                 self.running_other -= 1
             self.items_done.add(item.dump_id)
             self.result.items += 1
+            for dep in item.depends_on:
+                oid = self.table_ids.get(dep)
+                if oid is not None and oid in self.table_items:
+                    self.table_items[oid].discard(item.dump_id)
+                    self._check_analyze(oid)
+            self.lock.notify_all()
+
+    def _analyzed(self, oids: list[int]) -> None:
+        with self.lock:
+            self.running_items -= 1
+            self.running_other -= 1
+            self.analyzed.extend(oids)
             self.lock.notify_all()
 
     # -- workers --
@@ -503,6 +547,9 @@ class _Copy:
                 if kind == "item":
                     self._run_item(tconn, what)
                     self._item_done(what)
+                elif kind == "analyze":
+                    self._run_analyze(tconn, what)
+                    self._analyzed(what)
                 else:
                     rows, nbytes = self._copy_unit(sconn, tconn, what)
                     self._unit_done(what, rows, nbytes)
@@ -661,6 +708,26 @@ class _Copy:
                 )
             ) from None
 
+    def _run_analyze(self, tconn: Connection, oids: list[int]) -> None:
+        if self.cancel.is_set():
+            raise Interrupted("interrupted")
+        tables = [self.tables[oid] for oid in oids]
+        self.log("sql", "; ".join(q.analyze(t).as_string(tconn) for t in tables))
+        try:
+            # One round trip for the batch, committed with its progress records (a resume skips them).
+            tconn.execute(q.analyze_tables(tables, [f"analyze:{oid}" for oid in oids], self.snapshot))
+        except psycopg.Error as exc:
+            with contextlib.suppress(Exception):
+                tconn.execute("ROLLBACK")
+            if self.cancel.is_set():
+                raise Interrupted("interrupted") from None
+            raise _Failed(
+                StepFailed(
+                    f"ANALYZE in database {self.target_db!r} failed: {first_line(exc)}",
+                    hint="see the log in the work directory; fix the cause, then resume",
+                )
+            ) from None
+
     def cancel_all(self) -> None:
         with self.lock:
             conns = list(self.connections)
@@ -692,8 +759,10 @@ def stream_database(
     on_progress: Callable[[float], None] = lambda _done: None,
     log: Log = lambda _kind, _text: None,
     reader: CopyReader | None = None,
+    analyze: bool = False,
 ) -> StreamResult:
-    """Copy ``tables`` (source OIDs) and run the post-data items; see the module's docs."""
+    """Copy ``tables`` (source OIDs) and run the post-data items; see the module's docs. With
+    ``analyze``, each table is analyzed once it is in, with its indexes (``StreamResult.analyzed``)."""
     started = time.monotonic()
     own = snapshot is None
     snap = Snapshot.open(source, source_db) if snapshot is None else snapshot
@@ -735,6 +804,7 @@ def stream_database(
             on_progress=on_progress,
             log=log,
             reader=reader,
+            analyze=analyze,
         )
         copy.large_object_info = objects
         copy.partitions = partitions
@@ -768,6 +838,7 @@ def stream_database(
         data_end = copy.last_unit_at or started
         copy.result.seconds["copy"] = round(data_end - started, 3)
         copy.result.seconds["post-data"] = round(ended - data_end, 3)
+        copy.result.analyzed = sorted((by_oid[o].schema, by_oid[o].name) for o in copy.analyzed if o in by_oid)
         _finish(snap, target, target_db, sequences, list(matviews), copy.result, cancel)
         copy.result.seconds["sequences+matviews"] = round(time.monotonic() - ended, 3)
         return copy.result
