@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from pgshift.catalog.session import connect
 from pgshift.migrate import MigrateOptions, run_migration, streaming
@@ -64,12 +65,19 @@ def test_a_source_under_write_load_arrives_as_of_one_snapshot(fresh_server: Any,
     assert 200000 <= a[0] < written[0], (a, written[0])  # the writer went on past the snapshot
 
 
+@pytest.mark.parametrize(
+    ("source_major", "ddl"),
+    [
+        (16, "CREATE TABLE big (id int, v text)"),  # 14+: ranges of blocks
+        (13, "CREATE TABLE big (id int PRIMARY KEY, v text)"),  # before 14: ranges of the integer key
+    ],
+    ids=["blocks", "key"],
+)
 def test_a_table_split_into_ranges_arrives_exactly_once_and_a_resume_redoes_only_what_is_left(
-    fresh_server: Any, monkeypatch: Any
+    fresh_server: Any, monkeypatch: Any, source_major: int, ddl: str
 ) -> None:
-    source, target = fresh_server(16), fresh_server(17)
+    source, target = fresh_server(source_major), fresh_server(17)
     source.execute("CREATE DATABASE split")
-    ddl = "CREATE TABLE big (id int, v text)"
     source.execute(f"{ddl}; INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 300000) g", "split")
     # Deleted rows leave holes in the blocks the ranges cover: they must not shift rows between ranges.
     source.execute("DELETE FROM big WHERE id % 7 = 0", "split")
@@ -103,18 +111,20 @@ def test_a_table_split_into_ranges_arrives_exactly_once_and_a_resume_redoes_only
         done = [r[0] for r in conn.execute("SELECT id FROM pgshift_stream.done ORDER BY id").fetchall()]
         redo = [d for d in done if d.startswith("table:")][::2]
         for unit in redo:
-            lo = int(unit.split(":")[2])
             spec = conn.execute("SELECT spec FROM pgshift_stream.unit WHERE id = %s", [unit]).fetchone()[0]
-            hi = spec["hi"]
+            lo, hi = spec["lo"], spec["hi"]
             # The rows of that range on the source: the same ids, removed on the target.
+            if spec.get("key"):
+                assert spec["key"] == "id"
+                where = ["true"] + (["id >= %s"] if lo is not None else []) + (["id < %s"] if hi is not None else [])
+                params = [v for v in (lo, hi) if v is not None]
+            else:
+                where = ["ctid >= %s::tid"] + (["ctid < %s::tid"] if hi is not None else [])
+                params = [f"({lo},0)", *([f"({hi},0)"] if hi is not None else [])]
             with source.connect("split") as sconn:
-                ids = [
-                    r[0]
-                    for r in sconn.execute(
-                        "SELECT id FROM big WHERE ctid >= %s::tid" + (" AND ctid < %s::tid" if hi is not None else ""),
-                        [f"({lo},0)", *([f"({hi},0)"] if hi is not None else [])],
-                    ).fetchall()
-                ]
+                query = "SELECT id FROM big WHERE " + " AND ".join(where)
+                ids = [r[0] for r in sconn.execute(query, params).fetchall()]
+            assert ids
             conn.execute("DELETE FROM big WHERE id = ANY(%s)", [ids])
             conn.execute("DELETE FROM pgshift_stream.done WHERE id = %s", [unit])
     again = copy(threading.Event())

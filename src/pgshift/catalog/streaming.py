@@ -2,8 +2,8 @@
 sequences, large objects and the progress records the copy keeps in the target database.
 
 Version notes: generated columns (``attgenerated``) exist from 12; TID range scans (``ctid >= … AND
-ctid < …`` read only those blocks) from 14 — before, a range of a table would read it whole, so
-tables are split only on 14+ sources.
+ctid < …`` read only those blocks) from 14 — before, a range of blocks would read the table whole,
+so older sources split a table by ranges of its integer primary key instead (read through its index).
 
 Binary COPY (``BINARY_TYPES``): a table moves in binary format only when every column it carries has,
 on both servers, the same type from that list (or an array of one, or a domain over one), and the
@@ -50,6 +50,7 @@ class CopyTable:
     # None: some column has none. ``binary`` says whether the copy uses it (the target agreed).
     binary_types: tuple[str, ...] | None = None
     binary: bool = False
+    key: str | None = None  # its primary key's column when that is one int2, int4 or int8 column
 
     @property
     def label(self) -> str:
@@ -79,7 +80,11 @@ def tables_to_copy(conn: Connection, oids: frozenset[int]) -> list[CopyTable]:
                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND """
         + generated
         + """
-                      ORDER BY a.attnum)::text[] AS types
+                      ORDER BY a.attnum)::text[] AS types,
+               (SELECT a.attname FROM pg_catalog.pg_constraint k
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+                 WHERE k.conrelid = c.oid AND k.contype = 'p' AND pg_catalog.array_length(k.conkey, 1) = 1
+                   AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS key
           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = ANY(%s::oid[]) AND c.relkind = 'r'
         """,
@@ -94,6 +99,7 @@ def tables_to_copy(conn: Connection, oids: frozenset[int]) -> list[CopyTable]:
             int(r["size"]),
             int(r["blocks"]),
             binary_types=None if None in r["types"] else tuple(r["types"]),
+            key=r["key"],
         )
         for r in rows
     ]
@@ -172,15 +178,33 @@ def _columns(table: CopyTable) -> sql.Composable:
     return sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in table.columns))
 
 
-def copy_out(table: CopyTable, lo: int | None, hi: int | None) -> sql.Composed:
-    """COPY … TO STDOUT of the table's own rows (never its children's), or of a block range."""
+def key_bounds(conn: Connection, table: CopyTable) -> tuple[int, int] | None:
+    """The lowest and highest value of the table's integer key (``CopyTable.key``), by its index."""
+    assert table.key is not None
+    key, ident = sql.Identifier(table.key), sql.Identifier(table.schema, table.name)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT min({k}) AS lo, max({k}) AS hi FROM ONLY {t}").format(k=key, t=ident))
+        row = cur.fetchone()
+    if row is None or row["lo"] is None:
+        return None
+    return int(row["lo"]), int(row["hi"])
+
+
+def copy_out(table: CopyTable, lo: int | None, hi: int | None, *, key: str | None = None) -> sql.Composed:
+    """COPY … TO STDOUT of the table's own rows (never its children's), or of a range [lo, hi) of
+    its blocks or, with ``key``, of that column's values (None: no bound on that side)."""
     ident = sql.Identifier(table.schema, table.name)
     fmt = sql.SQL(" (FORMAT binary)") if table.binary else sql.SQL("")
     if lo is None and hi is None:
         return sql.SQL("COPY {}{} TO STDOUT{}").format(ident, _columns(table), fmt)
-    where = [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({lo or 0},0)"))]
-    if hi is not None:
-        where.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({hi},0)")))
+    if key is not None:
+        where = [sql.SQL("{} >= {}").format(sql.Identifier(key), sql.Literal(lo))] if lo is not None else []
+        if hi is not None:
+            where.append(sql.SQL("{} < {}").format(sql.Identifier(key), sql.Literal(hi)))
+    else:
+        where = [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({lo or 0},0)"))]
+        if hi is not None:
+            where.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({hi},0)")))
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns) if table.columns else sql.SQL("")
     return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}").format(
         cols, ident, sql.SQL(" AND ").join(where), fmt

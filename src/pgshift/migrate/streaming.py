@@ -78,9 +78,10 @@ COPY_SESSION_OPTIONS = (
 # a row at a time, a Python loop that reads a large table 2-4 times slower than psql writes it.
 READER_BYTES = 4 << 20
 _FINISH_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0"
-# A table above this size is copied in ranges of about this size (14+ sources), so that one huge
-# table is copied by several workers at once.
+# A table over twice the piece size (``piece_bytes``: between these two, by the database's size) is
+# copied in ranges of about that size, so that one large table is copied by several workers at once.
 SPLIT_BYTES = 256 << 20
+MIN_PIECE_BYTES = 32 << 20
 # Tables below this size go in batches (one target transaction for several): per-table round trips
 # and commits are most of the cost of thousands of small tables.
 SMALL_BYTES = 1 << 20
@@ -106,14 +107,15 @@ def copy_rows(
     lo: int | None,
     hi: int | None,
     *,
+    key: str | None = None,
     freeze: bool,
     cancel: threading.Event,
 ) -> tuple[int, int]:
-    """COPY the table's rows (or a block range of them) from the source session into the target's,
-    in whatever transaction each is in: (rows, bytes)."""
+    """COPY the table's rows (or a range of its blocks, or of its ``key``) from the source session
+    into the target's, in whatever transaction each is in: (rows, bytes)."""
     nbytes = 0
     with sconn.cursor() as scur, tconn.cursor() as tcur:
-        with scur.copy(q.copy_out(table, lo, hi)) as out, tcur.copy(q.copy_in(table, freeze=freeze)) as into:
+        with scur.copy(q.copy_out(table, lo, hi, key=key)) as out, tcur.copy(q.copy_in(table, freeze=freeze)) as into:
             for block in out:
                 if cancel.is_set():
                     raise Interrupted("interrupted")
@@ -240,28 +242,59 @@ class Unit:
     id: str
     kind: str  # "table" (a whole table or a range of it), "batch" (small tables), "large-objects"
     tables: list[int]  # table OIDs (one for "table")
-    lo: int | None = None  # block range [lo, hi) of a "table" unit; None: the whole table
+    # The range [lo, hi) of a "table" unit: of its blocks, or of its integer ``key``'s values; None on
+    # both sides: the whole table; on one side: no bound there.
+    lo: int | None = None
     hi: int | None = None
     objects: list[int] = field(default_factory=list)  # large-object OIDs of a "large-objects" unit
     size: int = 0
+    key: str | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.lo is None and self.hi is None
 
     def spec(self) -> str:
         return json.dumps(
             {"kind": self.kind, "tables": self.tables, "lo": self.lo, "hi": self.hi, "objects": self.objects,
-             "size": self.size}
+             "size": self.size, "key": self.key}
         )  # fmt: skip
 
     @classmethod
     def from_spec(cls, data: dict[str, Any]) -> Unit:
         return cls(
-            data["id"], data["kind"], list(data["tables"]), data["lo"], data["hi"], list(data["objects"]), data["size"]
+            data["id"],
+            data["kind"],
+            list(data["tables"]),
+            data["lo"],
+            data["hi"],
+            list(data["objects"]),
+            data["size"],
+            data.get("key"),
         )
 
 
-def plan_units(tables: Sequence[q.CopyTable], objects: Sequence[int], *, split: bool, jobs: int) -> list[Unit]:
-    """Largest first (the longest work starts first); small tables in batches; large ones in ranges."""
+def piece_bytes(tables: Sequence[q.CopyTable], jobs: int) -> int:
+    """The size of the ranges large tables are cut into: small enough that the workers share a
+    database whose size is mostly one table (a quarter of each worker's share), large enough that a
+    range's own cost does not count."""
+    share = sum(t.size_bytes for t in tables) // max(1, 4 * jobs)
+    return min(SPLIT_BYTES, max(MIN_PIECE_BYTES, share))
+
+
+def plan_units(
+    tables: Sequence[q.CopyTable],
+    objects: Sequence[int],
+    *,
+    split: bool,
+    jobs: int,
+    key_bounds: Callable[[q.CopyTable], tuple[int, int] | None] = lambda _t: None,
+) -> list[Unit]:
+    """Largest first (the longest work starts first); small tables in batches; large ones in ranges:
+    of blocks with ``split`` (14+ sources), else of their integer primary key (``key_bounds``)."""
     units: list[Unit] = []
     batch: list[q.CopyTable] = []
+    piece = piece_bytes(tables, jobs)
 
     def flush() -> None:
         if batch:
@@ -271,12 +304,30 @@ def plan_units(tables: Sequence[q.CopyTable], objects: Sequence[int], *, split: 
             batch.clear()
 
     for t in sorted(tables, key=lambda t: t.size_bytes, reverse=True):
-        if split and jobs > 1 and t.size_bytes > 2 * SPLIT_BYTES and t.blocks > 0:
-            pieces = max(2, -(-t.size_bytes // SPLIT_BYTES))
+        large = jobs > 1 and t.size_bytes > 2 * piece and t.blocks > 0
+        pieces = max(2, -(-t.size_bytes // piece))
+        bounds = key_bounds(t) if large and not split and t.key is not None else None
+        if large and split:
             step = -(-t.blocks // pieces)
             for lo in range(0, t.blocks, step):
                 hi = lo + step if lo + step < t.blocks else None  # the last range is open: rows past the end
                 units.append(Unit(f"table:{t.oid}:{lo}", "table", [t.oid], lo, hi, size=t.size_bytes // pieces))
+        elif bounds is not None and bounds[1] - bounds[0] >= pieces:
+            # Open at both ends: every row is in one range, whatever the bounds were.
+            step = -(-(bounds[1] - bounds[0] + 1) // pieces)
+            cuts = [bounds[0] + i * step for i in range(1, pieces)]
+            for lo_key, hi_key in zip([None, *cuts], [*cuts, None], strict=True):
+                units.append(
+                    Unit(
+                        f"table:{t.oid}:key:{'' if lo_key is None else lo_key}",
+                        "table",
+                        [t.oid],
+                        lo_key,
+                        hi_key,
+                        size=t.size_bytes // pieces,
+                        key=t.key,
+                    )
+                )
         elif t.size_bytes < SMALL_BYTES:
             if batch and (len(batch) >= BATCH_TABLES or sum(b.size_bytes for b in batch) + t.size_bytes > BATCH_BYTES):
                 flush()
@@ -574,7 +625,7 @@ class _Copy:
         try:
             for oid in unit.tables:
                 table = self.tables[oid]
-                freeze = unit.kind == "table" and unit.lo is None and table.size_bytes >= FREEZE_BYTES
+                freeze = unit.kind == "table" and unit.whole and table.size_bytes >= FREEZE_BYTES
                 if freeze:
                     tconn.execute(q.truncate_only(table))
                 r, b = self._copy_table(sconn, tconn, table, unit, freeze=freeze)
@@ -599,7 +650,9 @@ class _Copy:
         self, sconn: Connection, tconn: Connection, table: q.CopyTable, unit: Unit, *, freeze: bool
     ) -> tuple[int, int]:
         try:
-            rows, nbytes = copy_rows(sconn, tconn, table, unit.lo, unit.hi, freeze=freeze, cancel=self.cancel)
+            rows, nbytes = copy_rows(
+                sconn, tconn, table, unit.lo, unit.hi, key=unit.key, freeze=freeze, cancel=self.cancel
+            )
         except psycopg.Error as exc:
             if self.cancel.is_set():
                 raise Interrupted("interrupted") from None
@@ -619,7 +672,7 @@ class _Copy:
         failed or killed reader would otherwise load as if complete."""
         if not isinstance(self.source, ResolvedEndpoint):
             return self._copy_table_here(sconn, tconn, table, unit, freeze=freeze)
-        copy = q.copy_out(table, unit.lo, unit.hi).as_string(sconn)
+        copy = q.copy_out(table, unit.lo, unit.hi, key=unit.key).as_string(sconn)
         encoding = tconn.info.parameter_status("client_encoding") or "UTF8"
         command = reader.command(self.source, self.source_db, self.snapshot, copy, encoding)
         nbytes = 0
@@ -784,7 +837,13 @@ def stream_database(
             if recorded:
                 units = [Unit.from_spec(u) for u in recorded]
             else:
-                units = plan_units(info, [lo.oid for lo in objects], split=q.splits_by_block(snap.conn), jobs=jobs)
+                units = plan_units(
+                    info,
+                    [lo.oid for lo in objects],
+                    split=q.splits_by_block(snap.conn),
+                    jobs=jobs,
+                    key_bounds=lambda t: q.key_bounds(snap.conn, t),
+                )
                 q.record_units(tconn, [(u.id, u.spec()) for u in units])
         post = post_data_items(post_data)
         copy = _Copy(
