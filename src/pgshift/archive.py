@@ -161,6 +161,18 @@ def omitted_ids(items: Sequence[TocItem], changes: Iterable[ItemChange]) -> set[
     return out
 
 
+def trigger_ids(items: Sequence[TocItem]) -> set[int]:
+    """The dump ids of the triggers and of what is said about them (comments, security labels): the
+    data restore leaves them to a step after it. A parallel pg_restore creates a trigger once its
+    table's data is in, but a partitioned table has no data of its own: its trigger, which reaches
+    every partition, could be created while partitions still load, and fire on their rows."""
+    # A comment's line is "SCHEMA TRIGGER name ON table OWNER", the schema unquoted (it may hold
+    # spaces): any such line naming TRIGGER goes too — one about another object that only looks so
+    # is merely made a step later, while a trigger's comment left in would fail without its trigger.
+    about = ("COMMENT", "SECURITY LABEL")
+    return {i.dump_id for i in items if i.desc == "TRIGGER" or (i.desc in about and " TRIGGER " in f" {i.rest}")}
+
+
 def use_list(listing: Sequence[str], skip: set[int]) -> list[str]:
     """The lines of a ``pg_restore --use-list`` file: the listing with the skipped items commented out."""
     out = []

@@ -64,7 +64,11 @@ def test_a_run_killed_in_each_kind_of_step_resumes_to_an_equal_target(
         "CREATE TABLE app.b (id serial PRIMARY KEY, a_id int REFERENCES app.a, n int CHECK (n >= 0));"
         "INSERT INTO app.b (a_id, n) SELECT g % 3000 + 1, g FROM generate_series(1, 5000) g;"
         "CREATE INDEX b_n ON app.b (n); CREATE VIEW app.v AS SELECT a_id, count(*) FROM app.b GROUP BY 1;"
-        "GRANT SELECT ON app.a TO step_reader; COMMENT ON TABLE app.b IS 'bees';",
+        "GRANT SELECT ON app.a TO step_reader; COMMENT ON TABLE app.b IS 'bees';"
+        # restore-triggers has work: a trigger with a comment (its crash test resumes past them).
+        "CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;"
+        "CREATE TRIGGER b_touch BEFORE UPDATE ON app.b FOR EACH ROW EXECUTE FUNCTION app.touch();"
+        "COMMENT ON TRIGGER b_touch ON app.b IS 'touches';",
         "step_app",
     )
     remedy: tuple[str, ...] = ()

@@ -82,6 +82,7 @@ def test_dry_run_equals_execution_for_a_cluster_with_roles_tablespaces_filters_a
             "create-database",
             "restore-schema",
             "restore-data",
+            "restore-triggers",
             "database-settings",
             "analyze",
             "finish",

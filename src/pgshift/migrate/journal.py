@@ -118,7 +118,10 @@ class DatabaseRecord:
         the last step), and the dump, removed by then, is not needed again."""
         if schema_only:
             return self.step("restore-schema").done
-        return self.step("restore-data").done or self.step("stream-data").done
+        data = self.step("restore-data")
+        if data.done and data.artifacts.get("triggers_deferred"):
+            return self.step("restore-triggers").done
+        return data.done or self.step("stream-data").done
 
     @property
     def dump_started(self) -> bool:
@@ -188,6 +191,7 @@ _PHASE_OF = {
     "dump": "dump",
     "restore-schema": "restore",
     "restore-data": "restore",
+    "restore-triggers": "restore",
     "stream-data": "restore",  # stream mode: the copy with its indexes and constraints
     "stream-finish": "restore",
     "database-settings": "restore",

@@ -186,6 +186,7 @@ StepKind = Literal[
     "script-schema",  # pg_restore --section=pre-data --file: the schema as SQL, rewritten by remedies
     "restore-schema",  # pg_restore --section=pre-data (or psql of the rewritten script)
     "restore-data",  # pg_restore --section=data --section=post-data: tables, then indexes and constraints
+    "restore-triggers",  # pg_restore of the triggers the data step left out: none fires while data loads
     # Stream mode: COPY from source to target in the dump's snapshot, each table's post-data items
     # (indexes, constraints …) as soon as its data is in, then the rest of post-data, sequences and
     # large objects (migrate/stream.py). Its program writes the post-data section as SQL first.

@@ -308,7 +308,7 @@ def tolerate_transaction_timeout(facts: Facts) -> bool:
     return facts.client.major >= 17 > facts.target_version.major
 
 
-RestorePart = Literal["schema", "data"]
+RestorePart = Literal["schema", "data", "triggers"]
 
 
 def restore_args(
@@ -328,6 +328,8 @@ def restore_args(
             args.append("--disable-triggers")
     elif part == "schema":
         args.append("--section=pre-data")
+    elif part == "triggers":
+        args.append("--section=post-data")
     else:
         args += ["--section=data", "--section=post-data", f"--jobs={facts.jobs_per_database}"]
     if use_list is not None:
@@ -351,6 +353,17 @@ def restore_object_flags(options: MigrateOptions) -> list[str]:
 def remedy_use_list(dump_dir: Path) -> Path:
     """The ``--use-list`` file of a restore the remedies leave items out of (written when it runs)."""
     return dump_dir.with_name(dump_dir.name + ".remedies.list")
+
+
+def data_use_list(dump_dir: Path) -> Path:
+    """The ``--use-list`` of the data step: the dump without its triggers (``archive.trigger_ids``),
+    and without what remedies leave out (written when it runs)."""
+    return dump_dir.with_name(dump_dir.name + ".data.list")
+
+
+def triggers_use_list(dump_dir: Path) -> Path:
+    """The ``--use-list`` of the restore-triggers step: the triggers the target lacks (written when it runs)."""
+    return dump_dir.with_name(dump_dir.name + ".triggers.list")
 
 
 def schema_script(dump_dir: Path) -> Path:
@@ -719,13 +732,18 @@ def _database_steps(
                 + " (read again when the step runs)",
             )
         else:
+            data_list = omit_list if options.data_only else data_use_list(dump_dir)
             add(
                 "restore-data",
                 "restore the data" + ("" if options.data_only else ", indexes and constraints"),
                 program=program_call(
-                    facts, "pg_restore", restore_args(facts, dbp, dump_dir, "data", use_list=omit_list), "target"
+                    facts,
+                    "pg_restore",
+                    restore_args(facts, dbp, dump_dir, "data", use_list=data_list),
+                    "target",
                 ),
                 items=items,
+                note="" if options.data_only else "the triggers are left to restore-triggers",
             )
     if remedies is not None and remedies.after_data and not options.schema_only and not skip("remedy"):
         add(
@@ -734,6 +752,19 @@ def _database_steps(
             connect_to=dbp.target,
             sql=tuple(remedies.after_data),
             note="; ".join(f"{r.remedy}: {r.object}: {r.change}" for r in remedies.applied),
+        )
+    if not streams(facts) and not options.data_only and not options.schema_only and not skip("restore-triggers"):
+        add(
+            "restore-triggers",
+            "restore the triggers, after all the data",
+            program=program_call(
+                facts,
+                "pg_restore",
+                restore_args(facts, dbp, dump_dir, "triggers", use_list=triggers_use_list(dump_dir)),
+                "target",
+            ),
+            items=items,
+            note="those the target has already (an attempt cut short after it made them) are left out",
         )
     settings = [*extension_actions(facts, dbp), *role_database_actions(facts, dbp, created_roles)]
     if settings and not skip("database-settings"):
@@ -865,11 +896,7 @@ def remaining_items(facts: Facts, dbp: DatabasePlan, dump_dir: Path, record: Dat
             wanted[dump_id] = (_PG_CLASS, objid, True)
         elif classid and objid and not desc.startswith(_REPEATABLE):
             wanted[dump_id] = (classid, objid, False)
-    with session(facts.source, dbp.source) as sconn:
-        addresses = ddl.object_addresses(sconn, [(c, o) for c, o, _rows in wanted.values()])
-    probes = {dump_id: (addresses[(c, o)], rows) for dump_id, (c, o, rows) in wanted.items() if (c, o) in addresses}
-    with session(facts.target, dbp.target) as tconn:
-        presence = ddl.probe_objects(tconn, probes)
+    presence = probe_items(facts, dbp, wanted)
     skip = set(finished & {i for i, *_ in items})
     truncate = []
     for dump_id, (_c, _o, rows) in wanted.items():
@@ -885,6 +912,18 @@ def remaining_items(facts: Facts, dbp: DatabasePlan, dump_dir: Path, record: Dat
         f"({len(finished)} reported finished, {len(skip) - len(finished & skip)} found in its catalog)"
     )
     return RemainingItems(len(items), tuple(sorted(skip)), tuple(truncate), note)
+
+
+def probe_items(
+    facts: Facts, dbp: DatabasePlan, wanted: Mapping[int, tuple[int, int, bool]]
+) -> dict[int, ddl.Presence]:
+    """Which of the dump's objects (dump id -> classid, objid, whether it is a table's data) the
+    target database has: each looked up on the source by its address, then found on the target."""
+    with session(facts.source, dbp.source) as sconn:
+        addresses = ddl.object_addresses(sconn, [(c, o) for c, o, _rows in wanted.values()])
+    probes = {dump_id: (addresses[(c, o)], rows) for dump_id, (c, o, rows) in wanted.items() if (c, o) in addresses}
+    with session(facts.target, dbp.target) as tconn:
+        return ddl.probe_objects(tconn, probes)
 
 
 def write_use_list(facts: Facts, dump_dir: Path, use_list: Path, skip: frozenset[int] | set[int]) -> int:

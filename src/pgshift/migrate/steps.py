@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from pgshift.archive import trigger_ids
 from pgshift.catalog import ddl
 from pgshift.catalog.ddl import Statement
 from pgshift.catalog.session import Connection, connect, query_failed
@@ -31,11 +32,14 @@ from pgshift.migrate.journal import Journal, StepState
 from pgshift.migrate.plan import Action, ProgramCall, Step
 from pgshift.migrate.planner import (
     SNAPSHOT_ARG,
+    data_use_list,
+    probe_items,
     remaining_items,
     remedied_script,
     remedy_use_list,
     toc_listing,
     tolerate_transaction_timeout,
+    triggers_use_list,
     write_use_list,
 )
 from pgshift.migrate.preflight import Facts
@@ -503,7 +507,7 @@ class Run:
 # The steps that read a database's dump: once the last of them is done, the dump is not needed again
 # (the later steps run SQL; a resume of a restored database runs only those; a verification that
 # failed is completed by copying again from the source).
-DUMP_READERS = frozenset({"script-schema", "restore-schema", "restore-data", "stream-data"})
+DUMP_READERS = frozenset({"script-schema", "restore-schema", "restore-data", "restore-triggers", "stream-data"})
 
 
 def remove_dump(dump_dir: Path) -> None:
@@ -698,14 +702,40 @@ _FINISHED_ITEM = re.compile(r"^pg_restore: finished item (?P<id>\d+) ")
 
 
 def _write_remedy_list(run: Run, step: Step, dump_dir: Path, use_list: Path) -> int:
-    """The use-list of a restore that remedies leave items out of: what the dump holds, minus those."""
+    """The use-list of a restore that remedies leave items out of: what the dump holds, minus those
+    (and, for the data step, minus the triggers, which restore-triggers makes after it)."""
     listing = toc_listing(run.facts, dump_dir)
-    skip = remedies.omitted_ids(remedies.parse_listing(listing), step.items)
+    parsed = remedies.parse_listing(listing)
+    skip = remedies.omitted_ids(parsed, step.items)
+    if skip:
+        run.log.write("info", f"{len(skip)} item(s) of the dump left out by remedies: {sorted(skip)}")
+    if step.kind == "restore-data":
+        skip |= trigger_ids(parsed)
+    _write_list(use_list, remedies.use_list(listing, skip))
+    return len(listing) - len(skip)
+
+
+def _write_list(use_list: Path, lines: list[str]) -> None:
     fd = os.open(use_list, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(remedies.use_list(listing, skip)) + "\n")
-    run.log.write("info", f"{len(skip)} item(s) of the dump left out by remedies: {sorted(skip)}")
-    return len(listing) - len(skip)
+        handle.write("\n".join(lines) + "\n")
+
+
+def _write_triggers_list(run: Run, step: Step, dump_dir: Path, use_list: Path) -> int:
+    """The use-list of restore-triggers: the triggers the data step left out (and their comments),
+    minus those the target has already — an attempt killed after pg_restore made them."""
+    assert step.database is not None
+    listing = toc_listing(run.facts, dump_dir)
+    parsed = remedies.parse_listing(listing)
+    wanted = trigger_ids(parsed) - remedies.omitted_ids(parsed, step.items)
+    triggers = {i.dump_id: (i.classid, i.objid, False) for i in parsed if i.dump_id in wanted and i.desc == "TRIGGER"}
+    dbp = next(d for d in run.facts.databases if d.source == step.database)
+    present = {dump_id for dump_id, seen in probe_items(run.facts, dbp, triggers).items() if seen.found}
+    if present:
+        run.log.write("info", f"{len(present)} trigger(s) of the dump are on the target already: {sorted(present)}")
+    todo = wanted - present
+    _write_list(use_list, remedies.use_list(listing, {i.dump_id for i in parsed} - todo))
+    return len(todo)
 
 
 def run_script_schema(run: Run, step: Step) -> None:
@@ -784,9 +814,17 @@ def run_restore(run: Run, step: Step) -> None:
     items = len(toc_listing(facts, dump_dir)) if facts.client.docker_image is None else 1
     total = float(max(items, 1))
     with run.step(step, total=total) as artifacts:
-        if use_list and Path(use_list) == remedy_use_list(dump_dir):
+        if use_list and Path(use_list) == triggers_use_list(dump_dir):
+            items = _write_triggers_list(run, step, dump_dir, Path(use_list))
+            artifacts["triggers"] = items
+            if not items:
+                return
+            total = float(max(items, 1))
+        elif use_list and Path(use_list) in (remedy_use_list(dump_dir), data_use_list(dump_dir)):
             items = _write_remedy_list(run, step, dump_dir, Path(use_list))
             total = float(max(items, 1))
+            if step.kind == "restore-data":
+                artifacts["triggers_deferred"] = True
         elif use_list:
             items = _continue_restore(run, step, dump_dir, Path(use_list), dbname)
             artifacts["continued_items"] = items
@@ -840,8 +878,10 @@ def _continue_restore(run: Run, step: Step, dump_dir: Path, use_list: Path, dbna
         with run.target_session(step.connect_to) as conn:
             for schema, name in left.truncate:
                 run.apply(conn, Action(f"table {schema}.{name}", ddl.truncate_only(schema, name)))
-    omitted = remedies.omitted_ids(remedies.parse_listing(toc_listing(run.facts, dump_dir)), step.items)
-    return write_use_list(run.facts, dump_dir, use_list, set(left.skip) | omitted)
+    parsed = remedies.parse_listing(toc_listing(run.facts, dump_dir))
+    omitted = remedies.omitted_ids(parsed, step.items)
+    # The triggers are restore-triggers' (after the data), as in the attempt this one continues.
+    return write_use_list(run.facts, dump_dir, use_list, set(left.skip) | omitted | trigger_ids(parsed))
 
 
 def run_stream_data(run: Run, step: Step) -> None:
@@ -975,6 +1015,7 @@ EXECUTORS: dict[str, Callable[[Run, Step], None]] = {
     "script-schema": run_script_schema,
     "restore-schema": run_restore,
     "restore-data": run_restore,
+    "restore-triggers": run_restore,
     "stream-data": run_stream_data,
     "stream-finish": run_sql_step,
     "remedy": run_sql_step,
