@@ -24,6 +24,7 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -93,6 +94,8 @@ FREEZE_BYTES = 8 << 20
 _LO_BATCH = 32
 # Tables analyzed in one round trip (thousands of small tables: one ANALYZE each).
 ANALYZE_BATCH = 32
+# Post-data items of small tables run this many to a transaction (one round trip and one commit).
+ITEM_BATCH = 32
 
 Log = Callable[[str, str], None]
 
@@ -412,7 +415,9 @@ class _Copy:
         log: Log,
         reader: CopyReader | None = None,
         analyze: bool = False,
+        partitions: dict[int, list[int]] | None = None,
     ) -> None:
+        partitions = partitions or {}
         self.source, self.target, self.source_db, self.target_db = source, target, source_db, target_db
         self.reader = reader
         self.children: set[process.OutputStream] = set()
@@ -436,9 +441,9 @@ class _Copy:
                 self.pending_units[oid] = self.pending_units.get(oid, 0) + 1
         self.tables_done = len(tables) - len(self.pending_units)
         self.table_ids = table_ids  # dump id of a TABLE entry -> the table's OID
-        post_ids = {i.dump_id for i in post.items}
+        self.partitions = partitions  # a partitioned table's OID -> the partitions under it
         self.preamble = post.preamble
-        self.waiting: dict[int, PostItem] = {}
+        self.waiting: dict[int, PostItem] = {}  # items not started, by dump id
         self.items_done: set[int] = set()
         for item in post.items:
             if f"item:{item.dump_id}" in done:
@@ -446,13 +451,41 @@ class _Copy:
             else:
                 self.waiting[item.dump_id] = item
         self.result.items_skipped = len(self.items_done)
-        self.post_ids = post_ids
         self.running_items = 0
-        self.running_other = 0  # items running that are not foreign keys
+        self.running_other = 0  # items (and ANALYZEs) running that are not foreign keys
         self.running_units = 0
         self.last_unit_at: float | None = None  # when the last unit of data committed
         self.large_object_info: list[q.LargeObject] = []
-        self.partitions: dict[int, list[int]] = {}
+        # Readiness, kept as events happen (thousands of items: no rescans): what each waiting item
+        # still waits for, and who waits for each item and table.
+        self.unmet: dict[int, int] = {}
+        self.item_waiters: dict[int, list[int]] = {}  # item dump id -> items waiting for it
+        self.table_waiters: dict[int, list[int]] = {}  # table OID -> items waiting for its data
+        self.leaves_left: dict[int, int] = {}  # partitioned table -> its partitions still copying
+        self.parents: dict[int, list[int]] = {}  # partition -> the partitioned tables above it
+        for parent, leaves in partitions.items():
+            self.leaves_left[parent] = sum(1 for leaf in leaves if self.pending_units.get(leaf, 0))
+            for leaf in leaves:
+                self.parents.setdefault(leaf, []).append(parent)
+        self.ready: deque[int] = deque()  # items every dependency of which is done (not foreign keys)
+        self.keys_ready: list[int] = []  # foreign keys likewise: they start when nothing else is left
+        self.waiting_other = 0  # waiting items that are not foreign keys
+        post_ids = {i.dump_id for i in post.items}
+        for item in self.waiting.values():
+            if item.kind != "FK CONSTRAINT":
+                self.waiting_other += 1
+            unmet = 0
+            for dep in item.depends_on:
+                if dep in post_ids:
+                    if dep not in self.items_done:
+                        unmet += 1
+                        self.item_waiters.setdefault(dep, []).append(item.dump_id)
+                elif dep in table_ids and not self._loaded(table_ids[dep]):
+                    unmet += 1
+                    self.table_waiters.setdefault(table_ids[dep], []).append(item.dump_id)
+            self.unmet[item.dump_id] = unmet
+            if not unmet:
+                self._now_ready(item)
         # ANALYZE of each table once its data and its own post-data items (indexes: an expression
         # index's statistics come from the ANALYZE after it) are in, beside the copies still running.
         self.analyze = analyze
@@ -472,22 +505,36 @@ class _Copy:
 
     # -- scheduling (under self.lock) --
 
-    def _ready(self, item: PostItem) -> bool:
-        for dep in item.depends_on:
-            if dep in self.post_ids:
-                if dep not in self.items_done:
-                    return False
-            elif dep in self.table_ids and not self._loaded(self.table_ids[dep]):
-                return False
+    def _now_ready(self, item: PostItem) -> None:
         if item.kind == "FK CONSTRAINT":
-            # Last: a key may reference a partitioned table whose unique index is valid only once
-            # every partition's index is attached, which the archive does not always say.
-            return (
-                not self.queue
-                and not self.running_units
-                and not self.running_other
-                and all(i.kind == "FK CONSTRAINT" for i in self.waiting.values())
-            )
+            self.keys_ready.append(item.dump_id)
+        else:
+            self.ready.append(item.dump_id)
+
+    def _met(self, waiters: list[int] | None) -> None:
+        for dump_id in waiters or ():
+            self.unmet[dump_id] -= 1
+            if not self.unmet[dump_id]:
+                self._now_ready(self.waiting[dump_id])
+
+    def _table_loaded(self, oid: int) -> None:
+        """Every unit of this table is copied: what waits for it (and for a partitioned table all of
+        whose partitions are now in) may start."""
+        self._met(self.table_waiters.pop(oid, None))
+        self._check_analyze(oid)
+        for parent in self.parents.get(oid, ()):
+            self.leaves_left[parent] -= 1
+            if not self.leaves_left[parent] and not self.pending_units.get(parent, 0):
+                self._met(self.table_waiters.pop(parent, None))
+
+    def _small(self, item: PostItem) -> bool:
+        """Every table the item is about is small: such items go several to a round trip."""
+        for dep in item.depends_on:
+            oid = self.table_ids.get(dep)
+            if oid is not None:
+                table = self.tables.get(oid)
+                if table is None or table.size_bytes >= SMALL_BYTES:
+                    return False
         return True
 
     def _check_analyze(self, oid: int) -> None:
@@ -500,19 +547,28 @@ class _Copy:
             return False
         return not any(self.pending_units.get(leaf, 0) for leaf in self.partitions.get(oid, ()))
 
+    def _take(self, dump_ids: list[int]) -> list[PostItem]:
+        items = [self.waiting.pop(d) for d in dump_ids]
+        self.running_items += 1
+        others = sum(1 for i in items if i.kind != "FK CONSTRAINT")
+        self.waiting_other -= others
+        if others:
+            self.running_other += 1
+        return items
+
     def _next(self) -> tuple[str, Any] | None:
         """The next piece of work, or None when everything is done; waits while work is blocked."""
         with self.lock:
             while True:
                 if self.failure is not None or self.cancel.is_set():
                     return None
-                ready = next((i for i in self.waiting.values() if self._ready(i)), None)
-                if ready is not None:
-                    del self.waiting[ready.dump_id]
-                    self.running_items += 1
-                    if ready.kind != "FK CONSTRAINT":
-                        self.running_other += 1
-                    return ("item", ready)
+                if self.ready:
+                    first = self.ready.popleft()
+                    taken = [first]
+                    if self._small(self.waiting[first]):
+                        while self.ready and len(taken) < ITEM_BATCH and self._small(self.waiting[self.ready[0]]):
+                            taken.append(self.ready.popleft())
+                    return ("items", self._take(taken))
                 if self.analyze_ready:
                     batch, self.analyze_ready = self.analyze_ready[:ANALYZE_BATCH], self.analyze_ready[ANALYZE_BATCH:]
                     self.running_items += 1
@@ -521,6 +577,16 @@ class _Copy:
                 if self.queue:
                     self.running_units += 1
                     return ("unit", self.queue.pop(0))
+                if (
+                    self.keys_ready
+                    and not self.running_units
+                    and not self.running_other
+                    and not self.waiting_other
+                    and not self.analyze_ready
+                ):
+                    # Last: a key may reference a partitioned table whose unique index is valid only
+                    # once every partition's index is attached, which the archive does not always say.
+                    return ("items", self._take([self.keys_ready.pop(0)]))
                 if not self.waiting and not self.running_items and not self.running_units:
                     return None
                 if not self.running_items and not self.running_units:
@@ -545,25 +611,27 @@ class _Copy:
                 if left <= 0:
                     self.pending_units.pop(oid, None)
                     self.tables_done += 1
-                    self._check_analyze(oid)
+                    self._table_loaded(oid)
                 else:
                     self.pending_units[oid] = left
             done = self.tables_done
             self.lock.notify_all()
         self.on_progress(float(done))
 
-    def _item_done(self, item: PostItem) -> None:
+    def _items_done(self, items: list[PostItem]) -> None:
         with self.lock:
             self.running_items -= 1
-            if item.kind != "FK CONSTRAINT":
+            if any(i.kind != "FK CONSTRAINT" for i in items):
                 self.running_other -= 1
-            self.items_done.add(item.dump_id)
-            self.result.items += 1
-            for dep in item.depends_on:
-                oid = self.table_ids.get(dep)
-                if oid is not None and oid in self.table_items:
-                    self.table_items[oid].discard(item.dump_id)
-                    self._check_analyze(oid)
+            for item in items:
+                self.items_done.add(item.dump_id)
+                self.result.items += 1
+                self._met(self.item_waiters.pop(item.dump_id, None))
+                for dep in item.depends_on:
+                    oid = self.table_ids.get(dep)
+                    if oid is not None and oid in self.table_items:
+                        self.table_items[oid].discard(item.dump_id)
+                        self._check_analyze(oid)
             self.lock.notify_all()
 
     def _analyzed(self, oids: list[int]) -> None:
@@ -595,9 +663,9 @@ class _Copy:
                 if work is None:
                     return
                 kind, what = work
-                if kind == "item":
-                    self._run_item(tconn, what)
-                    self._item_done(what)
+                if kind == "items":
+                    self._run_items(tconn, what)
+                    self._items_done(what)
                 elif kind == "analyze":
                     self._run_analyze(tconn, what)
                     self._analyzed(what)
@@ -737,6 +805,28 @@ class _Copy:
             self.result.large_objects += len(unit.objects)
         return 0
 
+    def _run_items(self, tconn: Connection, items: list[PostItem]) -> None:
+        """Several items of small tables in one transaction and round trip, with their progress
+        records; if that fails, each again on its own, so that the one that fails is the one named."""
+        if len(items) == 1:
+            self._run_item(tconn, items[0])
+            return
+        if self.cancel.is_set():
+            raise Interrupted("interrupted")
+        for item in items:
+            self.log("sql", item.sql.decode("utf-8", "replace").strip())
+        record = q.mark_done([f"item:{i.dump_id}" for i in items], self.snapshot).as_bytes(tconn)
+        body = b"".join(i.sql + b"\n;\n" for i in items)
+        try:
+            tconn.execute(b"BEGIN;\n" + body + record + b";\nCOMMIT")
+        except psycopg.Error:
+            with contextlib.suppress(Exception):
+                tconn.execute("ROLLBACK")
+            if self.cancel.is_set():
+                raise Interrupted("interrupted") from None
+            for item in items:
+                self._run_item(tconn, item)
+
     def _run_item(self, tconn: Connection, item: PostItem) -> None:
         if self.cancel.is_set():
             raise Interrupted("interrupted")
@@ -864,9 +954,9 @@ def stream_database(
             log=log,
             reader=reader,
             analyze=analyze,
+            partitions=partitions,
         )
         copy.large_object_info = objects
-        copy.partitions = partitions
         copy.result.tables = len(by_oid)
         copy.result.tables_binary = sum(1 for t in info if t.binary)
         if resumed:
