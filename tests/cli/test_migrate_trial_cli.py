@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pgshift.migrate.journal import Journal
 from tests.fixtures.trial import scratch_databases
 
@@ -31,15 +33,25 @@ def _source_db(source: Any, db: str, *, hazard: bool) -> None:
         source.execute("CREATE VIEW bgw AS SELECT checkpoints_timed FROM pg_stat_bgwriter", db)
 
 
-def test_a_refusal_by_the_trial_stops_the_run_before_the_target_changes(servers: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["dump", "stream"])
+def test_a_refusal_by_the_trial_stops_the_run_before_the_target_changes(
+    servers: Any, tmp_path: Path, mode: str
+) -> None:
     source, target = servers.get(14), servers.get(18)
     db, role = f"trialref_{secrets.token_hex(2)}", f"trialref_role_{secrets.token_hex(2)}"
     _source_db(source, db, hazard=True)
     source.execute(f"CREATE ROLE {role}")
     try:
-        done = pgshift("migrate", source.conninfo(), target.conninfo(), "-d", db, "--workdir", str(tmp_path / "w"))
+        workdir = tmp_path / "w"
+        done = pgshift(
+            "migrate", source.conninfo(), target.conninfo(), "-d", db, "--workdir", str(workdir), "--mode", mode
+        )
         assert done.returncode == 2, done.stderr
         assert "schema-trial" in done.stderr and "checkpoints_timed" in done.stderr, done.stderr
+        # Stream mode's trial reads the run's own schema dump; dump mode's dumps the schema itself
+        # (the run's dump holds the data too, and would come too late).
+        trial_dumped = "schema trial of " + db + ": dumping the schema" in (workdir / "migrate.log").read_text()
+        assert trial_dumped == (mode == "dump")
         assert "Traceback" not in done.stderr
         with target.connect("postgres") as conn:
             assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (db,)).fetchone() == (0,)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import threading
 
     from pgshift.catalog.inventory_check import DumpSelection, ObjectFilters, SourceInventory, TargetInventory
-    from pgshift.checks.trial import TrialReport
+    from pgshift.checks.trial import SchemaArchive, TrialReport
     from pgshift.conninfo import Endpoint, ResolvedEndpoint
     from pgshift.migrate.plan import AppliedRemedy, ItemChange
     from pgshift.toolchain.select import ClientChoice
@@ -362,10 +362,11 @@ def with_trial(
     restore_args: Sequence[str] = (),
     remedy_names: Sequence[str] = (),
     cancel: threading.Event | None = None,
+    schema_archive: SchemaArchive | None = None,
 ) -> CheckReport:
     """``report`` (of ``run_check`` without the trial) completed by the schema trial, as
     ``run_check(trial=True)`` would have made it: migrate's preflight runs the rules first and the
-    trial beside its first steps, which only read the source."""
+    trial beside its first steps, which only read the source (``schema_archive``: see run_trial)."""
     report = _with_trial(
         report,
         source,
@@ -376,6 +377,7 @@ def with_trial(
         remedies=remedies if remedies is not None else report.item_changes,
         restore_args=restore_args,
         cancel=cancel,
+        schema_archive=schema_archive,
     )
     return _carried(report, remedy_names)
 
@@ -406,6 +408,7 @@ def _with_trial(
     remedies: Mapping[str, Sequence[ItemChange]] | None = None,
     restore_args: Sequence[str] = (),
     cancel: threading.Event | None = None,
+    schema_archive: SchemaArchive | None = None,
 ) -> CheckReport:
     """The report with the schema trial's outcome: its refusals merged into the findings."""
     import psycopg
@@ -433,6 +436,7 @@ def _with_trial(
             remedies=remedies,
             restore_args=restore_args,
             cancel=cancel,
+            schema_archive=schema_archive,
         )
     except psycopg.Error as exc:
         raise query_failed("the schema trial could not finish", exc) from None

@@ -32,7 +32,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -499,6 +499,10 @@ class _Server:
     superuser: bool
 
 
+# A database's name -> an archive of its schema its caller made anyway (None: the trial dumps it).
+SchemaArchive = Callable[[str], Path | None]
+
+
 def run_trial(
     source: ResolvedEndpoint,
     target: ResolvedEndpoint | None,
@@ -513,8 +517,13 @@ def run_trial(
     remedies: Mapping[str, Sequence[ItemChange]] | None = None,
     restore_args: Sequence[str] = (),
     cancel: threading.Event | None = None,
+    schema_archive: SchemaArchive | None = None,
 ) -> TrialReport:
     """Try the schema of each database in ``databases`` on ``target`` (or a lab server of ``target_major``).
+
+    ``schema_archive`` gives, for a database, an archive of its schema that the caller made anyway
+    (migrate's stream mode dumps the schema alone), which the trial reads instead of dumping again;
+    None for a database: the trial dumps it.
 
     ``dump_args`` are pg_dump's object filters (``--schema=…``, ``--exclude-table=…``) when the check
     is limited to some objects. ``remedies`` (per database: migrate's item changes) are applied as
@@ -569,6 +578,7 @@ def run_trial(
                         (remedies or {}).get(db.name, ()),
                         restore_args,
                         cancel,
+                        schema_archive(db.name) if schema_archive is not None else None,
                     )
                     for db in databases
                 ]
@@ -746,30 +756,32 @@ def _trial_database(
     changes: Sequence[ItemChange] | None = None,
     restore_args: Sequence[str] = (),
     cancel: threading.Event | None = None,
+    given: Path | None = None,
 ) -> DatabaseTrial:
     changes = changes or ()
     step = f"check:trial:{db.name}"
-    sink(StepStarted(f"schema trial of {db.name}: dumping the schema", step=step))
     started = time.monotonic()
-    archive = tmp / f"{len(list(tmp.iterdir()))}.dump"
-    script = archive.with_suffix(".sql")
+    archive = given or tmp / f"{len(list(tmp.iterdir()))}.dump"
+    script = tmp / f"{len(list(tmp.iterdir()))}.sql"
     try:
-        _client_run(
-            client,
-            "pg_dump",
-            [
-                "--schema-only",
-                "--format=custom",
-                "--no-subscriptions",  # CREATE SUBSCRIPTION would stop the scratch database from being dropped
-                "--no-password",
-                f"--file={archive}",
-                *client.dump_flags,
-                *dump_args,
-                f"--dbname={source.child_conninfo(db.name)}",
-            ],
-            source,
-            tmp,
-        )
+        if given is None:
+            sink(StepStarted(f"schema trial of {db.name}: dumping the schema", step=step))
+            _client_run(
+                client,
+                "pg_dump",
+                [
+                    "--schema-only",
+                    "--format=custom",
+                    "--no-subscriptions",  # CREATE SUBSCRIPTION would stop the scratch database from being dropped
+                    "--no-password",
+                    f"--file={archive}",
+                    *client.dump_flags,
+                    *dump_args,
+                    f"--dbname={source.child_conninfo(db.name)}",
+                ],
+                source,
+                tmp,
+            )
         restore = [
             "--verbose",
             "--no-tablespaces",
@@ -801,7 +813,8 @@ def _trial_database(
     text = data.decode("latin-1")  # byte for byte: the statements go back as they came
     statements = split_script(text)
     script.unlink()
-    archive.unlink()
+    if given is None:
+        archive.unlink()
     missing_roles = frozenset(source_roles) - server.roles
     judge = _Judge(db.name, missing_roles, server.where)
     name = scratch.new_name()
@@ -837,7 +850,7 @@ def _remedy_list(client: ClientChoice, archive: Path, changes: Sequence[ItemChan
     done = run_client(client, "pg_restore", ["--list", str(archive)], env=base_env(), mounts=[str(tmp)])
     listing = [line for line in done.stdout.splitlines() if line]
     skip = omitted_ids(parse_listing(listing), changes)
-    path = archive.with_suffix(".list")
+    path = tmp / (archive.name + ".list")
     path.write_text("\n".join(use_list(listing, skip)) + "\n", encoding="utf-8")
     return path
 

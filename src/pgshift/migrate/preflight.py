@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,7 @@ def finish_check(
     cancel: threading.Event | None = None,
     *,
     rules_said: bool = True,
+    schema_archive: Callable[[str], Path | None] | None = None,
 ) -> None:
     """The schema trial ``_check_findings`` deferred, judged as the preflight judges the rules: a
     refusal raises PreflightRefused (nothing has changed the target yet); what it adds is said once
@@ -232,6 +234,7 @@ def finish_check(
             restore_args=tuple(f for f in restore_object_flags(options) if f != "--no-tablespaces"),
             remedy_names=options.remedies,
             cancel=cancel,
+            schema_archive=schema_archive,
         )
     except psycopg.Error as exc:
         raise query_failed("the preflight's schema trial could not finish", exc) from None

@@ -29,8 +29,8 @@ from pgshift.events import EventSink, Level, Message, StepFinished, StepProgress
 from pgshift.migrate import steps
 from pgshift.migrate.journal import JOURNAL, DatabaseRecord, Journal, RunStatus, killed_attempt, now
 from pgshift.migrate.options import MigrateOptions
-from pgshift.migrate.plan import DatabasePlan, MigrationPlan
-from pgshift.migrate.planner import build_plan
+from pgshift.migrate.plan import DatabasePlan, MigrationPlan, Step
+from pgshift.migrate.planner import build_plan, streams
 from pgshift.migrate.preflight import Facts, finish_check, preflight, server_identity
 from pgshift.migrate.result import DatabaseResult, DatabaseStatus, GlobalsResult, MigrationResult
 from pgshift.migrate.workdir import (
@@ -280,10 +280,26 @@ def _trial_beside_dumps(run: steps.Run, plan: MigrationPlan) -> dict[str, Pgshif
     facts = run.facts
     dumps = [s for d in plan.databases if d.moves for s in plan.steps_of(d.source) if s.kind == "dump"]
     verdict: list[BaseException] = []
+    # Stream mode dumps the schema alone, as the trial would: the trial reads that archive instead of
+    # dumping each database a second time (a client in Docker sees only its own directory).
+    dumped: dict[str, threading.Event] = {}
+    if streams(facts) and facts.client.docker_image is None:
+        dumped = {s.database: threading.Event() for s in dumps if s.database is not None}
+
+    def schema_archive(database: str) -> Path | None:
+        ended = dumped.get(database)
+        if ended is None:
+            return None
+        while not ended.wait(0.1):
+            if run.cancel.is_set():
+                return None
+        step = next(s for s in dumps if s.database == database)
+        done = step.id in run.done_ahead
+        return Path(_file_arg(step)) if done else None
 
     def judge() -> None:
         try:
-            finish_check(facts, run.sink, run.warnings, run.cancel)
+            finish_check(facts, run.sink, run.warnings, run.cancel, schema_archive=schema_archive)
         except BaseException as exc:  # handed to the runner's thread below
             verdict.append(exc)
 
@@ -312,6 +328,9 @@ def _trial_beside_dumps(run: steps.Run, plan: MigrationPlan) -> dict[str, Pgshif
                 failed[step.database] = StepFailed(
                     f"database {step.database!r}: internal error {type(exc).__name__}: {exc}"
                 )
+            finally:
+                if step.database in dumped:
+                    dumped[step.database].set()
 
     workers = [
         threading.Thread(target=ahead, name=f"dump-ahead-{i}", daemon=True)
@@ -320,6 +339,8 @@ def _trial_beside_dumps(run: steps.Run, plan: MigrationPlan) -> dict[str, Pgshif
     for w in workers:
         w.start()
     trial.join()
+    for ended in dumped.values():
+        ended.set()  # the dumps not started: nobody waits for them any more
     if verdict:
         # Refused (or the trial could not run): stop the dumps under way; the target is untouched.
         run.cancel.set()
@@ -332,6 +353,11 @@ def _trial_beside_dumps(run: steps.Run, plan: MigrationPlan) -> dict[str, Pgshif
     for w in workers:
         w.join()
     return failed
+
+
+def _file_arg(step: Step) -> str:
+    assert step.program is not None
+    return next(a.removeprefix("--file=") for a in step.program.args if a.startswith("--file="))
 
 
 def _body(run: steps.Run, plan: MigrationPlan) -> dict[str, Any]:
