@@ -6,6 +6,9 @@ those a cut-short attempt made already."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,11 @@ from pgshift.migrate import MigrateOptions, run_migration
 from pgshift.migrate.journal import Journal
 
 PARTITIONS = 24
+
+
+def pgshift(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pgshift", *args], capture_output=True, text=True, timeout=300)
+
 
 SCHEMA = (
     "CREATE TABLE audit (id serial PRIMARY KEY, tbl text, op text);"
@@ -64,3 +72,26 @@ def test_no_trigger_fires_while_the_data_loads(servers: Any, tmp_path: Path) -> 
     # Made by restore-triggers: events' and plain's triggers and the comment (a crash in that step is
     # tests/cli/test_migrate_crash_each_step.py's).
     assert journal.step(f"db:{db}:restore-triggers").artifacts.get("triggers") == 3
+
+
+def test_a_restore_of_a_backup_set_makes_the_triggers_after_the_data(servers: Any, tmp_path: Path) -> None:
+    """pgshift restore runs pg_restore -j too: the same restore-triggers step, with and without remedies."""
+    source, target = servers.get(16), servers.get(17)
+    db = "trigger_set"
+    for server in (source, target):
+        server.execute(f"DROP DATABASE IF EXISTS {db}")
+    source.execute(f"CREATE DATABASE {db}")
+    source.execute(SCHEMA, db)
+    sets = tmp_path / "sets"
+    made = pgshift("backup", source.conninfo(), "--to", str(sets), "-d", db, "--json")
+    assert made.returncode == 0, made.stderr
+    path = json.loads(made.stdout)["path"]
+    plan = pgshift("restore", path, target.conninfo(), "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    kinds = [s["kind"] for s in json.loads(plan.stdout)["steps"] if s["database"] == db]
+    assert kinds.index("restore-archive") < kinds.index("restore-triggers"), kinds
+    done = pgshift("restore", path, target.conninfo(), "--workdir", str(tmp_path / "run"), "--json")
+    assert done.returncode == 0, done.stderr
+    with source.connect(db) as sconn, target.connect(db) as tconn:
+        assert tconn.execute("SELECT count(*) FROM audit").fetchone() == (1,)
+        assert _triggers(tconn) == _triggers(sconn)

@@ -29,6 +29,8 @@ from typing import Any
 
 import psycopg
 
+from pgshift.archive import parse_listing, trigger_ids
+from pgshift.archive import use_list as archive_use_list
 from pgshift.backup import inventory, sets
 from pgshift.backup import remedies as set_remedies
 from pgshift.backup.runner import run_steps
@@ -56,6 +58,7 @@ from pgshift.migrate.plan import (
 )
 from pgshift.migrate.planner import (
     command_display,
+    data_use_list,
     database_actions,
     drop_actions,
     final_comment_action,
@@ -71,6 +74,7 @@ from pgshift.migrate.planner import (
     script_args,
     toc_listing,
     tolerate_transaction_timeout,
+    triggers_use_list,
 )
 from pgshift.migrate.preflight import Facts
 from pgshift.migrate.remedies import DatabaseRemedies
@@ -849,6 +853,8 @@ def restore_archive_args(
         args.append(f"--jobs={facts.jobs_per_database}")
     if options.use_list is not None:
         args.append(f"--use-list={options.use_list}")
+    elif defers_triggers(facts, options):
+        args.append(f"--use-list={data_use_list(archive_link(workdir, dbp))}")
     elif options.schemas and not options.tables:
         # pg_restore -n leaves the schema's own CREATE SCHEMA out: the list written when the step runs
         # holds the schema's items and the schema itself.
@@ -966,6 +972,7 @@ def _database_chain(
         )
     archive = bset.archive(dbp.source)
     intent: dict[str, Any] = {"schemas": list(options.schemas)}
+    title_note = ""
     remedies = facts.remedies.get(dbp.source)
     if remedies is not None and (remedies.items or remedies.after_data):
         _remedy_steps(facts, dbp, remedies, archive_link(workdir, dbp), add)
@@ -980,14 +987,18 @@ def _database_chain(
         call = _program(facts, "psql", restore_script_args(facts, dbp, script))
     else:
         call = _program(facts, "pg_restore", restore_archive_args(facts, options, dbp, archive, workdir))
+        if defers_triggers(facts, options):
+            title_note = ", the triggers after all the data"
         what = "everything"
         if options.use_list is not None:
             what = f"the list {options.use_list.name}"
         elif options.selective:
             what = "the objects asked for"
-        title = f"pg_restore of {what} from {archive.name} ({human_size(dbp.size_bytes)})"
+        title = f"pg_restore of {what} from {archive.name} ({human_size(dbp.size_bytes)}){title_note}"
     if remedies is None or not (remedies.items or remedies.after_data):
         add("restore-archive", title, program=call, connect_to=dbp.target, intent=intent)
+        if bset.format != "plain" and defers_triggers(facts, options):
+            _triggers_step(facts, dbp, archive_link(workdir, dbp), add, ())
     settings = role_database_actions(facts, dbp, created)
     if settings:
         add("database-settings", "role settings in the database", connect_to=dbp.target, sql=tuple(settings))
@@ -1006,7 +1017,7 @@ def archive_link(workdir: Path, dbp: DatabasePlan) -> Path:
 
 def link_archives(plan: RestorePlan, bset: sets.BackupSet) -> None:
     for dbp in plan.databases:
-        if any(s.database == dbp.source and s.kind == "restore-schema" for s in plan.steps):
+        if any(s.database == dbp.source and s.kind in ("restore-schema", "restore-triggers") for s in plan.steps):
             link = archive_link(plan.workdir, dbp)
             with contextlib.suppress(FileNotFoundError):
                 link.unlink()
@@ -1042,7 +1053,9 @@ def _remedy_steps(
     add(
         "restore-data",
         "restore the data, indexes and constraints",
-        program=_program(facts, "pg_restore", restore_args(facts, dbp, link, "data", use_list=omit)),
+        program=_program(
+            facts, "pg_restore", restore_args(facts, dbp, link, "data", use_list=omit or data_use_list(link))
+        ),
         items=items,
     )
     if remedies.after_data:
@@ -1053,6 +1066,29 @@ def _remedy_steps(
             sql=tuple(remedies.after_data),
             note="; ".join(f"{r.remedy}: {r.object}: {r.change}" for r in remedies.applied),
         )
+    _triggers_step(facts, dbp, link, add, items)
+
+
+def defers_triggers(facts: Facts, options: RestoreOptions) -> bool:
+    """Whether the archive's triggers wait for a step after all its data (as migrate's do): a
+    parallel pg_restore could make a partitioned table's trigger while its partitions still load.
+    Not with a list or a selection of the user's, which say themselves what is restored."""
+    return facts.jobs_per_database > 1 and options.use_list is None and not options.schemas and not options.tables
+
+
+def _triggers_step(
+    facts: Facts, dbp: DatabasePlan, link: Path, add: Callable[..., None], items: tuple[Any, ...]
+) -> None:
+    add(
+        "restore-triggers",
+        "restore the triggers, after all the data",
+        program=_program(
+            facts, "pg_restore", restore_args(facts, dbp, link, "triggers", use_list=triggers_use_list(link))
+        ),
+        connect_to=dbp.target,
+        items=items,
+        note="those the target has already (an attempt cut short after it made them) are left out",
+    )
 
 
 def _program(facts: Facts, program: str, args: list[str]) -> ProgramCall:
@@ -1173,6 +1209,14 @@ def _restore_archive(run: steps.Run, step: Step) -> None:
     if use_list.endswith(".schemas.list"):
         schemas = tuple(step.intent.get("schemas", ()))
         items = write_schema_list(facts, Path(step.program.args[-1]), schemas, Path(use_list))
+    elif use_list.endswith(".data.list"):
+        # Everything but the triggers, which restore-triggers makes once all the data is in.
+        listing = toc_listing(facts, Path(step.program.args[-1]))
+        skip = trigger_ids(parse_listing(listing))
+        fd = os.open(use_list, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(archive_use_list(listing, skip)) + "\n")
+        items = len(listing) - len(skip)
     elif use_list:
         items = sum(1 for line in Path(use_list).read_text(errors="replace").splitlines() if line and line[0] != ";")
     else:

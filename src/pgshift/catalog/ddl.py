@@ -626,6 +626,22 @@ def terminate_sessions(dbname: str) -> Statement:
     )
 
 
+def trigger_labels(conn: Connection) -> set[str]:
+    """ "SCHEMA TABLE TRIGGER" of each trigger made in this database (not a partition's clone of its
+    parent's, nor a constraint's own): how pg_restore's listing names a TRIGGER entry, before its owner.
+
+    Version notes: a partition's clone of its parent's trigger is internal before 13 and has
+    ``tgparentid`` from 13."""
+    clone = "t.tgparentid <> 0" if server_version(conn).major >= 13 else "false"
+    rows = fetch_all(
+        conn,
+        "SELECT n.nspname || ' ' || c.relname || ' ' || t.tgname AS label FROM pg_catalog.pg_trigger t"
+        " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        f" WHERE NOT t.tgisinternal AND NOT ({clone})",
+    )
+    return {r["label"] for r in rows}
+
+
 def other_sessions(conn: Connection, dbname: str) -> int:
     """Sessions on ``dbname`` other than this one (e.g. a killed pg_restore's backends, still at work)."""
     row = fetch_one(

@@ -30,9 +30,11 @@ from pgshift.catalog.session import Connection, fetch_all, fetch_one, server_ver
 PROGRESS_SCHEMA = "pgshift_stream"
 
 
-# Built-in types (pg_catalog) whose binary form is the same in 10–18 and holds no server's OID.
+# Built-in types (pg_catalog) whose binary form is the same in 10–18 and holds no server's OID. Not
+# money: its binary form is a count of the smallest unit of lc_monetary's currency, which a target of
+# another lc_monetary would read as another amount, where its text form would be refused.
 BINARY_TYPES = (
-    "bool", "bytea", "char", "name", "int2", "int4", "int8", "oid", "float4", "float8", "numeric", "money",
+    "bool", "bytea", "char", "name", "int2", "int4", "int8", "oid", "float4", "float8", "numeric",
     "text", "varchar", "bpchar", "date", "time", "timetz", "timestamp", "timestamptz", "interval", "uuid",
     "inet", "cidr", "macaddr", "macaddr8", "json", "jsonb", "bit", "varbit",
 )  # fmt: skip

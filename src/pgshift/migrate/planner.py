@@ -763,6 +763,7 @@ def _database_steps(
                 restore_args(facts, dbp, dump_dir, "triggers", use_list=triggers_use_list(dump_dir)),
                 "target",
             ),
+            connect_to=dbp.target,
             items=items,
             note="those the target has already (an attempt cut short after it made them) are left out",
         )

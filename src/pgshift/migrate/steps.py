@@ -33,7 +33,6 @@ from pgshift.migrate.plan import Action, ProgramCall, Step
 from pgshift.migrate.planner import (
     SNAPSHOT_ARG,
     data_use_list,
-    probe_items,
     remaining_items,
     remedied_script,
     remedy_use_list,
@@ -724,13 +723,18 @@ def _write_list(use_list: Path, lines: list[str]) -> None:
 def _write_triggers_list(run: Run, step: Step, dump_dir: Path, use_list: Path) -> int:
     """The use-list of restore-triggers: the triggers the data step left out (and their comments),
     minus those the target has already — an attempt killed after pg_restore made them."""
-    assert step.database is not None
+    assert step.connect_to is not None
     listing = toc_listing(run.facts, dump_dir)
     parsed = remedies.parse_listing(listing)
     wanted = trigger_ids(parsed) - remedies.omitted_ids(parsed, step.items)
-    triggers = {i.dump_id: (i.classid, i.objid, False) for i in parsed if i.dump_id in wanted and i.desc == "TRIGGER"}
-    dbp = next(d for d in run.facts.databases if d.source == step.database)
-    present = {dump_id for dump_id, seen in probe_items(run.facts, dbp, triggers).items() if seen.found}
+    # Found by name on the target alone (a restore of a backup set has no source to ask).
+    with run.target_session(step.connect_to) as conn:
+        made = ddl.trigger_labels(conn)
+    present = {
+        i.dump_id
+        for i in parsed
+        if i.dump_id in wanted and i.desc == "TRIGGER" and any(i.rest.startswith(f"{label} ") for label in made)
+    }
     if present:
         run.log.write("info", f"{len(present)} trigger(s) of the dump are on the target already: {sorted(present)}")
     todo = wanted - present
