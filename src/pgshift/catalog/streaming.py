@@ -180,16 +180,30 @@ def _columns(table: CopyTable) -> sql.Composable:
     return sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in table.columns))
 
 
+# A range of keys is read through the key's index only when the rows lie in about the key's order;
+# otherwise the planner would read the whole table for each range.
+KEY_CORRELATION = 0.9
+
+
 def key_bounds(conn: Connection, table: CopyTable) -> tuple[int, int] | None:
-    """The lowest and highest value of the table's integer key (``CopyTable.key``), by its index."""
+    """The lowest and highest value of the table's integer key (``CopyTable.key``), by its index; None
+    when the statistics do not show the rows stored in about the key's order (or there are none)."""
     assert table.key is not None
+    row = fetch_one(
+        conn,
+        "SELECT correlation FROM pg_catalog.pg_stats WHERE schemaname = %s AND tablename = %s AND attname = %s"
+        " AND NOT inherited",
+        [table.schema, table.name, table.key],
+    )
+    if row is None or row["correlation"] is None or abs(float(row["correlation"])) < KEY_CORRELATION:
+        return None
     key, ident = sql.Identifier(table.key), sql.Identifier(table.schema, table.name)
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SELECT min({k}) AS lo, max({k}) AS hi FROM ONLY {t}").format(k=key, t=ident))
-        row = cur.fetchone()
-    if row is None or row["lo"] is None:
+        bounds = cur.fetchone()
+    if bounds is None or bounds["lo"] is None:
         return None
-    return int(row["lo"]), int(row["hi"])
+    return int(bounds["lo"]), int(bounds["hi"])
 
 
 def copy_out(table: CopyTable, lo: int | None, hi: int | None, *, key: str | None = None) -> sql.Composed:
