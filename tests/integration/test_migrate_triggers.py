@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pgshift.migrate import MigrateOptions, run_migration
 from pgshift.migrate.journal import Journal
+from tests.fixtures.moves import move, new_database
 
 PARTITIONS = 24
 
@@ -48,21 +48,9 @@ def _triggers(conn: Any) -> list[tuple[Any, ...]]:
 def test_no_trigger_fires_while_the_data_loads(servers: Any, tmp_path: Path) -> None:
     source, target = servers.get(16), servers.get(17)
     db = "trigger_race"
-    for server in (source, target):
-        server.execute(f"DROP DATABASE IF EXISTS {db}")
-    source.execute(f"CREATE DATABASE {db}")
-    source.execute(SCHEMA, db)
+    new_database(source, target, db, SCHEMA)
     workdir = tmp_path / "run"
-    result = run_migration(
-        MigrateOptions(
-            source=source.endpoint("source"),
-            target=target.endpoint("target"),
-            databases=(db,),
-            workdir=workdir,
-            jobs=2,
-        )
-    )
-    assert result.ok, result
+    move(source, target, db, workdir, jobs=2)
     with source.connect(db) as sconn, target.connect(db) as tconn:
         assert tconn.execute("SELECT count(*) FROM audit").fetchone() == (1,)
         assert _triggers(tconn) == _triggers(sconn)
@@ -78,10 +66,7 @@ def test_a_restore_of_a_backup_set_makes_the_triggers_after_the_data(servers: An
     """pgshift restore runs pg_restore -j too: the same restore-triggers step, with and without remedies."""
     source, target = servers.get(16), servers.get(17)
     db = "trigger_set"
-    for server in (source, target):
-        server.execute(f"DROP DATABASE IF EXISTS {db}")
-    source.execute(f"CREATE DATABASE {db}")
-    source.execute(SCHEMA, db)
+    new_database(source, target, db, SCHEMA)
     sets = tmp_path / "sets"
     made = pgshift("backup", source.conninfo(), "--to", str(sets), "-d", db, "--json")
     assert made.returncode == 0, made.stderr

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgshift.migrate import MigrateOptions, run_migration
 from pgshift.migrate.journal import Journal
+from tests.fixtures.moves import move, new_database
 
 SCHEMA = """
 CREATE TABLE big (id int PRIMARY KEY, v text, n numeric);
@@ -25,25 +25,12 @@ CREATE MATERIALIZED VIEW counts AS SELECT v, count(*) FROM big GROUP BY v;
 def test_each_table_is_analyzed_by_the_copy_with_its_expression_indexes(servers: Any, tmp_path: Path) -> None:
     source, target = servers.get(13), servers.get(17)
     db = "stream_analyze"
-    for server in (source, target):
-        server.execute(f"DROP DATABASE IF EXISTS {db}")
-    source.execute(f"CREATE DATABASE {db}")
     tiny = "".join(
         f"CREATE TABLE tiny_{i} (id int PRIMARY KEY); INSERT INTO tiny_{i} VALUES (1), (2);" for i in range(40)
     )
-    source.execute(SCHEMA + tiny, db)
+    new_database(source, target, db, SCHEMA + tiny)
     workdir = tmp_path / "run"
-    result = run_migration(
-        MigrateOptions(
-            source=source.endpoint("source"),
-            target=target.endpoint("target"),
-            databases=(db,),
-            workdir=workdir,
-            mode="stream",
-            jobs=2,
-        )
-    )
-    assert result.ok, result
+    move(source, target, db, workdir, mode="stream", jobs=2)
     journal = Journal.load(workdir)
     copied = {tuple(t) for t in journal.step(f"db:{db}:stream-data").artifacts["analyzed"]}
     leaves = {("public", "big"), ("public", "measure_1"), ("public", "measure_2")}

@@ -13,8 +13,9 @@ import pytest
 
 from pgshift.catalog import streaming as q
 from pgshift.catalog.session import connect
-from pgshift.migrate import MigrateOptions, run_migration, streaming
+from pgshift.migrate import streaming
 from pgshift.migrate.journal import Journal
+from tests.fixtures.moves import move, new_database
 
 # Values of each type, edge cases first; every table also gets a NULL row.
 VALUES: dict[str, list[str]] = {
@@ -113,17 +114,7 @@ def _rendered(conn: Any, table: str, column: str) -> list[str | None]:
 
 def _stream(source: Any, target: Any, db: str, workdir: Path, **options: Any) -> dict[str, Any]:
     """Move ``db`` in stream mode; the stream-data step's record of it."""
-    result = run_migration(
-        MigrateOptions(
-            source=source.endpoint("source"),
-            target=target.endpoint("target"),
-            databases=(db,),
-            workdir=workdir,
-            mode="stream",
-            **options,
-        )
-    )
-    assert result.ok, result
+    move(source, target, db, workdir, mode="stream", **options)
     return dict(Journal.load(workdir).step(f"db:{db}:stream-data").artifacts)
 
 
@@ -132,9 +123,7 @@ def moved(request: Any, servers: Any, tmp_path_factory: Any) -> tuple[Any, Any, 
     source_major, target_major = request.param
     source, target = servers.get(source_major), servers.get(target_major)
     db = f"binary_{source_major}_{target_major}"
-    source.execute(f"DROP DATABASE IF EXISTS {db}")
-    target.execute(f"DROP DATABASE IF EXISTS {db}")
-    source.execute(f"CREATE DATABASE {db}")
+    new_database(source, target, db)
     with source.connect(db) as conn:
         conn.execute("SET timezone = 'UTC'")
         conn.execute(_schema())
@@ -182,14 +171,13 @@ def test_other_types_go_as_text(moved: tuple[Any, Any, str, dict[str, Any]]) -> 
 def test_a_move_to_an_older_major_goes_as_text(servers: Any, tmp_path: Path) -> None:
     newer, older = servers.get(17), servers.get(13)
     db = "binary_downgrade"
-    for server in (newer, older):
-        server.execute(f"DROP DATABASE IF EXISTS {db}")
-    newer.execute(f"CREATE DATABASE {db}")
-    newer.execute(
+    new_database(
+        newer,
+        older,
+        db,
         "CREATE TABLE t (id int PRIMARY KEY, n numeric, at timestamptz, j jsonb);"
         "INSERT INTO t SELECT g, g / 7.0, '2000-01-01'::timestamptz + g * interval '1 hour', jsonb_build_object('g', g)"
         " FROM generate_series(1, 1000) g",
-        db,
     )
     # verify=False: schema public's 15+ default (no CREATE for PUBLIC) does not reach a 13 target,
     # which check warns of (public-schema-older-target) and verify reports.

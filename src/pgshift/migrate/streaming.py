@@ -722,15 +722,19 @@ class _Copy:
                 sconn, tconn, table, unit.lo, unit.hi, key=unit.key, freeze=freeze, cancel=self.cancel
             )
         except psycopg.Error as exc:
-            if self.cancel.is_set():
-                raise Interrupted("interrupted") from None
-            raise _Failed(
-                StepFailed(
-                    f"copying table {table.label} of database {self.source_db!r} failed: {first_line(exc)}",
-                    hint="see the log in the work directory; fix the cause, then resume",
-                )
-            ) from None
+            raise self._failed(f"copying table {table.label} of database {self.source_db!r}", exc) from None
         return rows, nbytes
+
+    def _failed(self, what: str, exc: psycopg.Error) -> BaseException:
+        """What a worker raises when a statement of ``what`` failed (an interruption, if it was ours)."""
+        if self.cancel.is_set():
+            return Interrupted("interrupted")
+        return _Failed(
+            StepFailed(
+                f"{what} failed: {first_line(exc)}",
+                hint="see the log in the work directory; fix the cause, then resume",
+            )
+        )
 
     def _copy_through_psql(
         self, reader: CopyReader, sconn: Connection, tconn: Connection, table: q.CopyTable, unit: Unit, *, freeze: bool
@@ -862,14 +866,7 @@ class _Copy:
         except psycopg.Error as exc:
             with contextlib.suppress(Exception):
                 tconn.execute("ROLLBACK")
-            if self.cancel.is_set():
-                raise Interrupted("interrupted") from None
-            raise _Failed(
-                StepFailed(
-                    f"ANALYZE in database {self.target_db!r} failed: {first_line(exc)}",
-                    hint="see the log in the work directory; fix the cause, then resume",
-                )
-            ) from None
+            raise self._failed(f"ANALYZE in database {self.target_db!r}", exc) from None
 
     def cancel_all(self) -> None:
         with self.lock:
